@@ -1,0 +1,53 @@
+# Thin wrapper over CMake. `make run` and `make test` are the two commands a newcomer needs.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS ?= $(shell nproc)
+CONFIG ?= conf/wsgate.yaml
+PYTHON ?= /usr/bin/python3
+
+.PHONY: all deps build run test unit integration asan fuzz bench clean format
+
+all: build
+
+deps:
+	@bash packaging/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@bash packaging/run-demo.sh $(BUILD)/wsgate $(CONFIG)
+
+# Every test: unit + integration on the normal build, the same under ASan+UBSan, a short fuzz run.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 2
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -L unit
+
+integration: build
+	@cd $(BUILD) && ctest --output-on-failure -L integration
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWSGATE_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j 2
+
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DWSGATE_FUZZ=ON -DWSGATE_TESTS=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	@bash tests/fuzz/run-all.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-30}
+
+bench: build
+	@bash tests/bench/run.sh $(BUILD)
+
+format:
+	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

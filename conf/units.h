@@ -1,0 +1,22 @@
+#pragma once
+// Parsing of the config's units: durations ("500ms", "10s", "5m", "1h") and sizes
+// (integers in bytes, or "16KiB", "16MiB", "1GiB", "1KB"=1000, "1MB", "1GB"). Pure.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "conf/config.h"
+
+namespace wsgate::conf {
+
+// "0" and "0s" are zero; a number without a unit is an error (ambiguous). nullopt on error.
+std::optional<Duration> parseDuration(std::string_view text) noexcept;
+
+// A plain integer is bytes. nullopt on error or overflow.
+std::optional<uint64_t> parseSize(std::string_view text) noexcept;
+
+// "host:port" or "[v6]:port"; port 0..65535 (0 only when allowZeroPort). nullopt on error.
+std::optional<HostPort> parseHostPort(std::string_view text, bool allowZeroPort) noexcept;
+
+}  // namespace wsgate::conf

@@ -1,0 +1,40 @@
+#pragma once
+// Serializes heads as wsgate forwards them: hop-by-hop fields removed (RFC 9110 7.6.1),
+// X-Forwarded-* set, WebSocket Upgrade/Connection regenerated after validation.
+
+#include <string>
+#include <string_view>
+
+#include "proxy/http/head.h"
+
+namespace wsgate::http {
+
+struct ForwardInfo {
+  std::string_view clientIp;      // appended to X-Forwarded-For
+  std::string_view proto;         // "http" or "https" -> X-Forwarded-Proto
+  bool websocket = false;         // regenerate "Upgrade: websocket" + "Connection: Upgrade"
+};
+
+// True for fields that never cross the proxy: Connection, Keep-Alive, Proxy-Connection,
+// TE, Trailer, Upgrade, Transfer-Encoding (the caller re-adds it when the body stays
+// chunked), and every field the message's Connection header names — except the
+// X-Forwarded-* fields wsgate itself sets, which a client cannot strip this way.
+bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexcept;
+
+// Appends the request head to send to a backend to `out`: request line as HTTP/1.1, the
+// client's end-to-end fields in order, Host kept, X-Forwarded-For (client's value, if any,
+// + ", " + clientIp), X-Forwarded-Proto, X-Forwarded-Host (the Host value), and
+// "Transfer-Encoding: chunked" when the body is chunked. Incoming X-Forwarded-Proto and
+// X-Forwarded-Host are replaced. For a WebSocket upgrade, Upgrade + Connection are
+// regenerated; otherwise "Connection: keep-alive" is sent (HTTP/1.1 default, explicit).
+void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std::string& out);
+
+// Appends the response head to send to the client: status line as HTTP/1.1, end-to-end
+// fields, "Transfer-Encoding: chunked" when the body is chunked, and for a 101 the
+// regenerated "Upgrade: websocket" + "Connection: Upgrade"; otherwise a Connection field
+// saying "keep-alive" or "close" per `clientKeepAlive`. `extraHeaders` (already formatted
+// "Name: value\r\n" lines, may be empty) are appended before the final CRLF.
+void appendForwardedResponse(const ResponseHead& resp, bool clientKeepAlive,
+                             std::string_view extraHeaders, std::string& out);
+
+}  // namespace wsgate::http
