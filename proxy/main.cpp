@@ -1,1 +1,41 @@
-int main() { return 0; }
+// wsgate [-c FILE] | wsgate --check -c FILE | wsgate --version
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "proxy/server.h"
+#include "wsgate/version.h"
+
+namespace {
+
+int usage(int code) {
+  (code == 0 ? std::cout : std::cerr)
+      << "usage: wsgate [-c FILE]          run (FILE defaults to conf/wsgate.yaml)\n"
+         "       wsgate --check -c FILE    validate the config, print ok or FILE:LINE:COL errors\n"
+         "       wsgate --version\n";
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config = "conf/wsgate.yaml";
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--version" || arg == "-v") {
+      std::cout << "wsgate " << WSGATE_VERSION << "\n";
+      return 0;
+    } else if (arg == "--check" || arg == "-t") {
+      check = true;
+    } else if ((arg == "-c" || arg == "--config") && i + 1 < argc) {
+      config = argv[++i];
+    } else if (arg == "-h" || arg == "--help") {
+      return usage(0);
+    } else {
+      std::cerr << "wsgate: unknown argument '" << arg << "'\n";
+      return usage(2);
+    }
+  }
+  return check ? wsgate::proxy::checkConfig(config) : wsgate::proxy::runServer(config);
+}

@@ -1,1 +1,69 @@
-// placeholder: being written
+#include "proxy/runtime.h"
+
+namespace wsgate::proxy {
+namespace {
+
+balancer::PolicyKind toKind(conf::Policy p) {
+  switch (p) {
+    case conf::Policy::RoundRobin: return balancer::PolicyKind::RoundRobin;
+    case conf::Policy::LeastConn: return balancer::PolicyKind::LeastConn;
+    case conf::Policy::RandomTwo: return balancer::PolicyKind::RandomTwo;
+    case conf::Policy::Hash: return balancer::PolicyKind::Hash;
+  }
+  return balancer::PolicyKind::RoundRobin;
+}
+
+balancer::BackendPtr reuseOrCreate(const Runtime* previous, balancer::BackendSpec spec) {
+  if (previous != nullptr) {
+    if (const PoolEntry* old = previous->findPool(spec.pool)) {
+      const std::string id = spec.identity();
+      for (const auto& b : old->pool->backends()) {
+        if (b->spec().identity() == id && b->spec().weight == spec.weight &&
+            b->spec().maxConnections == spec.maxConnections) {
+          return b;
+        }
+      }
+    }
+  }
+  return std::make_shared<balancer::Backend>(std::move(spec));
+}
+
+}  // namespace
+
+const PoolEntry* Runtime::findPool(const std::string& name) const {
+  auto it = pools.find(name);
+  return it == pools.end() ? nullptr : &it->second;
+}
+
+RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
+                        std::string& error) {
+  auto rt = std::make_shared<Runtime>(config);
+  for (const auto& pc : config->pools) {
+    PoolEntry entry;
+    entry.config = &pc;
+    std::vector<balancer::BackendPtr> backends;
+    std::vector<uint32_t> weights;
+    for (const auto& bc : pc.backends) {
+      auto addr = net::resolve(bc.address, error);
+      if (!addr) {
+        error = "pool " + pc.name + " backend " + bc.name + ": " + error;
+        return nullptr;
+      }
+      entry.addresses.push_back(*addr);
+      balancer::BackendSpec spec{pc.name, bc.name, bc.address.host, bc.address.port, bc.weight,
+                                 bc.maxConnections};
+      backends.push_back(reuseOrCreate(previous, std::move(spec)));
+      weights.push_back(bc.weight);
+    }
+    auto policy = balancer::makePolicy(toKind(pc.policy), weights);
+    if (!policy) {
+      error = "pool " + pc.name + ": policy not supported by this build";
+      return nullptr;
+    }
+    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy));
+    rt->pools.emplace(pc.name, std::move(entry));
+  }
+  return rt;
+}
+
+}  // namespace wsgate::proxy

@@ -1,1 +1,852 @@
-// placeholder: being written
+#include "proxy/session.h"
+
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/http/forward.h"
+#include "proxy/http/request_parser.h"
+#include "proxy/http/response_parser.h"
+#include "proxy/http/response_writer.h"
+#include "proxy/log.h"
+#include "proxy/net/address.h"
+#include "proxy/worker.h"
+
+namespace wsgate::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kLingerTime{5000};
+
+evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
+evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
+std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
+void setNoDelay(bufferevent* b) {
+  int one = 1;
+  evutil_socket_t fd = bufferevent_getfd(b);
+  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void shutdownWrite(bufferevent* b) {
+  evutil_socket_t fd = bufferevent_getfd(b);
+  if (fd >= 0) shutdown(fd, SHUT_WR);
+}
+
+std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
+
+// Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
+// bytes that belong to the body; `status` says whether the body ended or is invalid.
+std::size_t scanChunked(http::ChunkedDecoder& dec, evbuffer* src,
+                        http::ChunkedDecoder::Status& status, std::string_view& why) {
+  constexpr int kVecs = 16;
+  std::size_t consumed = 0;
+  evbuffer_ptr pos;
+  evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
+  status = http::ChunkedDecoder::Status::NeedMore;
+  while (consumed < len(src)) {
+    evbuffer_iovec vec[kVecs];
+    int n = evbuffer_peek(src, -1, &pos, vec, kVecs);
+    if (n <= 0) break;
+    int used = std::min(n, kVecs);
+    for (int i = 0; i < used; ++i) {
+      auto r = dec.feed({static_cast<const char*>(vec[i].iov_base), vec[i].iov_len});
+      consumed += r.consumed;
+      if (r.status != http::ChunkedDecoder::Status::NeedMore) {
+        status = r.status;
+        why = r.errorReason;
+        return consumed;
+      }
+    }
+    if (evbuffer_ptr_set(src, &pos, consumed, EVBUFFER_PTR_SET) != 0) break;
+  }
+  return consumed;
+}
+
+}  // namespace
+
+Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd,
+                 const sockaddr* peer, int peerLen)
+    : worker_(worker), runtime_(std::move(runtime)), id_(id) {
+  net::SocketAddress addr;
+  std::memcpy(&addr.storage, peer, std::min<std::size_t>(peerLen, sizeof addr.storage));
+  addr.length = peerLen;
+  clientAddr_ = addr.str();
+  clientIp_ = addr.ip();
+  client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
+  timer_.reset(evtimer_new(worker_.base(), &Session::onTimerCb, this));
+  ex_.started = Clock::now();
+}
+
+Session::~Session() = default;
+
+void Session::start() {
+  const auto& limits = runtime_->config->limits;
+  setNoDelay(client_.get());
+  bufferevent_setcb(client_.get(), &Session::onClientReadCb, &Session::onClientWriteCb,
+                    &Session::onClientEventCb, this);
+  // The input cap doubles as backpressure for pipelined requests and held frames.
+  bufferevent_setwatermark(client_.get(), EV_READ, 0,
+                           std::max(limits.maxBufferBytes, limits.maxHeaderBytes + 1));
+  bufferevent_setwatermark(client_.get(), EV_WRITE, limits.maxBufferBytes / 2, 0);
+  bufferevent_enable(client_.get(), EV_READ);
+  arm(Timer::Handshake, runtime_->config->timeouts.handshake);
+}
+
+// ---- trampolines -------------------------------------------------------------------
+
+void Session::onClientReadCb(bufferevent*, void* self) noexcept {
+  static_cast<Session*>(self)->onClientReadable();
+}
+void Session::onClientWriteCb(bufferevent*, void* self) noexcept {
+  static_cast<Session*>(self)->onClientWritable();
+}
+void Session::onClientEventCb(bufferevent*, short what, void* self) noexcept {
+  static_cast<Session*>(self)->onClientEvent(what);
+}
+void Session::onBackendReadCb(bufferevent*, void* self) noexcept {
+  static_cast<Session*>(self)->onBackendReadable();
+}
+void Session::onBackendWriteCb(bufferevent*, void* self) noexcept {
+  static_cast<Session*>(self)->onBackendWritable();
+}
+void Session::onBackendEventCb(bufferevent*, short what, void* self) noexcept {
+  static_cast<Session*>(self)->onBackendEvent(what);
+}
+void Session::onTimerCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Session*>(self)->onTimeout();
+}
+
+// ---- client side ---------------------------------------------------------------------
+
+void Session::onClientReadable() {
+  switch (state_) {
+    case State::ReadingHead:
+      readHead();
+      break;
+    case State::Connecting:
+      break;  // the body waits in the input buffer until the backend is connected
+    case State::AwaitingResponse:
+    case State::RelayingResponse:
+      if (inExchange_ && !ex_.requestDone) pumpRequestBody();
+      break;  // otherwise: pipelined requests or held frames wait (input is capped)
+    case State::Tunnel:
+      relay(client_.get(), backend_.get(), ex_.bytesFromClient);
+      break;
+    case State::Lingering:
+      evbuffer_drain(in(client_.get()), len(in(client_.get())));
+      break;
+    case State::Closed:
+      break;
+  }
+}
+
+void Session::onClientWritable() {
+  const auto max = runtime_->config->limits.maxBufferBytes;
+  switch (state_) {
+    case State::RelayingResponse:
+    case State::Tunnel:
+      if (backend_ && !backendEof_ && !(bufferevent_get_enabled(backend_.get()) & EV_READ) &&
+          len(out(client_.get())) < max) {
+        bufferevent_enable(backend_.get(), EV_READ);
+      }
+      if (state_ == State::Tunnel && backendEof_ && !clientShutdown_ &&
+          len(out(client_.get())) == 0) {
+        clientShutdown_ = true;
+        shutdownWrite(client_.get());
+        if (clientEof_ && backendShutdown_) close("closed");
+      }
+      break;
+    case State::Lingering:
+      if (!clientShutdown_ && len(out(client_.get())) == 0) {
+        clientShutdown_ = true;
+        shutdownWrite(client_.get());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Session::onClientEvent(short what) {
+  if (what & BEV_EVENT_ERROR) {
+    close("client reset");
+    return;
+  }
+  if (!(what & BEV_EVENT_EOF)) return;
+  clientEof_ = true;
+  switch (state_) {
+    case State::ReadingHead:
+      if (len(in(client_.get())) > 0) {
+        close("client closed mid-head");
+      } else {
+        close("client closed");
+      }
+      break;
+    case State::Connecting:
+    case State::AwaitingResponse:
+    case State::RelayingResponse:
+      if (!ex_.requestDone) {
+        close("client closed mid-request");
+      } else {
+        ex_.clientKeepAlive = false;  // answer, then close
+      }
+      break;
+    case State::Tunnel:
+      onTunnelEof(true);
+      break;
+    case State::Lingering:
+      close(closeReason_);
+      break;
+    case State::Closed:
+      break;
+  }
+}
+
+void Session::readHead() {
+  evbuffer* input = in(client_.get());
+  const std::size_t available = len(input);
+  if (available == 0) return;
+  const auto& cfg = *runtime_->config;
+  if (timerKind_ == Timer::KeepAlive) {
+    // The first byte of the next request: from now the whole head has `handshake` to arrive.
+    ex_ = Exchange{};
+    ex_.started = Clock::now();
+    arm(Timer::Handshake, cfg.timeouts.handshake);
+  }
+  http::ParseLimits limits{cfg.limits.maxHeaderBytes, cfg.limits.maxHeaders,
+                           cfg.limits.maxUriBytes};
+  const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
+  auto r = http::parseRequestHead({data, n}, limits, head_);
+  switch (r.status) {
+    case http::ParseStatus::Incomplete:
+      if (n > limits.maxHeaderBytes) {
+        answer(431, "request header fields too large", "header too large", false);
+      }
+      return;
+    case http::ParseStatus::Error:
+      ex_.bytesFromClient = available;
+      answer(r.errorStatus, r.errorReason, r.errorReason, false);
+      return;
+    case http::ParseStatus::Complete:
+      onHeadComplete(head_, r.headBytes);
+      return;
+  }
+}
+
+void Session::onHeadComplete(const http::RequestHead& head, std::size_t headBytes) {
+  const auto started = ex_.started;
+  ex_ = Exchange{};
+  ex_.started = started;
+  inExchange_ = true;
+  ex_.method = head.method;
+  ex_.path = head.path;
+  ex_.host = head.host;
+  ex_.isHead = head.method == "HEAD";
+  ex_.clientKeepAlive = head.keepAlive;
+  ex_.bytesFromClient = headBytes;
+  ex_.requestBody = head.body;
+  ex_.requestRemaining = head.contentLength;
+  ex_.requestDone = head.body == http::BodyKind::None;
+  disarm();
+  evbuffer* input = in(client_.get());
+
+  const conf::RouteConfig* route = runtime_->router.match(head);
+  // A local answer to a request with a body would have to discard that body first;
+  // closing after the answer is simpler and loses nothing the client relies on.
+  const bool canContinue = head.keepAlive && ex_.requestDone;
+  if (route == nullptr) {
+    evbuffer_drain(input, headBytes);
+    answer(404, "no route for this request", "no route", canContinue);
+    return;
+  }
+  if (route->respond) {
+    evbuffer_drain(input, headBytes);
+    const auto& r = *route->respond;
+    std::string outText;
+    http::appendLocalResponse(
+        {.status = r.status, .body = r.body, .keepAlive = canContinue, .headOnly = ex_.isHead},
+        outText);
+    ex_.status = r.status;
+    ex_.bytesToClient += outText.size();
+    bufferevent_write(client_.get(), outText.data(), outText.size());
+    logExchange("respond");
+    inExchange_ = false;
+    if (canContinue) {
+      state_ = State::ReadingHead;
+      arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
+      if (len(input) > 0) readHead();
+    } else {
+      finishAndLinger("respond");
+    }
+    return;
+  }
+  if (head.upgradeWebsocket) {
+    ws::Verdict v = ws::checkUpgradeRequest(head);
+    if (!v.ok) {
+      answer(v.status, v.reason, v.reason, false,
+             v.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "");
+      return;
+    }
+    ex_.websocket = true;
+    ex_.offer = ws::offerOf(head);
+  }
+  const PoolEntry* pool = runtime_->findPool(route->pool);
+  if (pool == nullptr) {  // conf validation makes this unreachable; answer rather than crash
+    answer(500, "route names an unknown pool", "unknown pool", false);
+    return;
+  }
+  ex_.pool = route->pool;
+  http::appendForwardedRequest(head, {clientIp_, "http", ex_.websocket}, ex_.forwardedHead);
+  evbuffer_drain(input, headBytes);  // `head` is invalid from here on
+  ex_.tried.assign(pool->pool->backends().size(), false);
+
+  if (backend_ && backendIdle_ && backendPool_ == pool) {
+    backendIdle_ = false;
+    ex_.reusedBackend = true;
+    ex_.usedBackend = true;
+    lease_ = balancer::BackendLease(pool->pool->backends()[backendIndex_]);
+    onBackendConnected();
+    return;
+  }
+  releaseBackend();
+  backendPool_ = pool;
+  connectBackend();
+}
+
+void Session::pumpRequestBody() {
+  evbuffer* src = in(client_.get());
+  evbuffer* dst = out(backend_.get());
+  std::size_t moved = 0;
+  if (ex_.requestBody == http::BodyKind::ContentLength) {
+    moved = std::min<uint64_t>(len(src), ex_.requestRemaining);
+    ex_.requestRemaining -= moved;
+    if (ex_.requestRemaining == 0) ex_.requestDone = true;
+  } else if (ex_.requestBody == http::BodyKind::Chunked) {
+    http::ChunkedDecoder::Status st;
+    std::string_view why;
+    moved = scanChunked(ex_.requestChunked, src, st, why);
+    if (st == http::ChunkedDecoder::Status::Error) {
+      releaseBackend();
+      if (state_ == State::RelayingResponse) {
+        close("invalid chunked request body");
+      } else {
+        answer(400, why, "invalid chunked request body", false);
+      }
+      return;
+    }
+    if (st == http::ChunkedDecoder::Status::Done) ex_.requestDone = true;
+  } else {
+    ex_.requestDone = true;
+  }
+  if (moved > 0) {
+    evbuffer_remove_buffer(src, dst, moved);
+    ex_.bytesFromClient += moved;
+  }
+  if (ex_.requestDone) {
+    if (state_ == State::AwaitingResponse) {
+      arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
+    }
+  } else if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
+    bufferevent_disable(client_.get(), EV_READ);  // resumed by onBackendWritable
+  }
+}
+
+// ---- backend side --------------------------------------------------------------------
+
+void Session::connectBackend() {
+  const PoolEntry& entry = *backendPool_;
+  auto idx = entry.pool->pick(ex_.tried);
+  if (!idx) {
+    if (ex_.attempts == 0) {
+      answer(503, "no backend available in pool " + ex_.pool, "no backend available", false);
+    } else {
+      answer(502, "every backend tried failed", "backends failed", false);
+    }
+    return;
+  }
+  ex_.tried[*idx] = true;
+  ++ex_.attempts;
+  ex_.usedBackend = true;
+  backendIndex_ = *idx;
+  const auto& backend = entry.pool->backends()[*idx];
+  backendName_ = backend->spec().pool + "/" + backend->spec().name;
+  lease_ = balancer::BackendLease(backend);
+  backend_.reset(bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
+  bufferevent_setcb(backend_.get(), &Session::onBackendReadCb, &Session::onBackendWriteCb,
+                    &Session::onBackendEventCb, this);
+  backendEof_ = false;
+  backendShutdown_ = false;
+  state_ = State::Connecting;
+  arm(Timer::Connect, entry.config->connectTimeout);
+  const net::SocketAddress& addr = entry.addresses[*idx];
+  if (bufferevent_socket_connect(backend_.get(), addr.get(), addr.length) != 0) {
+    onConnectFailed(socketError());
+  }
+}
+
+void Session::onConnectFailed(std::string_view why) {
+  log().info("[s{} {} connect b={}] failed: {}", id_, clientAddr_, backendName_, why);
+  if (lease_) lease_->markDown();
+  releaseBackend();
+  const uint32_t maxAttempts = 1 + backendPool_->config->retries;
+  if (ex_.attempts < maxAttempts) {
+    connectBackend();
+    return;
+  }
+  answer(502, "backend connect failed: " + std::string(why), "backend connect failed", false);
+}
+
+void Session::onBackendConnected() {
+  const auto& cfg = *runtime_->config;
+  if (!ex_.reusedBackend) {
+    lease_->markUp();
+    setNoDelay(backend_.get());
+    bufferevent_setwatermark(backend_.get(), EV_READ, 0,
+                             std::max(cfg.limits.maxBufferBytes, cfg.limits.maxHeaderBytes + 1));
+    bufferevent_setwatermark(backend_.get(), EV_WRITE, cfg.limits.maxBufferBytes / 2, 0);
+  }
+  bufferevent_enable(backend_.get(), EV_READ);
+  bufferevent_write(backend_.get(), ex_.forwardedHead.data(), ex_.forwardedHead.size());
+  state_ = State::AwaitingResponse;
+  arm(Timer::BackendResponse, cfg.timeouts.backendResponse);
+  if (!ex_.requestDone) pumpRequestBody();
+}
+
+void Session::onBackendReadable() {
+  switch (state_) {
+    case State::AwaitingResponse:
+      readResponseHead();
+      break;
+    case State::RelayingResponse:
+      pumpResponseBody();
+      break;
+    case State::Tunnel:
+      relay(backend_.get(), client_.get(), ex_.bytesToClient);
+      break;
+    default:
+      // Bytes from an idle kept-alive backend answer nothing: the connection is unusable.
+      releaseBackend();
+      break;
+  }
+}
+
+void Session::onBackendWritable() {
+  const auto max = runtime_->config->limits.maxBufferBytes;
+  if (state_ == State::Tunnel || (inExchange_ && !ex_.requestDone)) {
+    if (!clientEof_ && !(bufferevent_get_enabled(client_.get()) & EV_READ) &&
+        len(out(backend_.get())) < max) {
+      bufferevent_enable(client_.get(), EV_READ);
+    }
+  }
+  if (state_ == State::Tunnel && clientEof_ && !backendShutdown_ &&
+      len(out(backend_.get())) == 0) {
+    backendShutdown_ = true;
+    shutdownWrite(backend_.get());
+    if (backendEof_ && clientShutdown_) close("closed");
+  }
+}
+
+void Session::onBackendEvent(short what) {
+  if (what & BEV_EVENT_CONNECTED) {
+    onBackendConnected();
+    return;
+  }
+  if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
+  const bool reset = what & BEV_EVENT_ERROR;
+  switch (state_) {
+    case State::Connecting:
+      onConnectFailed(reset ? socketError() : "closed during connect");
+      break;
+    case State::AwaitingResponse:
+      if (ex_.reusedBackend && ex_.requestBody == http::BodyKind::None &&
+          len(in(backend_.get())) == 0) {
+        // A kept-alive connection the backend closed as we reused it: the request never
+        // reached the application, so a fresh connection may carry it (RFC 9112 9.3.1).
+        ex_.reusedBackend = false;
+        releaseBackend();
+        connectBackend();
+        return;
+      }
+      releaseBackend();
+      answer(502, reset ? "backend reset before responding" : "backend closed before responding",
+             "backend closed", false);
+      break;
+    case State::RelayingResponse:
+      if (!reset && ex_.responseBody == http::BodyKind::UntilClose) {
+        backendEof_ = true;
+        pumpResponseBody();
+      } else {
+        close(reset ? "backend reset mid-response" : "backend closed mid-response");
+      }
+      break;
+    case State::Tunnel:
+      if (reset) {
+        close("backend reset");
+      } else {
+        backendEof_ = true;
+        onTunnelEof(false);
+      }
+      break;
+    default:
+      releaseBackend();  // an idle kept-alive connection went away
+      break;
+  }
+}
+
+void Session::readResponseHead() {
+  const auto& cfg = *runtime_->config;
+  http::ParseLimits limits{cfg.limits.maxHeaderBytes, cfg.limits.maxHeaders,
+                           cfg.limits.maxUriBytes};
+  while (state_ == State::AwaitingResponse) {
+    evbuffer* input = in(backend_.get());
+    const std::size_t available = len(input);
+    if (available == 0) return;
+    const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
+    const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
+    auto r = http::parseResponseHead({data, n}, limits, {ex_.isHead}, resp_);
+    if (r.status == http::ParseStatus::Incomplete) {
+      if (n > limits.maxHeaderBytes) {
+        releaseBackend();
+        answer(502, "backend response head too large", "backend head too large", false);
+      }
+      return;
+    }
+    if (r.status == http::ParseStatus::Error) {
+      log().info("[s{} {} response b={}] invalid response head: {}", id_, clientAddr_,
+                 backendName_, r.errorReason);
+      releaseBackend();
+      answer(502, "invalid response from backend: " + std::string(r.errorReason),
+             "invalid backend response", false);
+      return;
+    }
+    onResponseHead(resp_, r.headBytes);
+  }
+}
+
+void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headBytes) {
+  evbuffer* input = in(backend_.get());
+  std::string head;
+  if (resp.status == 101) {
+    ws::Verdict v = ex_.websocket
+                        ? ws::checkUpgradeResponse(resp, ex_.offer)
+                        : ws::Verdict::reject(502, "101 to a request that asked for no upgrade");
+    if (!v.ok) {
+      log().info("[s{} {} response b={}] bad 101: {}", id_, clientAddr_, backendName_, v.reason);
+      releaseBackend();
+      answer(502, "invalid upgrade response from backend: " + std::string(v.reason),
+             "invalid 101", false);
+      return;
+    }
+    http::appendForwardedResponse(resp, true, {}, head);
+    evbuffer_drain(input, headBytes);
+    ex_.status = 101;
+    ex_.bytesToClient += head.size();
+    bufferevent_write(client_.get(), head.data(), head.size());
+    startTunnel();
+    return;
+  }
+  if (resp.status < 200) {  // interim (100 Continue, 103 Early Hints): pass on, keep waiting
+    http::appendForwardedResponse(resp, true, {}, head);
+    evbuffer_drain(input, headBytes);
+    ex_.bytesToClient += head.size();
+    bufferevent_write(client_.get(), head.data(), head.size());
+    return;
+  }
+  ex_.status = resp.status;
+  ex_.responseBody = resp.body;
+  ex_.responseRemaining = resp.contentLength;
+  // An unread request body, or a body delimited by close, leaves no way to find where the
+  // next request starts or ends: the client connection closes after this response.
+  if (!ex_.requestDone || resp.body == http::BodyKind::UntilClose || clientEof_) {
+    ex_.clientKeepAlive = false;
+  }
+  backendIdle_ = false;
+  http::appendForwardedResponse(resp, ex_.clientKeepAlive, {}, head);
+  evbuffer_drain(input, headBytes);
+  ex_.forwardedHead.clear();
+  ex_.forwardedHead.shrink_to_fit();
+  ex_.bytesToClient += head.size();
+  bufferevent_write(client_.get(), head.data(), head.size());
+  ex_.backendKeepAlive = resp.keepAlive;
+  state_ = State::RelayingResponse;
+  lastActivity_ = Clock::now();
+  arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
+  pumpResponseBody();
+}
+
+void Session::pumpResponseBody() {
+  evbuffer* src = in(backend_.get());
+  evbuffer* dst = out(client_.get());
+  std::size_t moved = 0;
+  bool done = false;
+  switch (ex_.responseBody) {
+    case http::BodyKind::None:
+      done = true;
+      break;
+    case http::BodyKind::ContentLength:
+      moved = std::min<uint64_t>(len(src), ex_.responseRemaining);
+      ex_.responseRemaining -= moved;
+      done = ex_.responseRemaining == 0;
+      break;
+    case http::BodyKind::Chunked: {
+      http::ChunkedDecoder::Status st;
+      std::string_view why;
+      moved = scanChunked(ex_.responseChunked, src, st, why);
+      if (st == http::ChunkedDecoder::Status::Error) {
+        log().info("[s{} {} response b={}] invalid chunked body: {}", id_, clientAddr_,
+                   backendName_, why);
+        close("invalid chunked response body");
+        return;
+      }
+      done = st == http::ChunkedDecoder::Status::Done;
+      break;
+    }
+    case http::BodyKind::UntilClose:
+      moved = len(src);
+      done = backendEof_;
+      break;
+  }
+  if (moved > 0) {
+    evbuffer_remove_buffer(src, dst, moved);
+    ex_.bytesToClient += moved;
+    lastActivity_ = Clock::now();
+  }
+  if (done) {
+    onExchangeDone();
+  } else if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
+    bufferevent_disable(backend_.get(), EV_READ);  // resumed by onClientWritable
+  }
+}
+
+void Session::onExchangeDone() {
+  logExchange("ok");
+  inExchange_ = false;
+  const bool backendReusable = ex_.backendKeepAlive && ex_.requestDone && !backendEof_ &&
+                               backend_ && len(in(backend_.get())) == 0;
+  if (backendReusable) {
+    backendIdle_ = true;
+    lease_.reset();  // an idle kept-alive connection is not an active session
+  } else {
+    releaseBackend();
+  }
+  if (!ex_.clientKeepAlive) {
+    finishAndLinger("ok");
+    return;
+  }
+  state_ = State::ReadingHead;
+  ex_ = Exchange{};
+  ex_.started = Clock::now();
+  arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
+  if (!(bufferevent_get_enabled(client_.get()) & EV_READ)) {
+    bufferevent_enable(client_.get(), EV_READ);
+  }
+  if (len(in(client_.get())) > 0) readHead();  // a pipelined request is already here
+}
+
+void Session::releaseBackend() {
+  backend_.reset();  // libevent defers the free if we are inside one of its callbacks
+  lease_.reset();
+  backendIdle_ = false;
+  backendEof_ = false;
+}
+
+// ---- tunnel --------------------------------------------------------------------------
+
+void Session::startTunnel() {
+  state_ = State::Tunnel;
+  inExchange_ = true;  // the access line is written when the tunnel ends
+  ex_.forwardedHead.clear();
+  ex_.forwardedHead.shrink_to_fit();
+  bufferevent_enable(client_.get(), EV_READ);
+  bufferevent_enable(backend_.get(), EV_READ);
+  lastActivity_ = Clock::now();
+  arm(Timer::Idle, runtime_->config->timeouts.idle);
+  // Frames the client pipelined behind its request were held until now.
+  if (len(in(client_.get())) > 0) relay(client_.get(), backend_.get(), ex_.bytesFromClient);
+  if (len(in(backend_.get())) > 0) relay(backend_.get(), client_.get(), ex_.bytesToClient);
+  if (clientEof_) onTunnelEof(true);
+}
+
+void Session::relay(bufferevent* from, bufferevent* to, uint64_t& counter) {
+  evbuffer* src = in(from);
+  evbuffer* dst = out(to);
+  const std::size_t n = len(src);
+  if (n == 0) return;
+  evbuffer_add_buffer(dst, src);
+  counter += n;
+  lastActivity_ = Clock::now();
+  if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
+    bufferevent_disable(from, EV_READ);  // resumed by the other side's write callback
+  }
+}
+
+void Session::onTunnelEof(bool fromClient) {
+  // Half-close: pass the FIN on once everything before it is written, keep the other
+  // direction open until it ends too.
+  if (fromClient) {
+    if (len(out(backend_.get())) == 0 && !backendShutdown_) {
+      backendShutdown_ = true;
+      shutdownWrite(backend_.get());
+    }
+  } else if (len(out(client_.get())) == 0 && !clientShutdown_) {
+    clientShutdown_ = true;
+    shutdownWrite(client_.get());
+  }
+  if (clientEof_ && backendEof_ && clientShutdown_ && backendShutdown_) close("closed");
+}
+
+// ---- answers, timers, teardown ------------------------------------------------------
+
+void Session::answer(int status, std::string_view detail, std::string_view reason,
+                     bool keepAlive, std::string_view extraHeaders) {
+  std::string body = http::errorBody(status, detail);
+  std::string text;
+  http::appendLocalResponse({.status = status,
+                             .body = body,
+                             .extraHeaders = extraHeaders,
+                             .keepAlive = keepAlive,
+                             .headOnly = ex_.isHead},
+                            text);
+  ex_.status = status;
+  ex_.bytesToClient += text.size();
+  bufferevent_write(client_.get(), text.data(), text.size());
+  inExchange_ = true;
+  logExchange(reason);
+  inExchange_ = false;
+  if (keepAlive) {
+    state_ = State::ReadingHead;
+    ex_ = Exchange{};
+    ex_.started = Clock::now();
+    arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
+    if (len(in(client_.get())) > 0) readHead();
+  } else {
+    finishAndLinger(reason);
+  }
+}
+
+void Session::finishAndLinger(std::string_view reason) {
+  closeReason_ = reason;
+  releaseBackend();
+  state_ = State::Lingering;
+  if (clientEof_) {
+    // Nothing more will come: close once the answer is out (or the timer gives up).
+    if (len(out(client_.get())) == 0) {
+      close(reason);
+      return;
+    }
+  } else {
+    bufferevent_enable(client_.get(), EV_READ);  // read and discard, so no RST eats the answer
+    evbuffer_drain(in(client_.get()), len(in(client_.get())));
+  }
+  if (len(out(client_.get())) == 0 && !clientShutdown_) {
+    clientShutdown_ = true;
+    shutdownWrite(client_.get());
+  }
+  arm(Timer::Linger, kLingerTime);
+}
+
+void Session::close(std::string_view reason) {
+  if (state_ == State::Closed) return;
+  if (inExchange_) {
+    logExchange(reason);
+    inExchange_ = false;
+  }
+  state_ = State::Closed;
+  disarm();
+  backend_.reset();
+  lease_.reset();
+  client_.reset();
+  worker_.retire(this);
+}
+
+void Session::logExchange(std::string_view reason) {
+  const bool tunnel = ex_.websocket && ex_.status == 101;
+  const double ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
+  writeAccess({.session = id_,
+               .client = clientAddr_,
+               .kind = tunnel || ex_.websocket ? "websocket" : "http",
+               .method = ex_.method,
+               .path = ex_.path,
+               .host = ex_.host,
+               .status = ex_.status,
+               .backend = ex_.usedBackend ? backendName_ : "",
+               .reason = reason,
+               .durationMs = ms,
+               .bytesFromClient = ex_.bytesFromClient,
+               .bytesToClient = ex_.bytesToClient});
+}
+
+void Session::arm(Timer kind, std::chrono::milliseconds after) {
+  timerKind_ = kind;
+  timeval tv{static_cast<time_t>(after.count() / 1000),
+             static_cast<suseconds_t>((after.count() % 1000) * 1000)};
+  evtimer_add(timer_.get(), &tv);
+}
+
+void Session::disarm() {
+  timerKind_ = Timer::None;
+  evtimer_del(timer_.get());
+}
+
+void Session::onTimeout() {
+  const auto& t = runtime_->config->timeouts;
+  const Timer kind = timerKind_;
+  timerKind_ = Timer::None;
+  switch (kind) {
+    case Timer::Handshake:
+      if (len(in(client_.get())) > 0) {
+        answer(408, "request head not received in time", "handshake timeout", false);
+      } else {
+        close("handshake timeout, no request");
+      }
+      break;
+    case Timer::KeepAlive:
+      close("keepalive timeout");
+      break;
+    case Timer::Connect:
+      onConnectFailed("connect timeout");
+      break;
+    case Timer::BackendResponse:
+      if (state_ == State::AwaitingResponse) {
+        log().info("[s{} {} response b={}] no response head in {}ms", id_, clientAddr_,
+                   backendName_, t.backendResponse.count());
+        releaseBackend();
+        answer(504, "backend did not respond in time", "backend response timeout", false);
+      } else if (state_ == State::RelayingResponse) {
+        auto idle = Clock::now() - lastActivity_;
+        if (idle >= t.backendResponse) {
+          close("backend read timeout");
+        } else {
+          arm(Timer::BackendResponse,
+              std::chrono::duration_cast<std::chrono::milliseconds>(t.backendResponse - idle));
+        }
+      }
+      break;
+    case Timer::Idle: {
+      auto idle = Clock::now() - lastActivity_;
+      if (idle >= t.idle) {
+        close("idle timeout");
+      } else {
+        // Lazy re-arm: activity only stores a time, the timer moves when it fires early.
+        arm(Timer::Idle, std::chrono::duration_cast<std::chrono::milliseconds>(t.idle - idle) +
+                             std::chrono::milliseconds(1));
+      }
+      break;
+    }
+    case Timer::Linger:
+      close(closeReason_);
+      break;
+    case Timer::None:
+      break;
+  }
+}
+
+}  // namespace wsgate::proxy

@@ -1,1 +1,97 @@
-// placeholder: being written
+#include "proxy/worker.h"
+
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/session.h"
+
+namespace wsgate::proxy {
+
+Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime)
+    : index_(index), workerCount_(workerCount), base_(event_base_new()),
+      runtime_(std::move(runtime)) {
+  const uint64_t limit = runtime_->config->limits.maxConnections;
+  // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
+  maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
+  for (int fd : listenFds) {
+    evconnlistener* l =
+        evconnlistener_new(base_.get(), &Worker::onAcceptCb, this, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (l == nullptr) {
+      ::close(fd);
+      continue;
+    }
+    listeners_.emplace_back(l);
+  }
+  reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
+}
+
+Worker::~Worker() {
+  listeners_.clear();
+  sessions_.clear();
+  retired_.clear();
+  reaper_.reset();
+}
+
+void Worker::run() {
+  event_base_dispatch(base_.get());
+  // Shutdown: drain is the reload issue's business; for now sessions are cut here.
+  listeners_.clear();
+  std::vector<Session*> open;
+  open.reserve(sessions_.size());
+  for (auto& [ptr, _] : sessions_) open.push_back(ptr);
+  for (Session* s : open) s->abort("shutdown");
+  reap();
+}
+
+void Worker::stop() { event_base_loopexit(base_.get(), nullptr); }
+
+void Worker::onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
+                        void* self) noexcept {
+  static_cast<Worker*>(self)->onAccept(fd, peer, len);
+}
+
+void Worker::onAccept(evutil_socket_t fd, sockaddr* peer, int len) {
+  const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
+  auto session = std::make_unique<Session>(*this, runtime_, id, fd, peer, len);
+  Session* raw = session.get();
+  sessions_.emplace(raw, std::move(session));
+  sessionCount_.store(sessions_.size(), std::memory_order_relaxed);
+  raw->start();
+  updateAccepting();
+}
+
+void Worker::retire(Session* s) {
+  auto it = sessions_.find(s);
+  if (it == sessions_.end()) return;
+  retired_.push_back(std::move(it->second));
+  sessions_.erase(it);
+  sessionCount_.store(sessions_.size(), std::memory_order_relaxed);
+  event_active(reaper_.get(), EV_TIMEOUT, 0);
+  updateAccepting();
+}
+
+void Worker::onReapCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Worker*>(self)->reap();
+}
+
+void Worker::reap() { retired_.clear(); }
+
+void Worker::updateAccepting() {
+  // Over the limit, new connections wait in the kernel's accept queue (not refused).
+  const bool want = sessions_.size() < maxSessions_;
+  if (want == accepting_) return;
+  accepting_ = want;
+  for (auto& l : listeners_) {
+    if (want) {
+      evconnlistener_enable(l.get());
+    } else {
+      evconnlistener_disable(l.get());
+    }
+  }
+  if (!want) {
+    log().warn("worker {} at max_connections ({} sessions): accepting paused", index_,
+               sessions_.size());
+  }
+}
+
+}  // namespace wsgate::proxy

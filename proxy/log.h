@@ -1,0 +1,42 @@
+#pragma once
+// Logging: the error log (stderr, levels) and the access log (one line per HTTP request
+// or WebSocket session, JSON or text, to stdout|stderr|off|PATH). Both are spdlog loggers.
+
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "conf/config.h"
+
+namespace wsgate::proxy {
+
+// What one access-log line says.
+struct AccessRecord {
+  uint64_t session = 0;
+  std::string_view client;   // ip:port
+  std::string_view kind;     // "http" | "websocket"
+  std::string_view method;
+  std::string_view path;
+  std::string_view host;
+  int status = 0;            // sent to the client; 0 = nothing was sent
+  std::string_view backend;  // "pool/name", empty when none was used
+  std::string_view reason;   // why it ended or was refused ("ok" when nothing went wrong)
+  double durationMs = 0;
+  uint64_t bytesFromClient = 0;
+  uint64_t bytesToClient = 0;
+};
+
+// Sets up both loggers; safe to call again on reload. Returns false with `error` set when
+// the access log file cannot be opened.
+bool initLogging(const conf::LogConfig& cfg, std::string& error);
+
+// The error log ("wsgate").
+spdlog::logger& log();
+
+// Writes one access line (no-op when access is off).
+void writeAccess(const AccessRecord& r);
+
+}  // namespace wsgate::proxy

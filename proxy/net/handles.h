@@ -1,0 +1,25 @@
+#pragma once
+// Owning handles for libevent objects: each C handle is wrapped once, here.
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <memory>
+
+namespace wsgate::net {
+
+template <auto Fn>
+struct Deleter {
+  template <class T>
+  void operator()(T* p) const {
+    Fn(p);
+  }
+};
+
+using EventBasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
+using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
+using BufferEventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
+using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
+
+}  // namespace wsgate::net

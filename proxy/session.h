@@ -1,0 +1,160 @@
+#pragma once
+// One client connection and the backend connection serving it: the connection state
+// machine. HTTP requests are proxied one exchange at a time (keep-alive, pipelining in
+// order); a validated WebSocket upgrade turns the session into a tunnel.
+//
+// Life: ReadingHead -> (route) -> Connecting -> AwaitingResponse -> RelayingResponse
+//       -> ReadingHead (keep-alive) | Tunnel (after a valid 101) | Closing.
+// Every path out goes through close() or finishAndLinger(); the worker frees the object
+// later (deferred delete), never inside one of its callbacks.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "balancer/backend.h"
+#include "proxy/http/chunked.h"
+#include "proxy/http/head.h"
+#include "proxy/net/handles.h"
+#include "proxy/runtime.h"
+#include "proxy/ws/handshake.h"
+
+namespace wsgate::proxy {
+
+class Worker;
+
+class Session {
+public:
+  enum class State : uint8_t {
+    ReadingHead,       // waiting for (the rest of) a request head
+    Connecting,        // backend connect in progress
+    AwaitingResponse,  // request forwarded, waiting for the response head
+    RelayingResponse,  // response body on its way to the client
+    Tunnel,            // WebSocket: bytes relayed both ways
+    Lingering,         // final answer written; draining input until the client closes
+    Closed,            // both sides released; waiting for deferred delete
+  };
+
+  Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd,
+          const sockaddr* peer, int peerLen);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts reading the first request.
+  void start();
+
+  uint64_t id() const { return id_; }
+  State state() const { return state_; }
+
+  // Ends the session now (server shutdown); safe outside callbacks only.
+  void abort(std::string_view reason) { close(reason); }
+
+private:
+  enum class Timer : uint8_t { None, Handshake, KeepAlive, Connect, BackendResponse, Idle, Linger };
+
+  // Per-exchange facts that must outlive the request buffer.
+  struct Exchange {
+    std::string method, path, host;
+    bool isHead = false;
+    bool websocket = false;
+    bool clientKeepAlive = true;
+    ws::Offer offer;
+    http::BodyKind requestBody = http::BodyKind::None;
+    uint64_t requestRemaining = 0;
+    http::ChunkedDecoder requestChunked;
+    bool requestDone = false;
+    http::BodyKind responseBody = http::BodyKind::None;
+    uint64_t responseRemaining = 0;
+    http::ChunkedDecoder responseChunked;
+    int status = 0;
+    std::string pool;                 // routed pool
+    std::string forwardedHead;        // kept until the response head, for a retry
+    std::chrono::steady_clock::time_point started;
+    uint64_t bytesFromClient = 0;
+    uint64_t bytesToClient = 0;
+    std::vector<bool> tried;          // backends of the pool already tried
+    uint32_t attempts = 0;
+    bool reusedBackend = false;       // sent over a kept-alive backend connection
+    bool usedBackend = false;         // a backend was picked (for the access log)
+    bool backendKeepAlive = false;    // the response allows reusing the backend connection
+  };
+
+  // libevent trampolines.
+  static void onClientReadCb(bufferevent* bev, void* self) noexcept;
+  static void onClientWriteCb(bufferevent* bev, void* self) noexcept;
+  static void onClientEventCb(bufferevent* bev, short what, void* self) noexcept;
+  static void onBackendReadCb(bufferevent* bev, void* self) noexcept;
+  static void onBackendWriteCb(bufferevent* bev, void* self) noexcept;
+  static void onBackendEventCb(bufferevent* bev, short what, void* self) noexcept;
+  static void onTimerCb(evutil_socket_t, short, void* self) noexcept;
+
+  void onClientReadable();
+  void onClientWritable();
+  void onClientEvent(short what);
+  void onBackendReadable();
+  void onBackendWritable();
+  void onBackendEvent(short what);
+  void onTimeout();
+
+  // HTTP request side.
+  void readHead();
+  void onHeadComplete(const http::RequestHead& head, std::size_t headBytes);
+  void pumpRequestBody();
+  // Backend side.
+  void connectBackend();
+  void onBackendConnected();
+  void onConnectFailed(std::string_view why);
+  void readResponseHead();
+  void onResponseHead(const http::ResponseHead& resp, std::size_t headBytes);
+  void pumpResponseBody();
+  void onExchangeDone();
+  void releaseBackend();
+  // Tunnel.
+  void startTunnel();
+  void relay(bufferevent* from, bufferevent* to, uint64_t& counter);
+  void onTunnelEof(bool fromClient);
+
+  // Answers the client with a response wsgate makes itself. With keepAlive the session
+  // goes on reading requests; otherwise it lingers then closes.
+  void answer(int status, std::string_view detail, std::string_view reason, bool keepAlive,
+              std::string_view extraHeaders = {});
+  void finishAndLinger(std::string_view reason);
+  // The single exit: frees both connections, logs, hands the session to the worker.
+  void close(std::string_view reason);
+  void logExchange(std::string_view reason);
+
+  void arm(Timer kind, std::chrono::milliseconds after);
+  void disarm();
+  bool backpressured(bufferevent* to) const;
+
+  Worker& worker_;
+  RuntimePtr runtime_;
+  const uint64_t id_;
+  std::string clientAddr_;
+  std::string clientIp_;
+  State state_ = State::ReadingHead;
+  net::BufferEventPtr client_;
+  net::BufferEventPtr backend_;
+  net::EventPtr timer_;
+  Timer timerKind_ = Timer::None;
+  std::chrono::steady_clock::time_point lastActivity_;
+
+  Exchange ex_;
+  bool inExchange_ = false;
+  http::RequestHead head_;    // reused across requests (keeps the headers' capacity)
+  http::ResponseHead resp_;
+  const PoolEntry* backendPool_ = nullptr;  // the pool backend_ belongs to
+  std::size_t backendIndex_ = 0;
+  balancer::BackendLease lease_;
+  std::string backendName_;   // "pool/name" of backend_, for logs
+  bool backendIdle_ = false;  // backend_ is a kept-alive connection between exchanges
+  bool clientEof_ = false;
+  bool backendEof_ = false;
+  bool clientShutdown_ = false;   // SHUT_WR sent (or pending) toward the client
+  bool backendShutdown_ = false;  // SHUT_WR sent (or pending) toward the backend
+  std::string closeReason_;
+};
+
+}  // namespace wsgate::proxy

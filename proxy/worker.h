@@ -1,0 +1,58 @@
+#pragma once
+// One event-loop thread: its own event_base, its own SO_REUSEPORT listening socket per
+// listener, and the sessions it accepted (a session never changes worker).
+
+#include <atomic>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/net/handles.h"
+#include "proxy/runtime.h"
+
+namespace wsgate::proxy {
+
+class Session;
+
+class Worker {
+public:
+  // `listenFds`: this worker's listening sockets (it takes ownership).
+  Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs the loop until stop(); call on the worker's own thread.
+  void run();
+  // Thread-safe: makes run() return soon; open sessions are cut when it does.
+  void stop();
+
+  event_base* base() const { return base_.get(); }
+  // Hands a closed session over for deletion at the start of the next loop turn, so it is
+  // never freed inside one of its own callbacks.
+  void retire(Session* s);
+  std::size_t sessionCount() const { return sessionCount_.load(std::memory_order_relaxed); }
+
+private:
+  static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
+                         void* self) noexcept;
+  static void onReapCb(evutil_socket_t, short, void* self) noexcept;
+  void onAccept(evutil_socket_t fd, sockaddr* peer, int len);
+  void reap();
+  void updateAccepting();
+
+  const int index_;
+  const int workerCount_;
+  net::EventBasePtr base_;
+  RuntimePtr runtime_;
+  std::vector<net::ListenerPtr> listeners_;
+  std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Session>> retired_;
+  net::EventPtr reaper_;
+  uint64_t nextId_ = 0;
+  std::size_t maxSessions_;
+  bool accepting_ = true;
+  std::atomic<std::size_t> sessionCount_{0};  // read by other threads for status only
+};
+
+}  // namespace wsgate::proxy
