@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,7 @@ struct BackendConfig {
   HostPort address;
   uint32_t weight = 1;
   uint32_t maxConnections = 0;  // 0 = unlimited
+  Mark mark;                    // of the address value, for errors found later (resolving)
 };
 
 struct PoolConfig {
@@ -82,6 +84,7 @@ struct PoolConfig {
   std::vector<BackendConfig> backends;
   Duration connectTimeout{2000};
   uint32_t retries = 2;
+  Mark mark;  // of the pool's name
 };
 
 struct Timeouts {

@@ -1,1 +1,1046 @@
-// placeholder: being written
+#include "conf/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <span>
+#include <utility>
+
+#include "conf/units.h"
+
+namespace wsgate::conf {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Past this many errors the rest is noise; it also bounds the work an alias-heavy document
+// (one anchor referenced thousands of times) can cause.
+constexpr std::size_t kMaxErrors = 100;
+// A config is a few KiB; the cap keeps `-c /dev/zero` from reading forever.
+constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
+
+constexpr uint64_t kKiB = 1024;
+constexpr uint64_t kMiB = 1024 * kKiB;
+constexpr uint64_t kGiB = 1024 * kMiB;
+
+// Typo guards: values outside these ranges are far more likely a slip ("10000h", "16GiB" of
+// headers) than a need, and refusing them at load time beats discovering them under load.
+constexpr Duration kMaxDuration = 24h;
+constexpr Duration kMinPingInterval = 100ms;  // below this, pings are traffic, not keepalive
+constexpr uint64_t kMaxWorkers = 256;
+constexpr uint64_t kMaxWeight = 256;
+constexpr uint64_t kMaxRetries = 10;
+constexpr uint64_t kMaxConnections = 10'000'000;
+constexpr uint64_t kMaxHeaders = 10'000;
+constexpr uint64_t kMaxRespondBody = 64 * kKiB;
+constexpr std::size_t kMaxNameLength = 64;
+
+// One value being read, with the key it was found under, for messages and marks.
+struct Entry {
+  YAML::Node key;     // the key node; for a list item, the item itself
+  YAML::Node value;
+  std::string name;   // the key's text, or what a list item is ("listener")
+  bool item = false;  // a list item rather than a map value
+};
+
+using Visit = std::function<void(const Entry&)>;
+
+// A known key of a map section. An empty `read` marks a key that interface.md defines but
+// this version does not implement: it is refused rather than ignored, because silently
+// dropping a `tls:` or `health:` block would run something other than what was asked for.
+struct Field {
+  std::string_view key;
+  Visit read;
+  bool required = false;
+};
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), lower);
+  return out;
+}
+
+// Case-insensitive Levenshtein distance, for "did you mean" hints.
+std::size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + cost});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The closest candidate within edit distance 2, as ", did you mean 'X'?", or "".
+std::string suggestion(std::string_view word, std::span<const std::string_view> candidates) {
+  constexpr std::size_t kMaxDistance = 2;
+  std::string_view best;
+  std::size_t bestDistance = kMaxDistance + 1;
+  for (std::string_view candidate : candidates) {
+    // The distance is at least the length difference: skip the quadratic work when it must
+    // lose anyway (a fuzzer's megabyte-long key against every pool name).
+    const std::size_t gap = word.size() > candidate.size() ? word.size() - candidate.size()
+                                                            : candidate.size() - word.size();
+    if (gap > kMaxDistance) continue;
+    const std::size_t d = editDistance(word, candidate);
+    if (d < bestDistance && d < word.size()) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  if (best.empty()) return "";
+  return ", did you mean '" + std::string(best) + "'?";
+}
+
+// A value quoted for a message: shortened, with control characters escaped so a stray
+// newline cannot break the one-line-per-error output.
+std::string quote(std::string_view text) {
+  constexpr std::size_t kMaxShown = 40;
+  std::string out = "'";
+  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      constexpr std::string_view kHex = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  return out + "'";
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return quote(node.Scalar());
+    default:
+      return "nothing";
+  }
+}
+
+std::string formatSize(uint64_t bytes) {
+  if (bytes != 0 && bytes % kGiB == 0) return std::to_string(bytes / kGiB) + "GiB";
+  if (bytes != 0 && bytes % kMiB == 0) return std::to_string(bytes / kMiB) + "MiB";
+  if (bytes != 0 && bytes % kKiB == 0) return std::to_string(bytes / kKiB) + "KiB";
+  return std::to_string(bytes);
+}
+
+std::string formatDuration(Duration d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+bool hasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && u != '\t') || u == 0x7f;
+  });
+}
+
+// RFC 9110 token characters, the only ones a header name may hold.
+bool isTokenChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// Names show up in logs ("b=app/c1"), metrics labels and admin URLs
+// (/pools/NAME/backends/NAME/drain), so they stay within a URL- and label-safe set.
+bool isValidName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+  });
+}
+
+template <class T, class U>
+void assign(T& target, const std::optional<U>& value) {
+  if (value) target = static_cast<T>(*value);
+}
+
+class Loader {
+public:
+  explicit Loader(std::string file) : file_(std::move(file)) { config_.file = file_; }
+
+  LoadResult load(std::string_view yaml);
+
+  // An error about the file as a whole (unreadable, empty): no position.
+  void fileError(std::string message) { errors_.push_back({Mark{file_, 0, 0}, std::move(message)}); }
+  LoadResult finish();
+
+private:
+  Mark toMark(const YAML::Mark& m) const {
+    if (m.line < 0) return Mark{file_, 0, 0};
+    return Mark{file_, m.line + 1, m.column + 1};
+  }
+
+  void error(const YAML::Mark& at, std::string message) {
+    if (errors_.size() >= kMaxErrors) {
+      tooMany_ = true;
+      return;
+    }
+    errors_.push_back({toMark(at), std::move(message)});
+  }
+
+  // yaml-cpp marks an empty value ("key:" then a newline) at the next token, often on a
+  // later line; the key is where a reader looks, so errors about nothing point there.
+  static YAML::Mark where(const Entry& e) {
+    return e.value.IsNull() ? e.key.Mark() : e.value.Mark();
+  }
+
+  void typeError(const Entry& e, std::string_view expected) {
+    if (e.item) {
+      error(where(e), "each " + e.name + " must be " + std::string(expected) + ", got " +
+                          describe(e.value));
+    } else {
+      error(where(e), "'" + e.name + "' must be " + std::string(expected) + ", got " +
+                          describe(e.value));
+    }
+  }
+
+  // Visits each key of a map whose keys are data (pool names, header names), after checking
+  // that each key is a string and appears once. A null value counts as an empty map, so a
+  // section whose every line is commented out still loads. False when not a map.
+  bool forEachKey(const Entry& e, const Visit& visit) {
+    if (e.value.IsNull() && !e.item) return true;
+    if (!e.value.IsMap()) {
+      typeError(e, "a map");
+      return false;
+    }
+    std::vector<std::pair<std::string, int>> seen;  // key, line
+    for (const auto& kv : e.value) {
+      if (tooMany_) return true;
+      const YAML::Node& key = kv.first;
+      if (!key.IsScalar()) {
+        error(key.Mark(), "keys in '" + e.name + "' must be strings, got " + describe(key));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      auto first = std::find_if(seen.begin(), seen.end(), [&](auto& s) { return s.first == name; });
+      if (first != seen.end()) {
+        error(key.Mark(), "duplicate key " + quote(name) + " (first at line " +
+                              std::to_string(first->second) + ")");
+        continue;
+      }
+      seen.emplace_back(name, toMark(key.Mark()).line);
+      visit(Entry{key, kv.second, name});
+    }
+    return true;
+  }
+
+  // Reads a section with a fixed set of keys: unknown keys are errors (with a hint when a
+  // known key is close), not-yet-supported keys are refused, required keys must be present.
+  bool walkMap(const Entry& e, const std::string& what, std::initializer_list<Field> fields) {
+    std::vector<std::string_view> present;
+    const bool isMap = forEachKey(e, [&](const Entry& child) {
+      const Field* field = nullptr;
+      for (const auto& f : fields) {
+        if (f.key == child.name) field = &f;
+      }
+      if (field == nullptr) {
+        std::vector<std::string_view> known;
+        for (const auto& f : fields) known.push_back(f.key);
+        error(child.key.Mark(), "unknown key " + quote(child.name) + " in " + what +
+                                    suggestion(child.name, known));
+        return;
+      }
+      present.push_back(field->key);
+      if (!field->read) {
+        error(child.key.Mark(),
+              "'" + child.name + "' is not supported yet by this version of wsgate");
+        return;
+      }
+      field->read(child);
+    });
+    if (!isMap) return false;
+    for (const auto& f : fields) {
+      if (f.required && std::find(present.begin(), present.end(), f.key) == present.end()) {
+        error(where(e), what + " is missing '" + std::string(f.key) + "'");
+      }
+    }
+    return true;
+  }
+
+  // Visits each item of a list, named `itemName` in messages. Null counts as an empty list.
+  // Returns the number of items, or nullopt when the value is not a list.
+  std::optional<std::size_t> forEachItem(const Entry& e, const std::string& itemName,
+                                         const Visit& visit) {
+    if (e.value.IsNull()) return 0;
+    if (!e.value.IsSequence()) {
+      typeError(e, "a list");
+      return std::nullopt;
+    }
+    for (const auto& item : e.value) {
+      if (tooMany_) break;
+      visit(Entry{item, item, itemName, true});
+    }
+    return e.value.size();
+  }
+
+  std::optional<std::string> text(const Entry& e) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "a string");
+      return std::nullopt;
+    }
+    return e.value.Scalar();
+  }
+
+  // Only YAML 1.2's true/false: 1.1's yes/no/on/off read as strings to most tools today, so
+  // accepting them would make the file mean different things to different readers.
+  std::optional<bool> boolean(const Entry& e) {
+    if (e.value.IsScalar()) {
+      const std::string& s = e.value.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+    }
+    typeError(e, "true or false");
+    return std::nullopt;
+  }
+
+  std::optional<uint64_t> integer(const Entry& e, uint64_t min, uint64_t max) {
+    const std::string range = std::to_string(min) + " and " + std::to_string(max);
+    if (!e.value.IsScalar()) {
+      typeError(e, "an integer between " + range);
+      return std::nullopt;
+    }
+    const std::string& s = e.value.Scalar();
+    std::string_view digits = s;
+    if (digits.starts_with('-')) digits.remove_prefix(1);
+    const bool numeric = !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) {
+      return c >= '0' && c <= '9';
+    });
+    if (!numeric) {
+      typeError(e, "an integer between " + range);
+      return std::nullopt;
+    }
+    uint64_t value = 0;
+    bool overflow = false;
+    for (char c : digits) {
+      const auto digit = static_cast<uint64_t>(c - '0');
+      if (value > (UINT64_MAX - digit) / 10) overflow = true;
+      value = value * 10 + digit;
+    }
+    if (s.starts_with('-') || overflow || value < min || value > max) {
+      error(where(e), "'" + e.name + "' must be between " + range + ", got " + s);
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::optional<Duration> duration(const Entry& e, Duration min, Duration max) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "a duration such as 500ms, 10s, 5m or 1h");
+      return std::nullopt;
+    }
+    const std::string& s = e.value.Scalar();
+    std::string_view why;
+    auto d = parseDuration(s, why);
+    if (!d) {
+      error(where(e), "invalid duration " + quote(s) + " for '" + e.name + "': " +
+                          std::string(why));
+      return std::nullopt;
+    }
+    if (*d < min || *d > max) {
+      error(where(e), "'" + e.name + "' must be between " + formatDuration(min) + " and " +
+                          formatDuration(max) + ", got " + quote(s));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  std::optional<uint64_t> size(const Entry& e, uint64_t min, uint64_t max) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "a size such as 16384, 16KiB or 16MiB");
+      return std::nullopt;
+    }
+    const std::string& s = e.value.Scalar();
+    std::string_view why;
+    auto bytes = parseSize(s, why);
+    if (!bytes) {
+      error(where(e), "invalid size " + quote(s) + " for '" + e.name + "': " + std::string(why));
+      return std::nullopt;
+    }
+    if (*bytes < min || *bytes > max) {
+      error(where(e), "'" + e.name + "' must be between " + formatSize(min) + " and " +
+                          formatSize(max) + ", got " + quote(s));
+      return std::nullopt;
+    }
+    return bytes;
+  }
+
+  std::optional<HostPort> address(const Entry& e, bool allowZeroPort) {
+    auto s = text(e);
+    if (!s) return std::nullopt;
+    std::string_view why;
+    auto hp = parseHostPort(*s, allowZeroPort, why);
+    if (!hp) {
+      error(where(e), "invalid address " + quote(*s) + " for '" + e.name + "': " +
+                          std::string(why));
+    }
+    return hp;
+  }
+
+  // Listener, pool and backend names.
+  std::optional<std::string> name(const Entry& e, std::string_view what) {
+    auto s = text(e);
+    if (!s) return std::nullopt;
+    if (!isValidName(*s)) {
+      error(where(e), "invalid " + std::string(what) + " name " + quote(*s) +
+                          ": use 1 to 64 letters, digits, '_', '-' or '.'");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  void readTop(const YAML::Node& root);
+  void readLog(const Entry& e);
+  void readListener(const Entry& e);
+  void readRoute(const Entry& e);
+  void readMatch(const Entry& e, RouteMatch& match);
+  void readRouteHost(const Entry& e, RouteMatch& match);
+  void readHeaders(const Entry& e, RouteMatch& match);
+  void readRespond(const Entry& e, Respond& respond);
+  void readPool(const Entry& e);
+  void readBackend(const Entry& e, PoolConfig& pool,
+                   std::vector<std::pair<std::string, int>>& names);
+  void readTimeouts(const Entry& e);
+  void readLimits(const Entry& e);
+  void crossCheck(const YAML::Node& root);
+
+  std::string file_;
+  Config config_;
+  std::vector<ConfigError> errors_;
+  bool tooMany_ = false;
+
+  // Gathered while reading, checked once everything is read (pools may follow routes).
+  struct PoolRef {
+    std::string name;
+    YAML::Mark mark;
+  };
+  std::vector<PoolRef> poolRefs_;
+  std::vector<std::string> poolNames_;  // every pool defined, valid or not
+  std::vector<std::pair<std::string, int>> listenerNames_;  // name, line
+  std::optional<YAML::Mark> listenersMark_;
+  std::optional<YAML::Mark> routesMark_;
+  std::size_t listenerItems_ = 0;
+  std::size_t routeItems_ = 0;
+  std::optional<YAML::Mark> drainMark_;
+  std::optional<YAML::Mark> drainSpreadMark_;
+  std::optional<YAML::Mark> maxUriMark_;
+  std::optional<YAML::Mark> maxHeaderMark_;
+};
+
+LoadResult Loader::load(std::string_view yaml) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    error(e.mark, "YAML syntax error: " + e.msg);
+    return finish();
+  }
+  if (docs.empty() || (docs.size() == 1 && docs[0].IsNull())) {
+    fileError("the config is empty");
+    return finish();
+  }
+  if (docs.size() > 1) {
+    error(docs[1].Mark(), "only one YAML document is allowed, this is a second one");
+  }
+  if (!docs[0].IsMap()) {
+    error(docs[0].Mark(), "the config must be a map of keys (listeners, routes, pools, ...), got " +
+                              describe(docs[0]));
+    return finish();
+  }
+  readTop(docs[0]);
+  crossCheck(docs[0]);
+  return finish();
+}
+
+LoadResult Loader::finish() {
+  std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.mark.line, a.mark.column) < std::pair(b.mark.line, b.mark.column);
+  });
+  if (tooMany_) {
+    errors_.push_back({Mark{file_, 0, 0}, "too many errors, only the first " +
+                                              std::to_string(kMaxErrors) + " are shown"});
+  }
+  LoadResult result;
+  if (errors_.empty()) result.config = std::move(config_);
+  result.errors = std::move(errors_);
+  return result;
+}
+
+void Loader::readTop(const YAML::Node& root) {
+  walkMap(Entry{root, root, "config"}, "config",
+          {
+              {"workers",
+               [&](const Entry& e) {
+                 if (e.value.IsScalar() && e.value.Scalar() == "auto") {
+                   config_.workers = 0;
+                   return;
+                 }
+                 if (e.value.IsScalar()) {
+                   const std::string& s = e.value.Scalar();
+                   const bool digits = !s.empty() && s.size() <= 3 &&
+                                       std::all_of(s.begin(), s.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+                   if (digits && std::stoul(s) >= 1 && std::stoul(s) <= kMaxWorkers) {
+                     config_.workers = static_cast<int>(std::stoul(s));
+                     return;
+                   }
+                 }
+                 typeError(e, "'auto' or an integer between 1 and " + std::to_string(kMaxWorkers));
+               }},
+              {"watch", [&](const Entry& e) { assign(config_.watch, boolean(e)); }},
+              {"log", [&](const Entry& e) { readLog(e); }},
+              {"listeners",
+               [&](const Entry& e) {
+                 listenersMark_ = where(e);
+                 auto n = forEachItem(e, "listener", [&](const Entry& l) { readListener(l); });
+                 listenerItems_ = n.value_or(1);  // a type error is reported already
+               }},
+              {"routes",
+               [&](const Entry& e) {
+                 routesMark_ = where(e);
+                 auto n = forEachItem(e, "route", [&](const Entry& r) { readRoute(r); });
+                 routeItems_ = n.value_or(1);
+               }},
+              {"pools", [&](const Entry& e) { forEachKey(e, [&](const Entry& p) { readPool(p); }); }},
+              {"timeouts", [&](const Entry& e) { readTimeouts(e); }},
+              {"limits", [&](const Entry& e) { readLimits(e); }},
+              {"admin", nullptr},
+              {"scripting", nullptr},
+          });
+}
+
+void Loader::readLog(const Entry& e) {
+  auto& log = config_.log;
+  walkMap(e, "log",
+          {
+              {"level",
+               [&](const Entry& v) {
+                 static constexpr std::array<std::pair<std::string_view, LogLevel>, 6> kLevels{{
+                     {"trace", LogLevel::Trace},
+                     {"debug", LogLevel::Debug},
+                     {"info", LogLevel::Info},
+                     {"warn", LogLevel::Warn},
+                     {"error", LogLevel::Error},
+                     {"off", LogLevel::Off},
+                 }};
+                 auto s = text(v);
+                 if (!s) return;
+                 for (const auto& [n, level] : kLevels) {
+                   if (n == *s) {
+                     log.level = level;
+                     return;
+                   }
+                 }
+                 error(where(v), "unknown log level " + quote(*s) +
+                                     ", expected trace, debug, info, warn, error or off");
+               }},
+              {"access",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (s->empty() || hasControl(*s)) {
+                   error(where(v), "'access' must be stdout, stderr, off or a file path, got " +
+                                       quote(*s));
+                   return;
+                 }
+                 log.access = *s;
+               }},
+              {"format",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (*s == "json") {
+                   log.format = LogFormat::Json;
+                 } else if (*s == "text") {
+                   log.format = LogFormat::Text;
+                 } else {
+                   error(where(v), "unknown log format " + quote(*s) + ", expected json or text");
+                 }
+               }},
+          });
+}
+
+void Loader::readListener(const Entry& e) {
+  ListenerConfig listener;
+  std::optional<std::string> name;
+  std::optional<HostPort> listen;
+  YAML::Mark nameMark;
+  YAML::Mark listenMark;
+  const bool isMap = walkMap(
+      e, "listener",
+      {
+          {"name",
+           [&](const Entry& v) {
+             name = this->name(v, "listener");
+             nameMark = where(v);
+           },
+           true},
+          {"listen",
+           [&](const Entry& v) {
+             listen = address(v, /*allowZeroPort=*/true);  // port 0: ephemeral, for tests
+             listenMark = where(v);
+             listener.mark = toMark(listenMark);
+           },
+           true},
+          {"tls", nullptr},
+          {"proxy_protocol",
+           [&](const Entry& v) {
+             // false asks for exactly what this version does, so it is accepted.
+             if (boolean(v) == true) {
+               error(v.key.Mark(),
+                     "'proxy_protocol: true' is not supported yet by this version of wsgate");
+             }
+           }},
+      });
+  if (!isMap) return;
+  if (name) {
+    auto first = std::find_if(listenerNames_.begin(), listenerNames_.end(),
+                              [&](const auto& n) { return n.first == *name; });
+    if (first != listenerNames_.end()) {
+      error(nameMark, "duplicate listener name " + quote(*name) + " (first at line " +
+                          std::to_string(first->second) + ")");
+    } else {
+      listenerNames_.emplace_back(*name, toMark(nameMark).line);
+    }
+  }
+  if (!name || !listen) return;
+  // Port 0 asks the kernel for a fresh port each time, so two of them never collide.
+  if (listen->port != 0) {
+    for (const auto& other : config_.listeners) {
+      if (other.listen.port == listen->port &&
+          toLower(other.listen.host) == toLower(listen->host)) {
+        error(listenMark, "duplicate listen address " + listen->str() +
+                              " (also used by listener '" + other.name + "' at line " +
+                              std::to_string(other.mark.line) + ")");
+        break;
+      }
+    }
+  }
+  listener.name = std::move(*name);
+  listener.listen = std::move(*listen);
+  config_.listeners.push_back(std::move(listener));
+}
+
+void Loader::readRoute(const Entry& e) {
+  RouteConfig route;
+  route.mark = toMark(where(e));
+  bool hasPool = false;
+  bool hasRespond = false;
+  const bool isMap = walkMap(e, "route",
+                             {
+                                 {"match", [&](const Entry& v) { readMatch(v, route.match); }},
+                                 {"pool",
+                                  [&](const Entry& v) {
+                                    hasPool = true;
+                                    if (auto s = text(v)) {
+                                      route.pool = *s;
+                                      poolRefs_.push_back({*s, where(v)});
+                                    }
+                                  }},
+                                 {"respond",
+                                  [&](const Entry& v) {
+                                    hasRespond = true;
+                                    readRespond(v, route.respond.emplace());
+                                  }},
+                                 {"lua", nullptr},
+                             });
+  if (!isMap) return;
+  if (hasPool && hasRespond) {
+    error(where(e), "route has both 'pool' and 'respond': it either forwards or answers, not both");
+  } else if (!hasPool && !hasRespond) {
+    error(where(e), "route needs 'pool' (forward to a pool) or 'respond' (answer directly)");
+  }
+  config_.routes.push_back(std::move(route));
+}
+
+void Loader::readMatch(const Entry& e, RouteMatch& match) {
+  walkMap(e, "match",
+          {
+              {"host", [&](const Entry& v) { readRouteHost(v, match); }},
+              {"path_prefix",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (!s->starts_with('/')) {
+                   error(where(v), "'path_prefix' must start with '/', got " + quote(*s));
+                 } else if (s->find_first_of("?#") != std::string::npos) {
+                   error(where(v), "'path_prefix' cannot contain '?' or '#': only the path is "
+                                   "matched, not the query, got " +
+                                       quote(*s));
+                 } else if (hasControl(*s) || s->find_first_of(" \t") != std::string::npos) {
+                   error(where(v), "'path_prefix' cannot contain spaces or control characters, "
+                                   "got " +
+                                       quote(*s));
+                 } else {
+                   match.pathPrefix = *s;
+                 }
+               }},
+              {"header", [&](const Entry& v) { readHeaders(v, match); }},
+          });
+}
+
+void Loader::readRouteHost(const Entry& e, RouteMatch& match) {
+  auto s = text(e);
+  if (!s) return;
+  std::string_view host = *s;
+  if (host.find('*') != std::string_view::npos) {
+    error(where(e), "wildcard hosts are not supported: give each host its own route, got " +
+                        quote(*s));
+    return;
+  }
+  bool valid = false;
+  if (host.starts_with('[')) {
+    // Kept with its brackets: that is how the Host header carries an IPv6 literal.
+    valid = host.ends_with(']') && host.size() > 2 &&
+            host.find(':') != std::string_view::npos &&
+            isValidHost(host.substr(1, host.size() - 2));
+  } else if (isValidHost(host) && host.find(':') != std::string_view::npos) {
+    error(where(e), "an IPv6 host needs brackets, as in the Host header: write '[" +
+                        std::string(host) + "]'");
+    return;
+  } else if (host.find(':') != std::string_view::npos) {
+    const auto colon = host.rfind(':');
+    if (isValidHost(host.substr(0, colon)) && host.find(':') == colon) {
+      error(where(e), "'host' is matched without the port: write " +
+                          quote(host.substr(0, colon)) + ", got " + quote(*s));
+      return;
+    }
+  } else {
+    valid = isValidHost(host);
+  }
+  if (!valid) {
+    error(where(e), "invalid host " + quote(*s) + ": expected a DNS name or an IP address");
+    return;
+  }
+  match.host = toLower(host);
+}
+
+void Loader::readHeaders(const Entry& e, RouteMatch& match) {
+  std::vector<std::pair<std::string, int>> seen;  // lower-cased name, line
+  forEachKey(e, [&](const Entry& h) {
+    const std::string& name = h.name;
+    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+      error(h.key.Mark(), "invalid header name " + quote(name) +
+                              ": use letters, digits and !#$%&'*+-.^_`|~ only");
+      return;
+    }
+    std::string lowered = toLower(name);
+    auto first = std::find_if(seen.begin(), seen.end(),
+                              [&](const auto& s) { return s.first == lowered; });
+    if (first != seen.end()) {
+      error(h.key.Mark(), "header " + quote(name) + " is matched twice (first at line " +
+                              std::to_string(first->second) +
+                              "): header names are case-insensitive");
+      return;
+    }
+    seen.emplace_back(lowered, toMark(h.key.Mark()).line);
+    auto value = text(h);
+    if (!value) return;
+    if (hasControl(*value)) {
+      error(where(h), "the value of header " + quote(name) +
+                          " cannot contain control characters, got " + quote(*value));
+      return;
+    }
+    match.headers.push_back({std::move(lowered), std::move(*value)});
+  });
+}
+
+void Loader::readRespond(const Entry& e, Respond& respond) {
+  std::optional<YAML::Mark> bodyMark;
+  walkMap(e, "respond",
+          {
+              {"status",
+               [&](const Entry& v) {
+                 // 1xx are interim answers: sent as the only response they leave the client
+                 // waiting for a final one.
+                 assign(respond.status, integer(v, 200, 599));
+               }},
+              {"body",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (s->size() > kMaxRespondBody) {
+                   error(where(v), "'body' is larger than " + formatSize(kMaxRespondBody) +
+                                       "; serve large content from a backend");
+                   return;
+                 }
+                 respond.body = *s;
+                 bodyMark = where(v);
+               }},
+          });
+  if (bodyMark && !respond.body.empty() && (respond.status == 204 || respond.status == 304)) {
+    error(*bodyMark, "a " + std::to_string(respond.status) + " response cannot have a body");
+  }
+}
+
+void Loader::readPool(const Entry& e) {
+  PoolConfig pool;
+  pool.mark = toMark(e.key.Mark());
+  poolNames_.push_back(e.name);
+  if (!isValidName(e.name)) {
+    error(e.key.Mark(), "invalid pool name " + quote(e.name) +
+                            ": use 1 to 64 letters, digits, '_', '-' or '.'");
+  }
+  pool.name = e.name;
+  std::vector<std::pair<std::string, int>> backendNames;
+  walkMap(e, "pool " + quote(e.name),
+          {
+              {"policy",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (*s == "round_robin") {
+                   pool.policy = Policy::RoundRobin;
+                 } else if (*s == "least_conn" || *s == "random_two" || *s == "hash") {
+                   error(where(v), "policy " + quote(*s) + " is not supported yet (round_robin is)");
+                 } else {
+                   static constexpr std::array<std::string_view, 4> kPolicies{
+                       "round_robin", "least_conn", "random_two", "hash"};
+                   error(where(v), "unknown policy " + quote(*s) +
+                                       suggestion(*s, kPolicies) +
+                                       " (round_robin, least_conn, random_two or hash)");
+                 }
+               }},
+              {"backends",
+               [&](const Entry& v) {
+                 auto n = forEachItem(v, "backend", [&](const Entry& b) {
+                   readBackend(b, pool, backendNames);
+                 });
+                 if (n == 0u) {
+                   error(where(v), "pool " + quote(e.name) + " has no backends");
+                 }
+               },
+               true},
+              {"connect_timeout",
+               [&](const Entry& v) { assign(pool.connectTimeout, duration(v, 1ms, kMaxDuration)); }},
+              {"retries", [&](const Entry& v) { assign(pool.retries, integer(v, 0, kMaxRetries)); }},
+              {"sticky", nullptr},
+              {"health", nullptr},
+              {"tls", nullptr},
+          });
+  config_.pools.push_back(std::move(pool));
+}
+
+void Loader::readBackend(const Entry& e, PoolConfig& pool,
+                         std::vector<std::pair<std::string, int>>& names) {
+  BackendConfig backend;
+  std::optional<std::string> name;
+  YAML::Mark nameMark;
+  const bool isMap = walkMap(
+      e, "backend",
+      {
+          {"name",
+           [&](const Entry& v) {
+             name = this->name(v, "backend");
+             nameMark = where(v);
+           },
+           true},
+          {"address",
+           [&](const Entry& v) {
+             assign(backend.address, address(v, /*allowZeroPort=*/false));
+             backend.mark = toMark(where(v));
+           },
+           true},
+          {"weight", [&](const Entry& v) { assign(backend.weight, integer(v, 1, kMaxWeight)); }},
+          {"max_connections",
+           [&](const Entry& v) {
+             assign(backend.maxConnections, integer(v, 0, kMaxConnections));
+           }},
+      });
+  if (!isMap) return;
+  if (name) {
+    auto first = std::find_if(names.begin(), names.end(),
+                              [&](const auto& n) { return n.first == *name; });
+    if (first != names.end()) {
+      error(nameMark, "duplicate backend name " + quote(*name) + " in pool " + quote(pool.name) +
+                          " (first at line " + std::to_string(first->second) + ")");
+    } else {
+      names.emplace_back(*name, toMark(nameMark).line);
+    }
+    backend.name = std::move(*name);
+  }
+  pool.backends.push_back(std::move(backend));
+}
+
+void Loader::readTimeouts(const Entry& e) {
+  auto& t = config_.timeouts;
+  // Timers that guard a wait must be positive: a zero timer would fire at once.
+  walkMap(e, "timeouts",
+          {
+              {"handshake",
+               [&](const Entry& v) { assign(t.handshake, duration(v, 1ms, kMaxDuration)); }},
+              {"backend_response",
+               [&](const Entry& v) { assign(t.backendResponse, duration(v, 1ms, kMaxDuration)); }},
+              {"idle", [&](const Entry& v) { assign(t.idle, duration(v, 1ms, kMaxDuration)); }},
+              {"ping_interval",
+               [&](const Entry& v) {
+                 auto d = duration(v, 0ms, kMaxDuration);
+                 if (d && *d != 0ms && *d < kMinPingInterval) {
+                   error(where(v), "'ping_interval' must be 0s (off) or at least " +
+                                       formatDuration(kMinPingInterval) + ", got " +
+                                       quote(v.value.Scalar()));
+                   return;
+                 }
+                 assign(t.pingInterval, d);
+               }},
+              {"http_keepalive",
+               [&](const Entry& v) { assign(t.httpKeepalive, duration(v, 1ms, kMaxDuration)); }},
+              {"drain",
+               [&](const Entry& v) {
+                 drainMark_ = where(v);
+                 assign(t.drain, duration(v, 0ms, kMaxDuration));
+               }},
+              {"drain_spread",
+               [&](const Entry& v) {
+                 drainSpreadMark_ = where(v);
+                 assign(t.drainSpread, duration(v, 0ms, kMaxDuration));
+               }},
+          });
+}
+
+void Loader::readLimits(const Entry& e) {
+  auto& l = config_.limits;
+  walkMap(e, "limits",
+          {
+              {"max_connections",
+               [&](const Entry& v) { assign(l.maxConnections, integer(v, 1, kMaxConnections)); }},
+              {"max_header_bytes",
+               [&](const Entry& v) {
+                 maxHeaderMark_ = where(v);
+                 assign(l.maxHeaderBytes, size(v, kKiB, kMiB));
+               }},
+              {"max_headers",
+               [&](const Entry& v) { assign(l.maxHeaders, integer(v, 1, kMaxHeaders)); }},
+              {"max_uri_bytes",
+               [&](const Entry& v) {
+                 maxUriMark_ = where(v);
+                 assign(l.maxUriBytes, size(v, 256, kMiB));
+               }},
+              {"max_message_bytes",
+               [&](const Entry& v) { assign(l.maxMessageBytes, size(v, 1, kGiB)); }},
+              {"max_buffer_bytes",
+               [&](const Entry& v) { assign(l.maxBufferBytes, size(v, kKiB, kGiB)); }},
+          });
+}
+
+void Loader::crossCheck(const YAML::Node& root) {
+  if (listenerItems_ == 0) {
+    error(listenersMark_.value_or(root.Mark()), "no listeners: at least one is required");
+  }
+  if (routeItems_ == 0) {
+    error(routesMark_.value_or(root.Mark()),
+          "no routes: at least one is required, or every request would be refused");
+  }
+  std::vector<std::string_view> defined(poolNames_.begin(), poolNames_.end());
+  for (const auto& ref : poolRefs_) {
+    if (std::find(defined.begin(), defined.end(), ref.name) != defined.end()) continue;
+    error(ref.mark, "unknown pool " + quote(ref.name) +
+                        (defined.empty() ? std::string(" (no pools are defined)")
+                                         : suggestion(ref.name, defined)));
+  }
+  const auto& t = config_.timeouts;
+  if (t.drainSpread > t.drain) {
+    // Sessions must get their 1012 before the drain deadline closes them without one.
+    error(drainSpreadMark_.value_or(drainMark_.value_or(root.Mark())),
+          "'drain_spread' (" + formatDuration(t.drainSpread) + ") must not exceed 'drain' (" +
+              formatDuration(t.drain) + ")");
+  }
+  const auto& l = config_.limits;
+  // Only when set explicitly: the default URI limit under a small header limit is simply
+  // capped by the header limit, which is not worth an error.
+  if (maxUriMark_ && l.maxUriBytes > l.maxHeaderBytes) {
+    error(*maxUriMark_, "'max_uri_bytes' (" + formatSize(l.maxUriBytes) +
+                            ") must not exceed 'max_header_bytes' (" +
+                            formatSize(l.maxHeaderBytes) + "): the URI is part of the head");
+  }
+}
+
+LoadResult internalError(const std::string& file, std::string_view what) {
+  LoadResult result;
+  result.errors.push_back({Mark{file, 0, 0}, "internal error while loading: " + std::string(what)});
+  return result;
+}
+
+}  // namespace
+
+std::string ConfigError::str() const { return mark.str() + ": " + message; }
+
+LoadResult loadString(std::string_view yaml, const std::string& fileName) {
+  try {
+    Loader loader(fileName);
+    return loader.load(yaml);
+  } catch (const std::exception& e) {
+    return internalError(fileName, e.what());
+  } catch (...) {
+    return internalError(fileName, "unknown exception");
+  }
+}
+
+LoadResult loadFile(const std::string& path) {
+  try {
+    Loader loader(path);
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      loader.fileError("cannot read: it is a directory");
+      return loader.finish();
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      loader.fileError(std::string("cannot open: ") + std::strerror(errno));
+      return loader.finish();
+    }
+    std::string text;
+    std::array<char, 64 * 1024> buf{};
+    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+      text.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+      if (text.size() > kMaxFileBytes) {
+        loader.fileError("file is larger than " + formatSize(kMaxFileBytes) +
+                         "; that is not a config");
+        return loader.finish();
+      }
+    }
+    if (in.bad()) {
+      loader.fileError(std::string("cannot read: ") + std::strerror(errno));
+      return loader.finish();
+    }
+    return loader.load(text);
+  } catch (const std::exception& e) {
+    return internalError(path, e.what());
+  } catch (...) {
+    return internalError(path, "unknown exception");
+  }
+}
+
+}  // namespace wsgate::conf

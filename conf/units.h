@@ -19,4 +19,14 @@ std::optional<uint64_t> parseSize(std::string_view text) noexcept;
 // "host:port" or "[v6]:port"; port 0..65535 (0 only when allowZeroPort). nullopt on error.
 std::optional<HostPort> parseHostPort(std::string_view text, bool allowZeroPort) noexcept;
 
+// The same three, also saying why on error: `why` is set to a static, human-readable reason
+// (e.g. "needs a unit (ms, s, m or h)") so config messages can be specific.
+std::optional<Duration> parseDuration(std::string_view text, std::string_view& why) noexcept;
+std::optional<uint64_t> parseSize(std::string_view text, std::string_view& why) noexcept;
+std::optional<HostPort> parseHostPort(std::string_view text, bool allowZeroPort,
+                                      std::string_view& why) noexcept;
+
+// A DNS name, a dotted-quad IPv4 literal, or an IPv6 literal (no brackets, optional %zone).
+bool isValidHost(std::string_view host) noexcept;
+
 }  // namespace wsgate::conf

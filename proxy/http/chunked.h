@@ -21,7 +21,9 @@ public:
   // Feeds the next bytes. With NeedMore all of `data` was consumed; with Done the body
   // ended after `consumed` bytes (what follows is the next message); with Error the body is
   // invalid (bad chunk size, missing CRLF, size over 2^63-1, chunk-ext or trailer line
-  // longer than kMaxLineBytes, bare LF, trailer section over kMaxTrailerBytes).
+  // longer than kMaxLineBytes, bare LF, trailer section over kMaxTrailerBytes) and `consumed`
+  // is the offset of the offending byte in `data`. After Done or Error the decoder stays
+  // there: later calls consume nothing and repeat the status.
   Result feed(std::string_view data) noexcept;
 
   // Payload bytes seen so far (chunk data only, framing excluded).
@@ -32,7 +34,10 @@ public:
 
 private:
   enum class State : uint8_t {
-    Size, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, TrailerLine, TrailerLf, FinalLf, Done
+    Size, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, TrailerLine, TrailerLf, FinalLf, Done,
+    SizeBws,       // whitespace after the size: only ';' may follow (RFC 9112 7.1.1 BWS)
+    TrailerValue,  // past the ':' of a trailer field
+    Failed,        // an error was reported; every later feed() reports it again
   };
   State state_ = State::Size;
   uint64_t remaining_ = 0;  // bytes of chunk data left in the current chunk
@@ -40,6 +45,7 @@ private:
   std::size_t lineBytes_ = 0;
   std::size_t trailerBytes_ = 0;
   bool sawDigit_ = false;
+  std::string_view error_{};  // static text, with State::Failed
 };
 
 }  // namespace wsgate::http

@@ -1,0 +1,320 @@
+#!/usr/bin/python3
+"""Echo backend for the wsgate demo (`make run`) and the integration tests.
+
+    /usr/bin/python3 tests/backends/echo_backend.py --listen 127.0.0.1:9001 --name echo1
+
+Speaks HTTP/1.1 with keep-alive and pipelining, and WebSocket (RFC 6455):
+
+  GET, HEAD, DELETE, OPTIONS  200, JSON describing the request as this backend saw it:
+                              {"backend", "method", "path", "version", "headers": [[k, v]...]}
+  POST, PUT, PATCH            200, the request body echoed back (Content-Length or chunked
+                              request bodies); answered chunked when the path starts with
+                              /chunked, with Content-Length otherwise
+  GET + Upgrade: websocket    101, then every text/binary message is echoed back (fragmented
+                              messages are reassembled), pings get pongs, a close is echoed
+
+Every response carries `X-Backend: NAME`. Once listening it prints
+`listening HOST:PORT` on stdout (useful with port 0), then one line per request
+or WebSocket session on stderr unless --quiet. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import http11  # noqa: E402
+import wsproto  # noqa: E402
+
+READ_SIZE = 256 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+
+REASONS = {
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    426: "Upgrade Required",
+}
+
+
+class Connection:
+    """One client connection: HTTP requests in order, possibly ending in a WebSocket."""
+
+    def __init__(self, server: "EchoServer", reader, writer):
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.buf = bytearray()
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+
+    async def run(self) -> None:
+        try:
+            while await self.serve_one():
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def fill(self) -> bool:
+        """Reads more bytes into self.buf; False at end of stream."""
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    async def serve_one(self) -> bool:
+        """Serves one request; returns whether the connection stays open for another."""
+        try:
+            raw = http11.take_head(self.buf, MAX_HEAD_BYTES)
+            while raw is None:
+                if not await self.fill():
+                    return False
+                raw = http11.take_head(self.buf, MAX_HEAD_BYTES)
+            head = http11.parse_head(raw)
+            method, path, version = head.start
+            if not version.startswith("HTTP/1."):
+                raise http11.MessageError(f"unsupported version {version!r}")
+        except http11.MessageError as e:
+            await self.send_response(400, b"bad request: %s\n" % str(e).encode(), close=True)
+            return False
+
+        if method == "GET" and head.has_token("upgrade", "websocket"):
+            return await self.serve_websocket(head)
+
+        if (head.get("expect") or "").lower() == "100-continue":
+            await self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            body = await self.read_body(http11.BodyDecoder.for_request(head))
+        except http11.MessageError as e:
+            await self.send_response(400, b"bad request: %s\n" % str(e).encode(), close=True)
+            return False
+
+        keep_alive = self.wants_keep_alive(head)
+        if method in ("POST", "PUT", "PATCH"):
+            content_type = head.get("content-type") or "application/octet-stream"
+            await self.send_response(
+                200, bytes(body), content_type=content_type, close=not keep_alive,
+                chunked=path.startswith("/chunked"),
+            )
+        elif method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            described = {
+                "backend": self.server.name,
+                "method": method,
+                "path": path,
+                "version": version,
+                "headers": [[k, v] for k, v in head.headers],
+            }
+            payload = (json.dumps(described) + "\n").encode()
+            await self.send_response(
+                200, payload, content_type="application/json", close=not keep_alive,
+                head_only=method == "HEAD",
+            )
+        else:
+            await self.send_response(405, b"method not allowed\n", close=not keep_alive)
+        self.server.log(f"{self.peer} {method} {path} {len(body)}B")
+        return keep_alive
+
+    async def read_body(self, decoder: http11.BodyDecoder) -> bytes:
+        rest = decoder.feed(bytes(self.buf))
+        self.buf = bytearray(rest)
+        while not decoder.done:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                decoder.finish()
+                break
+            self.buf = bytearray(decoder.feed(data))
+        return bytes(decoder.body)
+
+    @staticmethod
+    def wants_keep_alive(head: http11.Head) -> bool:
+        if head.has_token("connection", "close"):
+            return False
+        if head.start[2] == "HTTP/1.0":
+            return head.has_token("connection", "keep-alive")
+        return True
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_response(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        close: bool = False,
+        chunked: bool = False,
+        head_only: bool = False,
+        extra: tuple = (),
+    ) -> None:
+        lines = [
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}",
+            f"X-Backend: {self.server.name}",
+            f"Content-Type: {content_type}",
+        ]
+        lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
+        if close:
+            lines.append("Connection: close")
+        lines += [f"{k}: {v}" for k, v in extra]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if head_only:
+            payload = b""
+        elif chunked:
+            payload = http11.encode_chunked(body, 8192)
+        else:
+            payload = body
+        await self.send_raw(head + payload)
+
+    # --- WebSocket ---------------------------------------------------------
+
+    async def serve_websocket(self, head: http11.Head) -> bool:
+        key = head.get("sec-websocket-key")
+        problem = None
+        if not head.has_token("connection", "upgrade"):
+            problem = "Connection does not contain upgrade"
+        elif not wsproto.is_valid_key(key):
+            problem = "Sec-WebSocket-Key is not base64 of 16 bytes"
+        elif head.get_all("content-length") or head.get_all("transfer-encoding"):
+            problem = "upgrade request with a body"
+        if problem:
+            await self.send_response(400, (problem + "\n").encode(), close=True)
+            return False
+        if head.get("sec-websocket-version") != "13":
+            await self.send_response(
+                426, b"only version 13\n", close=True, extra=(("Sec-WebSocket-Version", "13"),)
+            )
+            return False
+
+        await self.send_raw(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {wsproto.accept_for(key)}\r\n"
+                f"X-Backend: {self.server.name}\r\n\r\n"
+            ).encode("latin-1")
+        )
+        started = time.monotonic()
+        code = await self.echo_messages()
+        self.server.log(
+            f"{self.peer} websocket {head.start[1]} closed {code} after "
+            f"{time.monotonic() - started:.3f}s"
+        )
+        return False
+
+    async def echo_messages(self) -> Optional[int]:
+        """Echoes until a close; returns the close code seen or sent (None: connection lost)."""
+        decoder = wsproto.FrameDecoder(self.server.max_message_bytes)
+        assembler = wsproto.MessageAssembler(self.server.max_message_bytes)
+        pending = bytes(self.buf)  # frames pipelined right behind the upgrade request
+        self.buf.clear()
+        while True:
+            try:
+                for frame in decoder.feed(pending):
+                    if not frame.masked:
+                        raise wsproto.ProtocolError("unmasked client frame")
+                    message = assembler.add(frame)
+                    if message is None:
+                        continue
+                    opcode, data = message
+                    if opcode == wsproto.OP_PING:
+                        self.writer.write(wsproto.encode_frame(wsproto.OP_PONG, data))
+                    elif opcode == wsproto.OP_CLOSE:
+                        code, _ = wsproto.parse_close(data)
+                        if code is not None and not wsproto.is_valid_close_code(code):
+                            raise wsproto.ProtocolError(f"invalid close code {code}")
+                        await self.send_raw(wsproto.encode_frame(wsproto.OP_CLOSE, data))
+                        return code
+                    elif opcode in (wsproto.OP_TEXT, wsproto.OP_BINARY):
+                        self.writer.write(wsproto.encode_frame(opcode, data))
+                await self.writer.drain()
+            except wsproto.ProtocolError as e:
+                reply = wsproto.close_payload(e.code, str(e)[:100])
+                await self.send_raw(wsproto.encode_frame(wsproto.OP_CLOSE, reply))
+                return e.code
+            pending = await self.reader.read(READ_SIZE)
+            if not pending:
+                return None
+
+
+class EchoServer:
+    def __init__(self, name: str, quiet: bool, max_message_bytes: int):
+        self.name = name
+        self.quiet = quiet
+        self.max_message_bytes = max_message_bytes
+        self.connections: set = set()
+
+    def log(self, line: str) -> None:
+        if not self.quiet:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            print(f"{stamp} {self.name} {line}", file=sys.stderr, flush=True)
+
+    async def handle(self, reader, writer) -> None:
+        task = asyncio.current_task()
+        self.connections.add(task)
+        try:
+            await Connection(self, reader, writer).run()
+        finally:
+            self.connections.discard(task)
+
+    async def serve(self, host: str, port: int) -> None:
+        server = await asyncio.start_server(self.handle, host, port, limit=READ_SIZE)
+        bound = server.sockets[0].getsockname()
+        print(f"listening {bound[0]}:{bound[1]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            await stop.wait()
+            server.close()
+            for task in list(self.connections):
+                task.cancel()
+            await asyncio.gather(*self.connections, return_exceptions=True)
+
+
+def parse_listen(value: str) -> tuple:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 9001),
+                        help="HOST:PORT to listen on; port 0 picks a free one (default %(default)s)")
+    parser.add_argument("--name", default="echo", help="backend name reported in responses")
+    parser.add_argument("--max-message-bytes", type=int, default=64 << 20,
+                        help="largest WebSocket message accepted (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    args = parser.parse_args()
+    server = EchoServer(args.name, args.quiet, args.max_message_bytes)
+    try:
+        asyncio.run(server.serve(*args.listen))
+    except OSError as e:
+        print(f"echo_backend: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Fixtures: factories that start wsgate and backends and always clean them up.
+
+Every factory registers what it started; teardown stops processes, threads and
+sockets even when the test failed, and prints the logs (pytest shows them for
+failing tests only). A wsgate that died during the test fails it.
+"""
+
+import os
+
+import pytest
+
+import harness
+
+
+@pytest.fixture(scope="session")
+def wsgate_bin():
+    path = harness.wsgate_binary()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"wsgate binary not found at {path}; set WSGATE_BIN", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def start_wsgate(wsgate_bin, tmp_path):
+    """start_wsgate(config) -> a running Wsgate (config is a dict or YAML text)."""
+    started = []
+
+    def start(config, label="wsgate"):
+        gate = harness.Wsgate(wsgate_bin, tmp_path, label=f"{label}{len(started) or ''}")
+        started.append(gate)
+        return gate.start(config)
+
+    yield start
+    crashed = []
+    for gate in started:
+        if gate.ports and not gate.running() and not gate.stopped_by_us:
+            crashed.append(f"{gate.label} exited with {gate.proc.returncode} during the test")
+        gate.stop()
+        print(gate.report())
+    if crashed:
+        pytest.fail("; ".join(crashed), pytrace=False)
+
+
+@pytest.fixture
+def echo_backend(tmp_path):
+    """echo_backend(name) -> a running echo_backend.py subprocess."""
+    started = []
+
+    def start(name="echo1"):
+        backend = harness.EchoBackend(name, tmp_path)
+        started.append(backend)
+        return backend.start()
+
+    yield start
+    for backend in started:
+        backend.stop()
+        print(backend.report())
+
+
+@pytest.fixture
+def fake_backend():
+    """fake_backend(script, name) -> a FakeBackend running `script` per connection."""
+    started = []
+
+    def start(script, name="fake"):
+        backend = harness.FakeBackend(script, name)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
+        if backend.errors:
+            print(f"--- {backend.name} script errors ---\n" + "\n".join(backend.errors))
+
+
+@pytest.fixture
+def refused_address():
+    """refused_address() -> "127.0.0.1:PORT" where connections are refused."""
+    sockets = []
+
+    def reserve():
+        sock, port = harness.refused_port()
+        sockets.append(sock)
+        return f"{harness.LOOPBACK}:{port}"
+
+    yield reserve
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.fixture
+def connect():
+    """connect(port, **kw) -> a client Conn, closed at teardown."""
+    conns = []
+
+    def open_conn(port, **kwargs):
+        conn = harness.Conn.open(port, **kwargs)
+        conns.append(conn)
+        return conn
+
+    yield open_conn
+    for conn in conns:
+        conn.close()

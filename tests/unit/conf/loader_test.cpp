@@ -1,0 +1,647 @@
+// YAML -> Config: every key read into its field, defaults where keys are absent, and each
+// mistake reported once at the FILE:LINE:COL a user would jump to.
+#include "conf/loader.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsgate::conf {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kFile = "t.yaml";
+
+std::vector<std::string> errorStrings(const LoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.str());
+  return out;
+}
+
+std::string joined(const LoadResult& r) {
+  std::string out;
+  for (const auto& e : r.errors) out += e.str() + "\n";
+  return out;
+}
+
+// Appends the sections a test does not write itself, *after* its text, so that the line
+// numbers a case expects are the lines of its own text.
+std::string withDefaults(std::string yaml) {
+  auto has = [&](std::string_view key) {
+    return yaml.starts_with(key) || yaml.find("\n" + std::string(key)) != std::string::npos;
+  };
+  if (!has("listeners:")) yaml += "\nlisteners: [{name: main, listen: '127.0.0.1:0'}]";
+  if (!has("routes:")) yaml += "\nroutes: [{respond: {status: 200}}]";
+  return yaml + "\n";
+}
+
+std::filesystem::path sourceDir() {
+  // tests/unit/conf/loader_test.cpp -> the checkout root; __FILE__ is absolute under CMake.
+  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+}
+
+// Every key set to something other than its default, so each assertion proves a read.
+constexpr std::string_view kFull = R"(workers: 4
+watch: true
+log:
+  level: debug
+  access: /var/log/wsgate/access.log
+  format: text
+listeners:
+  - name: public
+    listen: 0.0.0.0:8080
+    proxy_protocol: false
+  - name: v6
+    listen: "[::1]:0"
+routes:
+  - match:
+      host: Chat.Example.COM
+      path_prefix: /ws
+      header: { X-Tenant: beta, x-region: EU }
+    pool: chat
+  - match: { path_prefix: /internal }
+    respond: { status: 403, body: "forbidden\n" }
+  - pool: app
+pools:
+  chat:
+    policy: round_robin
+    backends:
+      - { name: c1, address: 127.0.0.1:9001, weight: 3, max_connections: 10000 }
+      - { name: c2, address: "[::1]:9002" }
+    connect_timeout: 500ms
+    retries: 0
+  app:
+    backends:
+      - { name: a1, address: app.internal:80 }
+timeouts:
+  handshake: 5s
+  backend_response: 15s
+  idle: 2m
+  ping_interval: 20s
+  http_keepalive: 30s
+  drain: 1h
+  drain_spread: 5m
+limits:
+  max_connections: 5000
+  max_header_bytes: 32KiB
+  max_headers: 50
+  max_uri_bytes: 4KB
+  max_message_bytes: 1MiB
+  max_buffer_bytes: 1048576
+)";
+
+TEST(Loader, ReadsEveryKeyOfAFullConfig) {
+  const LoadResult r = loadString(kFull, kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.file, kFile);
+  EXPECT_EQ(c.workers, 4);
+  EXPECT_TRUE(c.watch);
+  EXPECT_EQ(c.log.level, LogLevel::Debug);
+  EXPECT_EQ(c.log.access, "/var/log/wsgate/access.log");
+  EXPECT_EQ(c.log.format, LogFormat::Text);
+
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].name, "public");
+  EXPECT_EQ(c.listeners[0].listen.host, "0.0.0.0");
+  EXPECT_EQ(c.listeners[0].listen.port, 8080);
+  EXPECT_EQ(c.listeners[0].mark.str(), "t.yaml:9:13");
+  EXPECT_EQ(c.listeners[1].name, "v6");
+  EXPECT_EQ(c.listeners[1].listen.host, "::1");
+  EXPECT_EQ(c.listeners[1].listen.port, 0);
+
+  ASSERT_EQ(c.routes.size(), 3u);
+  const RouteConfig& chat = c.routes[0];
+  EXPECT_EQ(chat.match.host, "chat.example.com");
+  EXPECT_EQ(chat.match.pathPrefix, "/ws");
+  ASSERT_EQ(chat.match.headers.size(), 2u);
+  EXPECT_EQ(chat.match.headers[0].name, "x-tenant");
+  EXPECT_EQ(chat.match.headers[0].value, "beta");
+  EXPECT_EQ(chat.match.headers[1].name, "x-region");
+  EXPECT_EQ(chat.match.headers[1].value, "EU");
+  EXPECT_EQ(chat.pool, "chat");
+  EXPECT_FALSE(chat.respond);
+  EXPECT_EQ(chat.mark.str(), "t.yaml:14:5");
+  const RouteConfig& internal = c.routes[1];
+  EXPECT_FALSE(internal.match.host);
+  EXPECT_EQ(internal.match.pathPrefix, "/internal");
+  EXPECT_TRUE(internal.pool.empty());
+  ASSERT_TRUE(internal.respond);
+  EXPECT_EQ(internal.respond->status, 403);
+  EXPECT_EQ(internal.respond->body, "forbidden\n");
+  EXPECT_EQ(c.routes[2].match.pathPrefix, "/");
+  EXPECT_EQ(c.routes[2].pool, "app");
+
+  ASSERT_EQ(c.pools.size(), 2u);
+  const PoolConfig& pool = c.pools[0];
+  EXPECT_EQ(pool.name, "chat");
+  EXPECT_EQ(pool.mark.str(), "t.yaml:23:3");
+  EXPECT_EQ(pool.policy, Policy::RoundRobin);
+  EXPECT_EQ(pool.connectTimeout, 500ms);
+  EXPECT_EQ(pool.retries, 0u);
+  ASSERT_EQ(pool.backends.size(), 2u);
+  EXPECT_EQ(pool.backends[0].name, "c1");
+  EXPECT_EQ(pool.backends[0].address.str(), "127.0.0.1:9001");
+  EXPECT_EQ(pool.backends[0].weight, 3u);
+  EXPECT_EQ(pool.backends[0].maxConnections, 10000u);
+  EXPECT_EQ(pool.backends[0].mark.str(), "t.yaml:26:37");
+  EXPECT_EQ(pool.backends[1].address.host, "::1");
+  EXPECT_EQ(pool.backends[1].weight, 1u);
+  EXPECT_EQ(pool.backends[1].maxConnections, 0u);
+  EXPECT_EQ(c.pools[1].name, "app");
+  EXPECT_EQ(c.pools[1].backends[0].address.str(), "app.internal:80");
+  EXPECT_EQ(c.findPool("app"), &c.pools[1]);
+  EXPECT_EQ(c.findPool("nope"), nullptr);
+
+  EXPECT_EQ(c.timeouts.handshake, 5s);
+  EXPECT_EQ(c.timeouts.backendResponse, 15s);
+  EXPECT_EQ(c.timeouts.idle, 2min);
+  EXPECT_EQ(c.timeouts.pingInterval, 20s);
+  EXPECT_EQ(c.timeouts.httpKeepalive, 30s);
+  EXPECT_EQ(c.timeouts.drain, 1h);
+  EXPECT_EQ(c.timeouts.drainSpread, 5min);
+
+  EXPECT_EQ(c.limits.maxConnections, 5000u);
+  EXPECT_EQ(c.limits.maxHeaderBytes, 32u * 1024);
+  EXPECT_EQ(c.limits.maxHeaders, 50u);
+  EXPECT_EQ(c.limits.maxUriBytes, 4000u);
+  EXPECT_EQ(c.limits.maxMessageBytes, 1024u * 1024);
+  EXPECT_EQ(c.limits.maxBufferBytes, 1048576u);
+}
+
+TEST(Loader, AppliesDefaultsToAMinimalConfig) {
+  const LoadResult r = loadString(withDefaults(""), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.workers, 0) << "auto";
+  EXPECT_FALSE(c.watch);
+  EXPECT_EQ(c.log.level, LogLevel::Info);
+  EXPECT_EQ(c.log.access, "stdout");
+  EXPECT_EQ(c.log.format, LogFormat::Json);
+  EXPECT_TRUE(c.pools.empty());
+  ASSERT_EQ(c.routes.size(), 1u);
+  EXPECT_EQ(c.routes[0].match.pathPrefix, "/");
+  EXPECT_FALSE(c.routes[0].match.host);
+  EXPECT_TRUE(c.routes[0].match.headers.empty());
+  EXPECT_EQ(c.timeouts.handshake, 10s);
+  EXPECT_EQ(c.timeouts.backendResponse, 10s);
+  EXPECT_EQ(c.timeouts.idle, 60s);
+  EXPECT_EQ(c.timeouts.pingInterval, 0s);
+  EXPECT_EQ(c.timeouts.httpKeepalive, 60s);
+  EXPECT_EQ(c.timeouts.drain, 30s);
+  EXPECT_EQ(c.timeouts.drainSpread, 10s);
+  EXPECT_EQ(c.limits.maxConnections, 100'000u);
+  EXPECT_EQ(c.limits.maxHeaderBytes, 16u * 1024);
+  EXPECT_EQ(c.limits.maxHeaders, 100u);
+  EXPECT_EQ(c.limits.maxUriBytes, 8u * 1024);
+  EXPECT_EQ(c.limits.maxMessageBytes, 16u * 1024 * 1024);
+  EXPECT_EQ(c.limits.maxBufferBytes, 256u * 1024);
+}
+
+TEST(Loader, AppliesPoolAndBackendDefaults) {
+  const LoadResult r = loadString(withDefaults("pools:\n"
+                                               "  app:\n"
+                                               "    backends: [{name: a, address: 'h:1'}]\n"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const PoolConfig& p = r.config->pools.at(0);
+  EXPECT_EQ(p.policy, Policy::RoundRobin);
+  EXPECT_EQ(p.connectTimeout, 2s);
+  EXPECT_EQ(p.retries, 2u);
+  EXPECT_EQ(p.backends.at(0).weight, 1u);
+  EXPECT_EQ(p.backends.at(0).maxConnections, 0u);
+}
+
+TEST(Loader, AcceptsValuesAtTheEdgesOfTheirRanges) {
+  const LoadResult r = loadString(withDefaults(R"(workers: 256
+watch: FALSE
+timeouts: { handshake: 1ms, idle: 24h, ping_interval: 100ms, drain: 0, drain_spread: 0s }
+limits: { max_header_bytes: 1KiB, max_buffer_bytes: 1KiB, max_uri_bytes: 256, max_headers: 1 }
+pools:
+  p:
+    backends: [{name: a, address: 'h:65535', weight: 256, max_connections: 0}]
+    retries: 10
+)"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->workers, 256);
+  EXPECT_EQ(r.config->timeouts.handshake, 1ms);
+  EXPECT_EQ(r.config->timeouts.drain, 0ms);
+  EXPECT_EQ(r.config->limits.maxUriBytes, 256u);
+  EXPECT_EQ(r.config->pools.at(0).backends.at(0).weight, 256u);
+}
+
+TEST(Loader, TreatsAnEmptySectionAsAllDefaults) {
+  // What is left when every line of a section is commented out.
+  const LoadResult r =
+      loadString(withDefaults("log:\ntimeouts:\n  # idle: 5m\nlimits:\npools:\n"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->timeouts.idle, 60s);
+}
+
+TEST(Loader, AcceptsARouteWithoutMatchAsCatchAll) {
+  const LoadResult r = loadString(withDefaults("routes:\n  - respond: {status: 404}\n"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->routes.at(0).match.pathPrefix, "/");
+  EXPECT_EQ(r.config->routes.at(0).respond->status, 404);
+  EXPECT_EQ(r.config->routes.at(0).respond->body, "");
+}
+
+TEST(Loader, AcceptsBracketedIpv6RouteHostKeepingBrackets) {
+  const LoadResult r =
+      loadString(withDefaults("routes:\n  - {match: {host: '[::1]'}, respond: {}}\n"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->routes.at(0).match.host, "[::1]");
+}
+
+TEST(Loader, AllowsSeveralEphemeralListenersOnTheSameHost) {
+  const LoadResult r = loadString(withDefaults("listeners:\n"
+                                               "  - {name: a, listen: '127.0.0.1:0'}\n"
+                                               "  - {name: b, listen: '127.0.0.1:0'}\n"),
+                                  kFile);
+  EXPECT_TRUE(r.ok()) << joined(r);
+}
+
+TEST(Loader, AllowsUnusedPools) {
+  const LoadResult r = loadString(
+      withDefaults("pools:\n  spare:\n    backends: [{name: s, address: 'h:1'}]\n"), kFile);
+  EXPECT_TRUE(r.ok()) << joined(r);
+}
+
+struct BadCase {
+  std::string_view name;
+  std::string_view yaml;    // completed by withDefaults()
+  std::string_view expect;  // the one error, without the "t.yaml:" prefix
+};
+
+class RejectsInvalidConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(RejectsInvalidConfig, WithOneErrorAtItsPosition) {
+  const BadCase& c = GetParam();
+  const LoadResult r = loadString(withDefaults(std::string(c.yaml)), kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r), std::vector<std::string>{std::string(kFile) + ":" +
+                                                      std::string(c.expect)});
+}
+
+const BadCase kBadCases[] = {
+    // Unknown keys, with a hint when a known key is close.
+    {"UnknownTopLevelKeyWithSuggestion", "wrkers: 4",
+     "1:1: unknown key 'wrkers' in config, did you mean 'workers'?"},
+    {"UnknownTopLevelKeyWithoutSuggestion", "colour: red", "1:1: unknown key 'colour' in config"},
+    {"UnknownListenerKey",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:0', nmae: b}",
+     "2:38: unknown key 'nmae' in listener, did you mean 'name'?"},
+    {"CamelCaseKeySuggestsSnakeCase", "limits:\n  maxHeaders: 5",
+     "2:3: unknown key 'maxHeaders' in limits, did you mean 'max_headers'?"},
+    {"UnknownPoolKeyNamesThePool",
+     "pools:\n  app:\n    backends: [{name: a, address: 'h:1'}]\n    retry: 1",
+     "4:5: unknown key 'retry' in pool 'app', did you mean 'retries'?"},
+    {"UnknownMatchKey", "routes:\n  - {match: {headers: {a: b}}, respond: {}}",
+     "2:15: unknown key 'headers' in match, did you mean 'header'?"},
+    {"DuplicateKey", "workers: 2\nworkers: 3", "2:1: duplicate key 'workers' (first at line 1)"},
+    {"NonScalarKey", "? [a]\n: 1", "1:3: keys in 'config' must be strings, got a list"},
+
+    // Keys interface.md defines that this version refuses rather than ignores.
+    {"AdminNotYet", "admin:\n  listen: 127.0.0.1:9900",
+     "1:1: 'admin' is not supported yet by this version of wsgate"},
+    {"ScriptingNotYet", "scripting: {file: a.lua}",
+     "1:1: 'scripting' is not supported yet by this version of wsgate"},
+    {"ListenerTlsNotYet",
+     "listeners:\n  - name: a\n    listen: 127.0.0.1:0\n    tls:\n      certificates: []",
+     "4:5: 'tls' is not supported yet by this version of wsgate"},
+    {"ProxyProtocolTrueNotYet",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
+     "2:38: 'proxy_protocol: true' is not supported yet by this version of wsgate"},
+    {"StickyNotYet",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    sticky: {source_ip: true}",
+     "4:5: 'sticky' is not supported yet by this version of wsgate"},
+    {"HealthNotYet",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    health: {path: /h}",
+     "4:5: 'health' is not supported yet by this version of wsgate"},
+    {"PoolTlsNotYet",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    tls: {verify: true}",
+     "4:5: 'tls' is not supported yet by this version of wsgate"},
+    {"RouteLuaNotYet", "routes:\n  - {respond: {}, lua: on_request}",
+     "2:19: 'lua' is not supported yet by this version of wsgate"},
+    {"PolicyNotYet",
+     "pools:\n  p:\n    policy: least_conn\n    backends: [{name: a, address: 'h:1'}]",
+     "3:13: policy 'least_conn' is not supported yet (round_robin is)"},
+    {"UnknownPolicy",
+     "pools:\n  p:\n    policy: round-robin\n    backends: [{name: a, address: 'h:1'}]",
+     "3:13: unknown policy 'round-robin', did you mean 'round_robin'? (round_robin, "
+     "least_conn, random_two or hash)"},
+
+    // Wrong types.
+    {"MapWhereStringExpected", "log:\n  level: {a: 1}",
+     "2:10: 'level' must be a string, got a map"},
+    {"ScalarWhereMapExpected", "log: info", "1:6: 'log' must be a map, got 'info'"},
+    {"MapWhereListExpected", "listeners: {name: a}", "1:12: 'listeners' must be a list, got a map"},
+    {"ListItemNotAMap", "listeners:\n  - public",
+     "2:5: each listener must be a map, got 'public'"},
+    {"MissingValue", "listeners:\n  - name: a\n    listen:\n",
+     "3:5: 'listen' must be a string, got nothing"},
+    {"RootNotAMap", "- a\n- b", "1:1: the config must be a map of keys (listeners, routes, "
+                               "pools, ...), got a list"},
+    {"YesIsNotABoolean", "watch: yes", "1:8: 'watch' must be true or false, got 'yes'"},
+    {"WorkersNotANumber", "workers: many",
+     "1:10: 'workers' must be 'auto' or an integer between 1 and 256, got 'many'"},
+    {"WorkersZero", "workers: 0",
+     "1:10: 'workers' must be 'auto' or an integer between 1 and 256, got '0'"},
+    {"WorkersTooMany", "workers: 257",
+     "1:10: 'workers' must be 'auto' or an integer between 1 and 256, got '257'"},
+    {"UnknownLogLevel", "log: {level: warning}",
+     "1:14: unknown log level 'warning', expected trace, debug, info, warn, error or off"},
+    {"UnknownLogFormat", "log: {format: xml}",
+     "1:15: unknown log format 'xml', expected json or text"},
+    {"EmptyAccessLog", "log: {access: ''}",
+     "1:15: 'access' must be stdout, stderr, off or a file path, got ''"},
+
+    // Durations and sizes.
+    {"DurationWithoutUnit", "timeouts:\n  idle: 10",
+     "2:9: invalid duration '10' for 'idle': needs a unit (ms, s, m or h), e.g. '10s'"},
+    {"DurationFraction", "timeouts: {idle: 1.5s}",
+     "1:18: invalid duration '1.5s' for 'idle': fractions are not supported (write 1500ms, not "
+     "1.5s)"},
+    {"DurationUnknownUnit", "timeouts: {drain: 1d}",
+     "1:19: invalid duration '1d' for 'drain': unknown unit (use ms, s, m or h)"},
+    {"ZeroHandshake", "timeouts: {handshake: 0s}",
+     "1:23: 'handshake' must be between 1ms and 24h, got '0s'"},
+    {"DurationOverCap", "timeouts: {idle: 25h}",
+     "1:18: 'idle' must be between 1ms and 24h, got '25h'"},
+    {"PingTooOften", "timeouts: {ping_interval: 10ms}",
+     "1:27: 'ping_interval' must be 0s (off) or at least 100ms, got '10ms'"},
+    {"DrainSpreadOverDrain", "timeouts:\n  drain: 5s\n  drain_spread: 10s",
+     "3:17: 'drain_spread' (10s) must not exceed 'drain' (5s)"},
+    {"DrainBelowDefaultSpread", "timeouts:\n  drain: 5s",
+     "2:10: 'drain_spread' (10s) must not exceed 'drain' (5s)"},
+    {"SizeUnknownUnit", "limits:\n  max_uri_bytes: 16k",
+     "2:18: invalid size '16k' for 'max_uri_bytes': unknown unit (use KiB, MiB, GiB, or KB, MB, "
+     "GB)"},
+    {"NegativeSize", "limits: {max_buffer_bytes: -1}",
+     "1:28: invalid size '-1' for 'max_buffer_bytes': must not be negative"},
+    {"SizeOverflow", "limits: {max_message_bytes: 99999999999999999999}",
+     "1:29: invalid size '99999999999999999999' for 'max_message_bytes': too large"},
+    {"BufferBelow1KiB", "limits: {max_buffer_bytes: 512}",
+     "1:28: 'max_buffer_bytes' must be between 1KiB and 1GiB, got '512'"},
+    {"HeaderBytesBelow1KiB", "limits: {max_header_bytes: 1000}",
+     "1:28: 'max_header_bytes' must be between 1KiB and 1MiB, got '1000'"},
+    {"HeaderBytesOver1MiB", "limits: {max_header_bytes: 2MiB}",
+     "1:28: 'max_header_bytes' must be between 1KiB and 1MiB, got '2MiB'"},
+    {"UriLongerThanHead", "limits: {max_header_bytes: 4KiB, max_uri_bytes: 8KiB}",
+     "1:50: 'max_uri_bytes' (8KiB) must not exceed 'max_header_bytes' (4KiB): the URI is part "
+     "of the head"},
+    {"ZeroMaxConnections", "limits: {max_connections: 0}",
+     "1:27: 'max_connections' must be between 1 and 10000000, got 0"},
+    {"MaxConnectionsNotAnInteger", "limits: {max_connections: 1e5}",
+     "1:27: 'max_connections' must be an integer between 1 and 10000000, got '1e5'"},
+
+    // Listeners.
+    {"NoListeners", "listeners: []", "1:12: no listeners: at least one is required"},
+    {"DuplicateListenerName",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:1'}\n  - {name: a, listen: '127.0.0.1:2'}",
+     "3:12: duplicate listener name 'a' (first at line 2)"},
+    {"DuplicateListenAddress",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:1'}\n  - {name: b, listen: '127.0.0.1:1'}",
+     "3:23: duplicate listen address 127.0.0.1:1 (also used by listener 'a' at line 2)"},
+    {"ListenerMissingListen", "listeners:\n  - {name: a}", "2:5: listener is missing 'listen'"},
+    {"ListenerBadName", "listeners:\n  - {name: 'a b', listen: '127.0.0.1:1'}",
+     "2:12: invalid listener name 'a b': use 1 to 64 letters, digits, '_', '-' or '.'"},
+    {"ListenWithoutPort", "listeners:\n  - {name: a, listen: 127.0.0.1}",
+     "2:23: invalid address '127.0.0.1' for 'listen': missing port (expected host:port or "
+     "[v6]:port)"},
+    {"ListenIpv6WithoutBrackets", "listeners:\n  - {name: a, listen: '::1:80'}",
+     "2:23: invalid address '::1:80' for 'listen': an IPv6 address needs brackets, e.g. "
+     "[::1]:8080"},
+
+    // Routes.
+    {"NoRoutes", "routes: []",
+     "1:9: no routes: at least one is required, or every request would be refused"},
+    {"RouteWithPoolAndRespond",
+     "pools: {p: {backends: [{name: a, address: 'h:1'}]}}\nroutes:\n  - pool: p\n    respond: {}",
+     "3:5: route has both 'pool' and 'respond': it either forwards or answers, not both"},
+    {"RouteWithNeither", "routes:\n  - match: {path_prefix: /}",
+     "2:5: route needs 'pool' (forward to a pool) or 'respond' (answer directly)"},
+    {"UnknownPoolWithSuggestion",
+     "pools: {chat: {backends: [{name: a, address: 'h:1'}]}}\nroutes:\n  - pool: chta",
+     "3:11: unknown pool 'chta', did you mean 'chat'?"},
+    {"UnknownPoolWithNoPools", "routes:\n  - pool: app",
+     "2:11: unknown pool 'app' (no pools are defined)"},
+    {"RespondStatusTooHigh", "routes:\n  - respond: {status: 600}",
+     "2:24: 'status' must be between 200 and 599, got 600"},
+    {"RespondStatusInformational", "routes:\n  - respond: {status: 101}",
+     "2:24: 'status' must be between 200 and 599, got 101"},
+    {"BodyOnNoContent", "routes:\n  - respond: {status: 204, body: x}",
+     "2:35: a 204 response cannot have a body"},
+    {"PathPrefixWithoutSlash", "routes:\n  - {match: {path_prefix: ws}, respond: {}}",
+     "2:29: 'path_prefix' must start with '/', got 'ws'"},
+    {"PathPrefixWithQuery", "routes:\n  - {match: {path_prefix: '/a?b'}, respond: {}}",
+     "2:29: 'path_prefix' cannot contain '?' or '#': only the path is matched, not the query, "
+     "got '/a?b'"},
+    {"HeaderNameNotAToken", "routes:\n  - {match: {header: {'x tenant': a}}, respond: {}}",
+     "2:24: invalid header name 'x tenant': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"HeaderNameTwiceInDifferentCase",
+     "routes:\n  - match:\n      header:\n        X-Tenant: a\n        x-tenant: b\n    respond: {}",
+     "5:9: header 'x-tenant' is matched twice (first at line 4): header names are "
+     "case-insensitive"},
+    {"HeaderValueNotAString", "routes:\n  - {match: {header: {x-a: [1]}}, respond: {}}",
+     "2:30: 'x-a' must be a string, got a list"},
+    {"HostWithPort", "routes:\n  - {match: {host: 'example.com:8080'}, respond: {}}",
+     "2:22: 'host' is matched without the port: write 'example.com', got 'example.com:8080'"},
+    {"WildcardHost", "routes:\n  - {match: {host: '*.example.com'}, respond: {}}",
+     "2:22: wildcard hosts are not supported: give each host its own route, got '*.example.com'"},
+    {"Ipv6HostWithoutBrackets", "routes:\n  - {match: {host: '::1'}, respond: {}}",
+     "2:22: an IPv6 host needs brackets, as in the Host header: write '[::1]'"},
+    {"InvalidHost", "routes:\n  - {match: {host: 'exa mple.com'}, respond: {}}",
+     "2:22: invalid host 'exa mple.com': expected a DNS name or an IP address"},
+
+    // Pools and backends.
+    {"PoolWithoutBackends", "pools:\n  p:\n    backends: []",
+     "3:15: pool 'p' has no backends"},
+    {"PoolMissingBackends", "pools:\n  p:\n    retries: 1", "3:5: pool 'p' is missing 'backends'"},
+    {"PoolBadName", "pools:\n  'a/b':\n    backends: [{name: a, address: 'h:1'}]",
+     "2:3: invalid pool name 'a/b': use 1 to 64 letters, digits, '_', '-' or '.'"},
+    {"DuplicatePool",
+     "pools:\n  p: {backends: [{name: a, address: 'h:1'}]}\n  p: {backends: [{name: "
+     "a, address: 'h:1'}]}",
+     "3:3: duplicate key 'p' (first at line 2)"},
+    {"DuplicateBackendName",
+     "pools:\n  p:\n    backends:\n      - {name: a, address: 'h:1'}\n      - {name: a, "
+     "address: 'h:2'}",
+     "5:15: duplicate backend name 'a' in pool 'p' (first at line 4)"},
+    {"BackendMissingName", "pools:\n  p:\n    backends:\n      - {address: 'h:1'}",
+     "4:9: backend is missing 'name'"},
+    {"BackendPortZero", "pools:\n  p:\n    backends: [{name: a, address: 'h:0'}]",
+     "3:35: invalid address 'h:0' for 'address': port 0 is only allowed for listeners"},
+    {"WeightZero", "pools:\n  p:\n    backends: [{name: a, address: 'h:1', weight: 0}]",
+     "3:49: 'weight' must be between 1 and 256, got 0"},
+    {"WeightTooHigh", "pools:\n  p:\n    backends: [{name: a, address: 'h:1', weight: 257}]",
+     "3:49: 'weight' must be between 1 and 256, got 257"},
+    {"NegativeMaxConnections",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1', max_connections: -1}]",
+     "3:58: 'max_connections' must be between 0 and 10000000, got -1"},
+    {"TooManyRetries", "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    retries: 11",
+     "4:14: 'retries' must be between 0 and 10, got 11"},
+    {"ConnectTimeoutWithoutUnit",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    connect_timeout: 2",
+     "4:22: invalid duration '2' for 'connect_timeout': needs a unit (ms, s, m or h), e.g. "
+     "'10s'"},
+
+    // Documents.
+    {"YamlSyntaxError", "listeners: [a, b\nroutes: []",
+     "2:7: YAML syntax error: end of sequence flow not found"},
+    {"BadIndentation", "workers: 4\n  watch: true", "2:8: YAML syntax error: illegal map value"},
+    {"SecondDocument", "workers: 4\n---\nwatch: true",
+     "3:1: only one YAML document is allowed, this is a second one"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidConfig, ::testing::ValuesIn(kBadCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Loader, ReportsEveryErrorOfAFileInFileOrder) {
+  const LoadResult r = loadString(R"(workers: many
+listeners:
+  - {name: a, listen: '127.0.0.1:1', tls: {}}
+  - {name: a, listen: 'nohost'}
+routes:
+  - pool: missing
+pools:
+  p:
+    backends: [{name: b, address: 'h:1', weight: 0}]
+timeouts: {idle: 10}
+limits: {max_header_bytes: 10MiB}
+)",
+                                  kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r),
+            (std::vector<std::string>{
+                "t.yaml:1:10: 'workers' must be 'auto' or an integer between 1 and 256, got 'many'",
+                "t.yaml:3:38: 'tls' is not supported yet by this version of wsgate",
+                "t.yaml:4:12: duplicate listener name 'a' (first at line 3)",
+                "t.yaml:4:23: invalid address 'nohost' for 'listen': missing port (expected "
+                "host:port or [v6]:port)",
+                "t.yaml:6:11: unknown pool 'missing'",
+                "t.yaml:9:49: 'weight' must be between 1 and 256, got 0",
+                "t.yaml:10:18: invalid duration '10' for 'idle': needs a unit (ms, s, m or h), "
+                "e.g. '10s'",
+                "t.yaml:11:28: 'max_header_bytes' must be between 1KiB and 1MiB, got '10MiB'",
+            }));
+}
+
+TEST(Loader, ReportsMissingListenersAndRoutesAtTheTop) {
+  const LoadResult r = loadString("watch: false\n", kFile);
+  EXPECT_EQ(errorStrings(r), (std::vector<std::string>{
+                                 "t.yaml:1:1: no listeners: at least one is required",
+                                 "t.yaml:1:1: no routes: at least one is required, or every "
+                                 "request would be refused",
+                             }));
+}
+
+TEST(Loader, ReportsAnEmptyFileWithoutAPosition) {
+  for (std::string_view text : {"", "\n\n", "# only a comment\n", "---\n"}) {
+    const LoadResult r = loadString(text, kFile);
+    EXPECT_EQ(errorStrings(r), std::vector<std::string>{"t.yaml: the config is empty"}) << text;
+  }
+}
+
+TEST(Loader, StopsListingAfterAHundredErrors) {
+  std::string yaml;
+  for (int i = 0; i < 150; ++i) yaml += "unknown" + std::to_string(i) + ": 1\n";
+  const LoadResult r = loadString(withDefaults(yaml), kFile);
+  ASSERT_EQ(r.errors.size(), 101u);
+  EXPECT_EQ(r.errors.back().str(), "t.yaml: too many errors, only the first 100 are shown");
+}
+
+TEST(Loader, QuotesControlCharactersInMessages) {
+  const LoadResult r = loadString(withDefaults("log: {level: \"in\\nfo\\u0001\"}"), kFile);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message,
+            "unknown log level 'in\\nfo\\x01', expected trace, debug, info, warn, error or off");
+}
+
+TEST(Loader, NeverThrowsOnHostileInput) {
+  const std::string nested(5000, '[');
+  const std::string nestedMaps = [] {
+    std::string s;
+    for (int i = 0; i < 3000; ++i) s += "{a: ";
+    return s;
+  }();
+  for (const std::string& text :
+       {nested, nestedMaps, std::string("a: \0 b", 6), std::string("\xff\xfe\x00\x01", 4),
+        std::string("&a [*a]"), std::string("listeners: *nowhere"), std::string("%YAML 9.9\n---\n"),
+        std::string("!!binary x: 1")}) {
+    LoadResult r;
+    EXPECT_NO_THROW(r = loadString(text, kFile));
+    EXPECT_FALSE(r.ok());
+  }
+}
+
+TEST(ConfigError, PrintsFileLineColumnAndMessage) {
+  EXPECT_EQ((ConfigError{Mark{"a.yaml", 3, 7}, "bad"}.str()), "a.yaml:3:7: bad");
+  EXPECT_EQ((ConfigError{Mark{"a.yaml", 0, 0}, "empty"}.str()), "a.yaml: empty");
+}
+
+TEST(LoadFile, LoadsTheDemoConfig) {
+  const std::filesystem::path path = sourceDir() / "conf" / "wsgate.yaml";
+  const LoadResult r = loadFile(path.string());
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.file, path.string());
+  EXPECT_EQ(c.log.level, LogLevel::Info);
+  EXPECT_EQ(c.log.access, "stdout");
+  EXPECT_EQ(c.log.format, LogFormat::Json);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].name, "public");
+  EXPECT_EQ(c.listeners[0].listen.str(), "127.0.0.1:8080");
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].match.pathPrefix, "/internal");
+  ASSERT_TRUE(c.routes[0].respond);
+  EXPECT_EQ(c.routes[0].respond->status, 403);
+  EXPECT_EQ(c.routes[0].respond->body, "forbidden\n");
+  EXPECT_EQ(c.routes[1].match.pathPrefix, "/");
+  EXPECT_EQ(c.routes[1].pool, "echo");
+  const PoolConfig* echo = c.findPool("echo");
+  ASSERT_NE(echo, nullptr);
+  EXPECT_EQ(echo->policy, Policy::RoundRobin);
+  ASSERT_EQ(echo->backends.size(), 2u);
+  EXPECT_EQ(echo->backends[0].name, "echo1");
+  EXPECT_EQ(echo->backends[0].address.str(), "127.0.0.1:9001");
+  EXPECT_EQ(echo->backends[1].name, "echo2");
+  EXPECT_EQ(echo->backends[1].address.str(), "127.0.0.1:9002");
+}
+
+TEST(LoadFile, UsesThePathInMarks) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("wsgate_loader_test_" + std::to_string(::testing::UnitTest::GetInstance()
+                                                                ->random_seed()) +
+                     ".yaml");
+  {
+    std::ofstream out(path);
+    out << "workers: x\n";
+  }
+  const LoadResult r = loadFile(path.string());
+  std::filesystem::remove(path);
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_EQ(r.errors[0].str().rfind(path.string() + ":1:10: 'workers' must be", 0), 0u)
+      << r.errors[0].str();
+}
+
+TEST(LoadFile, ReportsAMissingFile) {
+  const LoadResult r = loadFile("/nonexistent/wsgate.yaml");
+  EXPECT_EQ(errorStrings(r), std::vector<std::string>{
+                                 "/nonexistent/wsgate.yaml: cannot open: No such file or directory"});
+}
+
+TEST(LoadFile, ReportsADirectory) {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  const LoadResult r = loadFile(dir);
+  EXPECT_EQ(errorStrings(r), std::vector<std::string>{dir + ": cannot read: it is a directory"});
+}
+
+}  // namespace
+}  // namespace wsgate::conf
