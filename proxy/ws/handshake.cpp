@@ -130,7 +130,7 @@ std::string computeAccept(std::string_view key) {
   // EVP_EncodeBlock writes 4 characters per 3 input bytes plus a terminating NUL.
   std::array<unsigned char, 4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1> encoded{};
   const int n = EVP_EncodeBlock(encoded.data(), digest.data(), static_cast<int>(digestLen));
-  return std::string(reinterpret_cast<const char*>(encoded.data()), static_cast<std::size_t>(n));
+  return {reinterpret_cast<const char*>(encoded.data()), static_cast<std::size_t>(n)};
 }
 
 Verdict checkUpgradeRequest(const http::RequestHead& req) noexcept {

@@ -60,7 +60,9 @@ TEST(ParseDuration, AcceptsAndRejectsTable) {
     auto got = parseDuration(c.input, why);
     EXPECT_EQ(got, c.expect);
     EXPECT_EQ(parseDuration(c.input), got) << "both overloads agree";
-    if (!c.expect) EXPECT_NE(why.find(c.why), std::string_view::npos) << why;
+    if (!c.expect) {
+      EXPECT_NE(why.find(c.why), std::string_view::npos) << why;
+    }
   }
 }
 
@@ -104,7 +106,9 @@ TEST(ParseSize, AcceptsAndRejectsTable) {
     auto got = parseSize(c.input, why);
     EXPECT_EQ(got, c.expect);
     EXPECT_EQ(parseSize(c.input), got);
-    if (!c.expect) EXPECT_NE(why.find(c.why), std::string_view::npos) << why;
+    if (!c.expect) {
+      EXPECT_NE(why.find(c.why), std::string_view::npos) << why;
+    }
   }
 }
 

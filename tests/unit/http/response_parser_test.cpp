@@ -1,0 +1,241 @@
+// Response-head parser: body framing per RFC 9112 6.3 and the field rules, every rejection 502.
+
+#include "proxy/http/response_parser.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsgate::http {
+namespace {
+
+using namespace std::string_view_literals;
+
+// What a valid response parses into; the defaults describe "HTTP/1.1 200 OK" with no body.
+struct Want {
+  int status = 200;
+  std::string_view reason = "OK";
+  Version version = Version::Http11;
+  BodyKind body = BodyKind::None;
+  uint64_t contentLength = 0;
+  bool keepAlive = true;
+  std::size_t afterHead = 0;  // bytes of the input past the head
+};
+
+struct Case {
+  std::string_view name;
+  std::string_view input;
+  bool requestWasHead = false;
+  ParseStatus status = ParseStatus::Complete;
+  Want want{};
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+Case accepts(std::string_view name, std::string_view input, Want want = {}) {
+  return {name, input, false, ParseStatus::Complete, want};
+}
+Case acceptsForHead(std::string_view name, std::string_view input, Want want = {}) {
+  return {name, input, true, ParseStatus::Complete, want};
+}
+Case rejects(std::string_view name, std::string_view input) {
+  return {name, input, false, ParseStatus::Error, {}};
+}
+Case waits(std::string_view name, std::string_view input) {
+  return {name, input, false, ParseStatus::Incomplete, {}};
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> kCases = {
+      // Framing (RFC 9112 6.3).
+      accepts("FramesByContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+              {.body = BodyKind::ContentLength, .contentLength = 5, .afterHead = 5}),
+      accepts("TreatsContentLengthZeroAsNoBody", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+      accepts("FramesByChunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+              {.body = BodyKind::Chunked}),
+      accepts("FramesByChunkedAfterOtherCodings",
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+              {.body = BodyKind::Chunked}),
+      accepts("ReadsUntilCloseWhenChunkedIsNotLast",
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+              {.body = BodyKind::UntilClose, .keepAlive = false}),
+      accepts("ReadsUntilCloseWithOnlyUnknownCoding",
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+              {.body = BodyKind::UntilClose, .keepAlive = false}),
+      accepts("ReadsUntilCloseWithoutLength", "HTTP/1.1 200 OK\r\nX: y\r\n\r\n",
+              {.body = BodyKind::UntilClose, .keepAlive = false}),
+      acceptsForHead("HasNoBodyForHeadRequest", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                     {.contentLength = 100}),
+      acceptsForHead("HasNoBodyForHeadRequestEvenIfChunked",
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      accepts("HasNoBodyFor204", "HTTP/1.1 204 No Content\r\n\r\n",
+              {.status = 204, .reason = "No Content"}),
+      accepts("HasNoBodyFor304EvenWithContentLength",
+              "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+              {.status = 304, .reason = "Not Modified", .contentLength = 10}),
+      accepts("HasNoBodyFor100", "HTTP/1.1 100 Continue\r\n\r\n",
+              {.status = 100, .reason = "Continue"}),
+      accepts("HasNoBodyFor101",
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+              {.status = 101, .reason = "Switching Protocols"}),
+      accepts("HasNoBodyFor103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+              {.status = 103, .reason = "Early Hints"}),
+
+      // Persistence (RFC 9112 9.3).
+      accepts("IsNotReusedAfterConnectionClose",
+              "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+              {.keepAlive = false}),
+      accepts("IsNotReusedForHttp10WithoutKeepAlive",
+              "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+              {.version = Version::Http10,
+               .body = BodyKind::ContentLength,
+               .contentLength = 2,
+               .keepAlive = false,
+               .afterHead = 2}),
+      accepts("IsReusedForHttp10WithKeepAlive",
+              "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+              {.version = Version::Http10, .keepAlive = true}),
+
+      // Status line (RFC 9112 4).
+      accepts("AcceptsMissingReasonPhrase", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+              {.reason = ""}),
+      accepts("AcceptsEmptyReasonPhrase", "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
+              {.reason = ""}),
+      accepts("KeepsReasonPhraseWithSpacesAndObsText",
+              "HTTP/1.1 404 Not \tFound \xc3\xa9\r\nContent-Length: 0\r\n\r\n",
+              {.status = 404, .reason = "Not \tFound \xc3\xa9"}),
+      accepts("StopsAtEndOfHead",
+              "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+              {.status = 204, .reason = "No Content", .afterHead = 38}),
+      accepts("AcceptsStatus599", "HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n\r\n",
+              {.status = 599, .reason = "Odd"}),
+      rejects("RejectsStatusBelow100", "HTTP/1.1 099 Odd\r\n\r\n"),
+      rejects("RejectsStatusAbove599", "HTTP/1.1 600 Odd\r\n\r\n"),
+      rejects("RejectsTwoDigitStatus", "HTTP/1.1 20 OK\r\n\r\n"),
+      rejects("RejectsFourDigitStatus", "HTTP/1.1 2000 OK\r\n\r\n"),
+      rejects("RejectsMissingSpaceAfterVersion", "HTTP/1.1200 OK\r\n\r\n"),
+      rejects("RejectsHttp2Version", "HTTP/2.0 200 OK\r\n\r\n"),
+      rejects("RejectsLowercaseHttpName", "http/1.1 200 OK\r\n\r\n"),
+      rejects("RejectsControlCharInReason", "HTTP/1.1 200 O\x01K\r\n\r\n"),
+      rejects("RejectsLeadingEmptyLine", "\r\nHTTP/1.1 200 OK\r\n\r\n"),
+      rejects("RejectsBareLfAfterStatusLine", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),
+      rejects("RejectsBareCrInStatusLine", "HTTP/1.1 200 OK\rX\r\n\r\n"),
+
+      // Fields: the request rules, every one a 502.
+      rejects("RejectsBareLfAfterField", "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"),
+      rejects("RejectsObsFold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
+      rejects("RejectsSpaceBeforeColon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"),
+      rejects("RejectsEmptyFieldName", "HTTP/1.1 200 OK\r\n: x\r\n\r\n"),
+      rejects("RejectsNulInValue", "HTTP/1.1 200 OK\r\nX: a\0\r\n\r\n"sv),
+      rejects("RejectsDuplicateContentLength",
+              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+      rejects("RejectsInvalidContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 1a\r\n\r\n"),
+      rejects("RejectsContentLengthOverInt64",
+              "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n"),
+      rejects("RejectsTransferEncodingWithContentLength",
+              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      rejects("RejectsChunkedTwice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+      rejects("RejectsEmptyTransferEncoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n"),
+      rejects("RejectsTransferEncodingInHttp10",
+              "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      rejects("RejectsInvalidFramingEvenWithoutBody",
+              "HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n"),
+
+      waits("WaitsOnEmptyBuffer", ""),
+      waits("WaitsOnPartialStatusCode", "HTTP/1.1 20"),
+      waits("WaitsAfterStatusCode", "HTTP/1.1 200"),
+      waits("WaitsOnPartialReason", "HTTP/1.1 200 O"),
+      waits("WaitsOnHeadWithoutFinalCrlf", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"),
+  };
+  return kCases;
+}
+
+class ResponseParserTest : public testing::TestWithParam<Case> {};
+
+TEST_P(ResponseParserTest, GivesTheExpectedVerdict) {
+  const Case& c = GetParam();
+  ResponseHead head;
+  const ParseResult r = parseResponseHead(c.input, ParseLimits{}, {c.requestWasHead}, head);
+  ASSERT_EQ(r.status, c.status) << "reason: " << r.errorReason;
+  if (c.status == ParseStatus::Error) {
+    EXPECT_EQ(r.errorStatus, 502);
+    EXPECT_FALSE(r.errorReason.empty());
+    return;
+  }
+  if (c.status != ParseStatus::Complete) return;
+  const Want& w = c.want;
+  EXPECT_EQ(r.headBytes, c.input.size() - w.afterHead);
+  EXPECT_EQ(head.status, w.status);
+  EXPECT_EQ(head.reason, w.reason);
+  EXPECT_EQ(head.version, w.version);
+  EXPECT_EQ(head.body, w.body);
+  EXPECT_EQ(head.contentLength, w.contentLength);
+  EXPECT_EQ(head.keepAlive, w.keepAlive);
+}
+
+TEST_P(ResponseParserTest, KeepsTheVerdictStableOverPrefixes) {
+  const Case& c = GetParam();
+  const ResponseContext ctx{c.requestWasHead};
+  ResponseHead head;
+  const ParseResult full = parseResponseHead(c.input, ParseLimits{}, ctx, head);
+  bool decided = false;
+  for (std::size_t k = 0; k <= c.input.size(); ++k) {
+    const ParseResult r = parseResponseHead(c.input.substr(0, k), ParseLimits{}, ctx, head);
+    if (r.status == ParseStatus::Incomplete) {
+      ASSERT_FALSE(decided) << "verdict withdrawn at prefix " << k;
+      continue;
+    }
+    decided = true;
+    ASSERT_EQ(r.status, full.status) << "prefix " << k;
+    ASSERT_EQ(r.headBytes, full.headBytes) << "prefix " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ResponseParserTest, testing::ValuesIn(cases()),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+TEST(ResponseParser, RejectsTooManyFieldsWith502) {
+  const ParseLimits limits{.maxHeaderBytes = 1024, .maxHeaders = 2, .maxUriBytes = 1024};
+  ResponseHead head;
+  EXPECT_EQ(parseResponseHead("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n", limits, {}, head).status,
+            ParseStatus::Complete);
+  const ParseResult r =
+      parseResponseHead("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits, {}, head);
+  EXPECT_EQ(r.status, ParseStatus::Error);
+  EXPECT_EQ(r.errorStatus, 502);
+}
+
+TEST(ResponseParser, RejectsHeadOverTheByteLimitWith502) {
+  const std::string_view input = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  ResponseHead head;
+  ParseLimits limits;
+  limits.maxHeaderBytes = input.size();
+  EXPECT_EQ(parseResponseHead(input, limits, {}, head).status, ParseStatus::Complete);
+  limits.maxHeaderBytes = input.size() - 1;
+  const ParseResult r = parseResponseHead(input, limits, {}, head);
+  EXPECT_EQ(r.status, ParseStatus::Error);
+  EXPECT_EQ(r.errorStatus, 502);
+  // Within the limit and unfinished: still waiting.
+  EXPECT_EQ(parseResponseHead(input.substr(0, input.size() - 1), limits, {}, head).status,
+            ParseStatus::Incomplete);
+}
+
+TEST(ResponseParser, ReturnsFieldsAsTrimmedViews) {
+  ResponseHead head;
+  ASSERT_EQ(parseResponseHead("HTTP/1.1 101 Switching Protocols\r\nUpgrade:  websocket \r\n"
+                              "Connection:\tUpgrade\r\n\r\n",
+                              ParseLimits{}, {}, head)
+                .status,
+            ParseStatus::Complete);
+  ASSERT_EQ(head.headers.size(), 2u);
+  EXPECT_EQ(head.headers[0].value, "websocket");
+  EXPECT_EQ(head.headers[1].value, "Upgrade");
+}
+
+}  // namespace
+}  // namespace wsgate::http
