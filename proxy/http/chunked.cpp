@@ -55,7 +55,8 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view data) noexcept {
       case State::Size:
       case State::SizeBws:
       case State::SizeExt:
-        if (++lineBytes_ > kMaxLineBytes) return fail("chunk size line too long");
+        // The line is bounded without its CRLF (the CR ends it; a LF here is an error anyway).
+        if (c != '\r' && ++lineBytes_ > kMaxLineBytes) return fail("chunk size line too long");
         if (c == '\r' && sawDigit_ && state_ != State::SizeBws) {
           state_ = State::SizeLf;
         } else if (c == '\n') {
@@ -108,7 +109,7 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view data) noexcept {
         // Trailer fields follow the rules of header fields (RFC 9112 7.1.2, 5).
         if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
         if (state_ == State::TrailerStart) {
-          lineBytes_ = 0;
+          lineBytes_ = 0;  // bounded like the size line: without its CRLF
           if (c == '\r') {
             state_ = State::FinalLf;
           } else if (is(c, CharClass::kTchar)) {
@@ -136,7 +137,10 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view data) noexcept {
           state_ = State::Done;
           return {Status::Done, i + 1, {}};
         }
-        if (++lineBytes_ > kMaxLineBytes) return fail("trailer line too long");
+        if (state_ != State::TrailerLf && state_ != State::FinalLf && c != '\r' &&
+            ++lineBytes_ > kMaxLineBytes) {
+          return fail("trailer line too long");
+        }
         break;
       case State::Data:
       case State::Done:
