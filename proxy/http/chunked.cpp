@@ -89,7 +89,6 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view data) noexcept {
         break;
       case State::SizeLf:
         if (c != '\n') return fail("bare CR in chunk size line");
-        lineBytes_ = 0;
         state_ = remaining_ == 0 ? State::TrailerStart : State::Data;
         break;
       case State::DataCr:
@@ -99,49 +98,51 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view data) noexcept {
       case State::DataLf:
         if (c != '\n') return fail("bare CR after chunk data");
         sawDigit_ = false;
+        lineBytes_ = 0;
         state_ = State::Size;
         break;
+      // Trailer fields follow the rules of header fields (RFC 9112 7.1.2, 5). Each line is
+      // bounded without its CRLF, the whole section with every CRLF.
       case State::TrailerStart:
-      case State::TrailerLine:
-      case State::TrailerValue:
-      case State::TrailerLf:
-      case State::FinalLf:
-        // Trailer fields follow the rules of header fields (RFC 9112 7.1.2, 5).
         if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
-        if (state_ == State::TrailerStart) {
-          lineBytes_ = 0;  // bounded like the size line: without its CRLF
-          if (c == '\r') {
-            state_ = State::FinalLf;
-          } else if (is(c, CharClass::kTchar)) {
-            state_ = State::TrailerLine;
-          } else {
-            return fail(detail::isOws(c) ? "obs-fold in trailer" : "invalid trailer field name");
-          }
-        } else if (state_ == State::TrailerLine) {
-          if (c == ':') {
-            state_ = State::TrailerValue;
-          } else if (!is(c, CharClass::kTchar)) {
-            return fail("invalid trailer field name");
-          }
-        } else if (state_ == State::TrailerValue) {
-          if (c == '\r') {
-            state_ = State::TrailerLf;
-          } else if (!is(c, CharClass::kValueChar)) {
-            return fail(c == '\n' ? "bare LF in trailer" : "control character in trailer");
-          }
-        } else if (state_ == State::TrailerLf) {
-          if (c != '\n') return fail("bare CR in trailer");
-          state_ = State::TrailerStart;
-        } else {  // FinalLf
-          if (c != '\n') return fail("bare CR after trailers");
-          state_ = State::Done;
-          return {Status::Done, i + 1, {}};
-        }
-        if (state_ != State::TrailerLf && state_ != State::FinalLf && c != '\r' &&
-            ++lineBytes_ > kMaxLineBytes) {
-          return fail("trailer line too long");
+        if (c == '\r') {
+          state_ = State::FinalLf;
+        } else if (is(c, CharClass::kTchar)) {
+          lineBytes_ = 1;
+          state_ = State::TrailerLine;
+        } else {
+          return fail(detail::isOws(c) ? "obs-fold in trailer" : "invalid trailer field name");
         }
         break;
+      case State::TrailerLine:
+        if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        if (++lineBytes_ > kMaxLineBytes) return fail("trailer line too long");
+        if (c == ':') {
+          state_ = State::TrailerValue;
+        } else if (!is(c, CharClass::kTchar)) {
+          return fail("invalid trailer field name");
+        }
+        break;
+      case State::TrailerValue:
+        if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        if (c == '\r') {
+          state_ = State::TrailerLf;
+        } else if (++lineBytes_ > kMaxLineBytes) {
+          return fail("trailer line too long");
+        } else if (!is(c, CharClass::kValueChar)) {
+          return fail(c == '\n' ? "bare LF in trailer" : "control character in trailer");
+        }
+        break;
+      case State::TrailerLf:
+        if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        if (c != '\n') return fail("bare CR in trailer");
+        state_ = State::TrailerStart;
+        break;
+      case State::FinalLf:
+        if (++trailerBytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        if (c != '\n') return fail("bare CR after trailers");
+        state_ = State::Done;
+        return {Status::Done, i + 1, {}};
       case State::Data:
       case State::Done:
       case State::Failed:

@@ -34,7 +34,17 @@ public:
 
 private:
   enum class State : uint8_t {
-    Size, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, TrailerLine, TrailerLf, FinalLf, Done,
+    Size,
+    SizeExt,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    FinalLf,
+    Done,
     SizeBws,       // whitespace after the size: only ';' may follow (RFC 9112 7.1.1 BWS)
     TrailerValue,  // past the ':' of a trailer field
     Failed,        // an error was reported; every later feed() reports it again

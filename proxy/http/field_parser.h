@@ -29,8 +29,8 @@ consteval std::array<uint8_t, 256> makeCharTable() {
     const bool digit = c >= '0' && c <= '9';
     const bool vchar = c >= 0x21 && c <= 0x7E;
     uint8_t bits = 0;
-    if (alpha || digit || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                              std::string_view::npos) {
+    if (alpha || digit ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos) {
       bits |= kTchar;
     }
     if (vchar && c != '#') bits |= kTargetChar;

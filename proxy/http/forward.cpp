@@ -24,7 +24,9 @@ constexpr std::string_view kProtected[] = {
 };
 
 constexpr std::string_view kForwardedFields[] = {
-    "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
 };
 
 bool isAnyOf(std::string_view name, const auto& names) noexcept {

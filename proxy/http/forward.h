@@ -10,15 +10,17 @@
 namespace wsgate::http {
 
 struct ForwardInfo {
-  std::string_view clientIp;      // appended to X-Forwarded-For
-  std::string_view proto;         // "http" or "https" -> X-Forwarded-Proto
-  bool websocket = false;         // regenerate "Upgrade: websocket" + "Connection: Upgrade"
+  std::string_view clientIp;  // appended to X-Forwarded-For
+  std::string_view proto;     // "http" or "https" -> X-Forwarded-Proto
+  bool websocket = false;     // regenerate "Upgrade: websocket" + "Connection: Upgrade"
 };
 
 // True for fields that never cross the proxy: Connection, Keep-Alive, Proxy-Connection,
-// TE, Trailer, Upgrade, Transfer-Encoding (the caller re-adds it when the body stays
-// chunked), and every field the message's Connection header names — except the
-// X-Forwarded-* fields wsgate itself sets, which a client cannot strip this way.
+// TE, Trailer, Upgrade, HTTP2-Settings, Transfer-Encoding (the caller re-adds it when the body
+// stays chunked), and every field the message's Connection header names — except the
+// X-Forwarded-* fields wsgate itself sets, which a client cannot strip this way (Traefik
+// CVE-2024-45410), and Host and Content-Length, whose removal would change how the next hop
+// routes or frames the message.
 bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexcept;
 
 // Appends the request head to send to a backend to `out`: request line as HTTP/1.1, the
@@ -27,13 +29,18 @@ bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexc
 // "Transfer-Encoding: chunked" when the body is chunked. Incoming X-Forwarded-Proto and
 // X-Forwarded-Host are replaced. For a WebSocket upgrade, Upgrade + Connection are
 // regenerated; otherwise "Connection: keep-alive" is sent (HTTP/1.1 default, explicit).
+// An absolute-form target is sent in origin-form; Content-Length is re-serialised from the
+// parsed value; a request without Host (HTTP/1.0) gets "Host: <req.host>".
 void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std::string& out);
 
 // Appends the response head to send to the client: status line as HTTP/1.1, end-to-end
 // fields, "Transfer-Encoding: chunked" when the body is chunked, and for a 101 the
 // regenerated "Upgrade: websocket" + "Connection: Upgrade"; otherwise a Connection field
-// saying "keep-alive" or "close" per `clientKeepAlive`. `extraHeaders` (already formatted
-// "Name: value\r\n" lines, may be empty) are appended before the final CRLF.
+// saying "keep-alive" or "close" per `clientKeepAlive` ("close" whatever it says when the body
+// is UntilClose; none on an interim 1xx). The backend's transfer codings are kept whole
+// ("gzip, chunked") since the body bytes pass through untouched. Content-Length is dropped from
+// 1xx and 204. `extraHeaders` (already formatted "Name: value\r\n" lines, may be empty) are
+// appended before the final CRLF.
 void appendForwardedResponse(const ResponseHead& resp, bool clientKeepAlive,
                              std::string_view extraHeaders, std::string& out);
 

@@ -39,23 +39,26 @@ struct ParseLimits {
 
 struct ParseResult {
   ParseStatus status = ParseStatus::Incomplete;
-  std::size_t headBytes = 0;        // with Complete: bytes of the head, final CRLF included
-  int errorStatus = 0;              // with Error: 400, 414, 431, 501, (502 for responses)
-  std::string_view errorReason{};   // with Error: static text for logs, e.g. "obs-fold"
+  std::size_t headBytes = 0;       // with Complete: bytes of the head, final CRLF included
+  int errorStatus = 0;             // with Error: 400, 414, 431, 501, (502 for responses)
+  std::string_view errorReason{};  // with Error: static text for logs, e.g. "obs-fold"
 };
 
 struct RequestHead {
   std::string_view method;
   std::string_view target;  // as received
-  std::string_view path;    // target up to '?'
-  std::string_view query;   // after '?', without it; empty when none
+  // target up to '?'; for absolute-form the URI's path ("/" when it has none), for "*" "*"
+  std::string_view path;
+  std::string_view query;  // after '?', without it; empty when none
   Version version = Version::Http11;
   std::vector<Header> headers;
-  std::string_view host;    // the single Host field's value
+  // The single Host field's value. For absolute-form, the target's authority (RFC 9112 3.2.2),
+  // which the parser requires to equal the Host field when both are present.
+  std::string_view host;
   BodyKind body = BodyKind::None;
-  uint64_t contentLength = 0;  // with BodyKind::ContentLength
-  bool keepAlive = true;       // persistence per RFC 9112 9.3 (version + Connection)
-  bool expectContinue = false; // Expect: 100-continue
+  uint64_t contentLength = 0;   // with BodyKind::ContentLength
+  bool keepAlive = true;        // persistence per RFC 9112 9.3 (version + Connection)
+  bool expectContinue = false;  // Expect: 100-continue
   // Upgrade holds the token "websocket" and Connection holds "upgrade" (HTTP/1.1 only).
   bool upgradeWebsocket = false;
   // Any Upgrade field was present (e.g. h2c): it is never forwarded as such.

@@ -68,8 +68,8 @@ ParseResult splitTarget(std::string_view target, RequestHead& out,
     if (authority.empty()) return fail(400, "empty authority in target");
     if (authority.find('@') != std::string_view::npos) return fail(400, "userinfo in target");
     if (!detail::isValidHost(authority)) return fail(400, "invalid authority in target");
-    pathAndQuery = authorityEnd == std::string_view::npos ? std::string_view{}
-                                                          : rest.substr(authorityEnd);
+    pathAndQuery =
+        authorityEnd == std::string_view::npos ? std::string_view{} : rest.substr(authorityEnd);
   }
   const std::size_t q = pathAndQuery.find('?');
   out.path = pathAndQuery.substr(0, q);

@@ -19,9 +19,7 @@ using detail::CharClass;
 using detail::is;
 using detail::Scan;
 
-ParseResult fail(std::string_view reason) noexcept {
-  return {ParseStatus::Error, 0, 502, reason};
-}
+ParseResult fail(std::string_view reason) noexcept { return {ParseStatus::Error, 0, 502, reason}; }
 
 }  // namespace
 

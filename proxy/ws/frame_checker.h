@@ -28,6 +28,7 @@ public:
   //   continuation without a started message; text/binary while a message is open;
   //   message size (sum of fragments' declared lengths) over maxMessageBytes -> 1009,
   //   decided from the declared length before any payload is read.
+  // A violation is final: later calls return it again and change nothing.
   Violation onHeader(const FrameHeader& h) noexcept;
 
   bool inMessage() const noexcept { return inMessage_; }
@@ -45,6 +46,8 @@ private:
   uint64_t messageBytes_ = 0;
   uint64_t messages_ = 0;
   uint64_t frames_ = 0;
+  // The first violation, returned again for every later header: the stream is dead.
+  Violation violation_{};
 };
 
 }  // namespace wsgate::ws

@@ -300,8 +300,8 @@ def parse_listen(value: str) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 9001),
-                        help="HOST:PORT to listen on; port 0 picks a free one (default %(default)s)")
+    parser.add_argument("--listen", type=parse_listen, default="127.0.0.1:9001",
+                        help="HOST:PORT; port 0 picks a free one (default %(default)s)")
     parser.add_argument("--name", default="echo", help="backend name reported in responses")
     parser.add_argument("--max-message-bytes", type=int, default=64 << 20,
                         help="largest WebSocket message accepted (default %(default)s)")

@@ -3,8 +3,6 @@ the access log says why, and wsgate keeps serving everyone else."""
 
 import time
 
-import pytest
-
 import harness
 import wsproto
 from harness import assert_error_response, gateway_config, pool, route, wait_for
@@ -20,9 +18,19 @@ def test_refused_backend_is_skipped_for_one_that_is_up(start_wsgate, echo_backen
     echo = echo_backend("echo1")
     gate = single_pool_gateway(start_wsgate, ("down", refused_address()), echo, retries=1)
     for i in range(4):  # round robin puts the refused backend first at least once
-        response = connect(gate.port).request("GET", f"/try/{i}")
+        conn = connect(gate.port)
+        response = conn.request("GET", f"/try/{i}")
         assert response.status == 200, response.body
         assert response.json()["backend"] == "echo1"
+        assert gate.access_for(conn)[0]["backend"] == "app/echo1"
+
+
+def test_retries_zero_means_a_refused_backend_is_not_retried(start_wsgate, echo_backend,
+                                                             refused_address, connect):
+    echo = echo_backend("echo1")
+    gate = single_pool_gateway(start_wsgate, ("down", refused_address()), echo, retries=0)
+    statuses = sorted(connect(gate.port).request("GET", "/").status for _ in range(2))
+    assert statuses == [200, 502]
 
 
 def test_websocket_upgrade_is_retried_on_another_backend_too(start_wsgate, echo_backend,
@@ -141,9 +149,9 @@ def test_backend_closing_mid_tunnel_closes_the_client(start_wsgate, fake_backend
     conn.frames_until_eof(timeout=5)
 
 
-@pytest.mark.parametrize("count", [20])
 def test_many_failed_requests_leave_wsgate_serving(start_wsgate, echo_backend, refused_address,
-                                                   connect, count):
+                                                   connect):
+    count = 20
     echo = echo_backend("echo1")
     gate = start_wsgate(gateway_config(
         [route("dead", path_prefix="/dead"), route("live", path_prefix="/")],

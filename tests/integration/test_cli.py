@@ -18,6 +18,7 @@ routes:
     respond: { status: 200, body: "hello\\n" }
 timeouts:
   drain: 2s
+  drain_spread: 1s
 """
 
 
@@ -66,7 +67,7 @@ def test_check_reports_an_unknown_key_at_its_line_and_column(wsgate_bin, tmp_pat
 def test_check_reports_an_unknown_top_level_key(wsgate_bin, tmp_path):
     path, result = check(wsgate_bin, tmp_path, VALID_CONFIG + "colour: blue\n")
     assert result.returncode == 1
-    assert any(line == 11 and col == 1 and "colour" in msg
+    assert any(line == 12 and col == 1 and "colour" in msg
                for line, col, msg in error_lines(result, path)), result.stderr
 
 
@@ -98,7 +99,7 @@ def test_run_refuses_to_start_with_an_invalid_config(wsgate_bin, tmp_path):
     path.write_text(VALID_CONFIG + "colour: blue\n")
     result = run_cli(wsgate_bin, "-c", str(path))
     assert result.returncode != 0
-    assert f"{path}:11:1:" in result.stderr
+    assert f"{path}:12:1:" in result.stderr
 
 
 def test_port_zero_listener_reports_its_port_and_serves(start_wsgate, connect):

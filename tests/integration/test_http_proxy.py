@@ -2,6 +2,7 @@
 hop-by-hop headers, routes answered by wsgate itself."""
 
 import os
+import time
 
 import pytest
 
@@ -178,6 +179,18 @@ def test_round_robin_spreads_requests_over_the_pool(start_wsgate, echo_backend, 
     gate = start_wsgate(gateway_config([route("app", path_prefix="/")], {"app": pool(a, b)}))
     answered = [connect(gate.port).request("GET", "/").json()["backend"] for _ in range(6)]
     assert answered.count("alpha") == 3 and answered.count("beta") == 3
+
+
+def test_idle_keep_alive_connection_is_closed_after_http_keepalive(start_wsgate, echo,
+                                                                   connect):
+    gate = start_wsgate(gateway_config([route("app", path_prefix="/")], {"app": pool(echo)},
+                                       timeouts={"http_keepalive": "1s"}))
+    conn = connect(gate.port)
+    assert conn.request("GET", "/").status == 200
+    idle_since = time.monotonic()
+    assert conn.is_closed_within(4), "idle keep-alive connection never closed"
+    elapsed = time.monotonic() - idle_since
+    assert 0.8 <= elapsed <= 3.0, f"closed after {elapsed:.2f}s idle with http_keepalive: 1s"
 
 
 def test_backend_closing_after_its_response_does_not_break_the_client(start_wsgate,

@@ -258,6 +258,30 @@ def test_frame_pipelined_behind_a_refused_upgrade_is_never_tunnelled(start_wsgat
     assert backend.notes["after"] == b"", "frame bytes reached the backend"
 
 
+def test_subprotocol_and_extension_chosen_from_the_offer_pass_through(start_wsgate,
+                                                                     fake_backend, connect):
+    def chooses(conn, backend):
+        request = conn.read_request(timeout=10)
+        backend.note("request", request)
+        conn.send(switching_protocols(request, extra=(
+            ("Sec-WebSocket-Protocol", "chat.v2"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover"))))
+        backend.stopping.wait(10)
+
+    backend = fake_backend(chooses)
+    gate = gateway_to(start_wsgate, backend)
+    conn = connect(gate.port)
+    response = conn.upgrade("/ws", extra_headers=(
+        ("Sec-WebSocket-Protocol", "chat.v1, chat.v2"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")))
+    assert response.status == 101
+    assert response.header("sec-websocket-protocol") == "chat.v2"
+    assert response.header("sec-websocket-extensions").startswith("permessage-deflate")
+    offered = backend.notes["request"]
+    assert offered.header("sec-websocket-protocol") == "chat.v1, chat.v2"
+    assert offered.header("sec-websocket-extensions").startswith("permessage-deflate")
+
+
 BAD_SWITCHES = [
     ("wrong-accept", dict(accept=wsproto.accept_for(wsproto.new_key()))),
     ("empty-accept", dict(accept="")),

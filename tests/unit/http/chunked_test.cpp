@@ -53,15 +53,14 @@ std::vector<Case> cases() {
       {"EndsAfterSingleChunk", "5\r\nhello\r\n0\r\n\r\n", Status::Done, kAll, 5},
       {"EndsAfterSeveralChunks", "5\r\nhello\r\n1\r\n \r\n6\r\n world\r\n0\r\n\r\n", Status::Done,
        kAll, 12},
-      {"ReadsHexSizesInEitherCase", "A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
-       Status::Done, kAll, 20},
+      {"ReadsHexSizesInEitherCase", "A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n", Status::Done,
+       kAll, 20},
       {"AcceptsLeadingZerosInSize", "0005\r\nhello\r\n0\r\n\r\n", Status::Done, kAll, 5},
       {"AcceptsRepeatedZerosAsLastChunk", "000\r\n\r\n", Status::Done, kAll, 0},
       {"AcceptsEmptyBody", "0\r\n\r\n", Status::Done, kAll, 0},
-      {"SkipsChunkExtensions", "5;name=value;flag\r\nhello\r\n0;last\r\n\r\n", Status::Done,
-       kAll, 5},
-      {"AcceptsWhitespaceBeforeExtension", "5 \t;a=b\r\nhello\r\n0\r\n\r\n", Status::Done, kAll,
+      {"SkipsChunkExtensions", "5;name=value;flag\r\nhello\r\n0;last\r\n\r\n", Status::Done, kAll,
        5},
+      {"AcceptsWhitespaceBeforeExtension", "5 \t;a=b\r\nhello\r\n0\r\n\r\n", Status::Done, kAll, 5},
       {"AcceptsQuotedExtensionValue", "5;a=\"b c\"\r\nhello\r\n0\r\n\r\n", Status::Done, kAll, 5},
       {"AcceptsDataContainingCrlf", "4\r\n\r\n\r\n\r\n0\r\n\r\n", Status::Done, kAll, 4},
       {"AcceptsTrailerFields", "0\r\nX-Checksum: abc\r\nY:\r\n\r\n", Status::Done, kAll, 0},
@@ -92,8 +91,8 @@ std::vector<Case> cases() {
       {"RejectsGarbageAfterSize", "5x\r\n", Status::Error, 1, 0},
       {"RejectsControlCharInExtension", "5;a\x01\r\nhello\r\n", Status::Error, 3, 0},
       {"RejectsBareLfInExtension", "5;a\nhello\r\n", Status::Error, 3, 0},
-      {"RejectsSizeLineOverLimit", sizeLine(kLine + 1) + "\r\nx\r\n0\r\n\r\n", Status::Error,
-       kLine, 0},
+      {"RejectsSizeLineOverLimit", sizeLine(kLine + 1) + "\r\nx\r\n0\r\n\r\n", Status::Error, kLine,
+       0},
       {"RejectsObsFoldInTrailer", "0\r\nX: a\r\n b\r\n\r\n", Status::Error, 9, 0},
       {"RejectsTrailerWithoutColon", "0\r\nX\r\n\r\n", Status::Error, 4, 0},
       {"RejectsSpaceBeforeColonInTrailer", "0\r\nX : a\r\n\r\n", Status::Error, 4, 0},
@@ -143,7 +142,9 @@ protected:
   }
 };
 
-TEST_P(ChunkedDecoderTest, DecodesInputFedWhole) { expectOutcome(feedInPieces(GetParam().input, {}), "whole"); }
+TEST_P(ChunkedDecoderTest, DecodesInputFedWhole) {
+  expectOutcome(feedInPieces(GetParam().input, {}), "whole");
+}
 
 TEST_P(ChunkedDecoderTest, DecodesInputFedByteByByte) {
   const std::string& input = GetParam().input;

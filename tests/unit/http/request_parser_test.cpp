@@ -138,8 +138,7 @@ const std::vector<Case>& cases() {
               {.method = "POST",
                .body = BodyKind::ContentLength,
                .contentLength = 9223372036854775807ULL}),
-      accepts("AcceptsContentLengthInHttp10",
-              "POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
+      accepts("AcceptsContentLengthInHttp10", "POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
               {.method = "POST",
                .host = "",
                .version = Version::Http10,
@@ -156,14 +155,16 @@ const std::vector<Case>& cases() {
       accepts("IgnoresEmptyTransferCodingListElements",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: , chunked ,\r\n\r\n",
               {.method = "POST", .body = BodyKind::Chunked}),
-      accepts("DetectsWebsocketUpgrade",
-              "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              "\r\n",
-              {.target = "/ws", .path = "/ws", .upgradeWebsocket = true, .hasUpgrade = true}),
-      accepts("DetectsWebsocketUpgradeAcrossRepeatedConnectionFields",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n"
-              "Connection: upgrade\r\n\r\n",
-              {.upgradeWebsocket = true, .hasUpgrade = true}),
+      accepts(
+          "DetectsWebsocketUpgrade",
+          "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "\r\n",
+          {.target = "/ws", .path = "/ws", .upgradeWebsocket = true, .hasUpgrade = true}),
+      accepts(
+          "DetectsWebsocketUpgradeAcrossRepeatedConnectionFields",
+          "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive\r\nUpgrade: websocket\r\n"
+          "Connection: upgrade\r\n\r\n",
+          {.upgradeWebsocket = true, .hasUpgrade = true}),
       accepts("DetectsWebsocketAmongOtherTokens",
               "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: foo/2, WebSocket\r\n"
               "Connection: keep-alive ,\tUPGRADE\r\n\r\n",
@@ -171,10 +172,11 @@ const std::vector<Case>& cases() {
       accepts("DoesNotTreatUpgradeWithoutConnectionTokenAsWebsocket",
               "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\r\n",
               {.upgradeWebsocket = false, .hasUpgrade = true}),
-      accepts("DoesNotMatchWebsocketAsSubstring",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websockets\r\nConnection: upgrade\r\n"
-              "\r\n",
-              {.upgradeWebsocket = false, .hasUpgrade = true}),
+      accepts(
+          "DoesNotMatchWebsocketAsSubstring",
+          "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websockets\r\nConnection: upgrade\r\n"
+          "\r\n",
+          {.upgradeWebsocket = false, .hasUpgrade = true}),
       accepts("IgnoresUpgradeInHttp10",
               "GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
               {.host = "",
@@ -182,10 +184,11 @@ const std::vector<Case>& cases() {
                .keepAlive = false,
                .upgradeWebsocket = false,
                .hasUpgrade = true}),
-      accepts("FlagsH2cUpgradeWithoutCallingItWebsocket",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: h2c\r\n"
-              "Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
-              {.upgradeWebsocket = false, .hasUpgrade = true}),
+      accepts(
+          "FlagsH2cUpgradeWithoutCallingItWebsocket",
+          "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: h2c\r\n"
+          "Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+          {.upgradeWebsocket = false, .hasUpgrade = true}),
       accepts("DetectsExpectContinueInAnyCase",
               "PUT / HTTP/1.1\r\nHost: example.com\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n"
               "\r\n",
@@ -203,7 +206,8 @@ const std::vector<Case>& cases() {
       rejects("RejectsBareCrBeforeRequestLine", "\rGET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
               400),
       rejects("RejectsBareCrInRequestLine", "GET / HTTP/1.1\rHost: example.com\r\n\r\n", 400),
-      rejects("RejectsBareCrInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\rb\r\n\r\n", 400),
+      rejects("RejectsBareCrInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\rb\r\n\r\n",
+              400),
       rejects("RejectsBareCrAtEndOfHead", "GET / HTTP/1.1\r\nHost: example.com\r\n\rX", 400),
       rejects("RejectsBareLfAfterMethod", "GET\n", 400),
 
@@ -254,8 +258,8 @@ const std::vector<Case>& cases() {
       rejects("RejectsBadPercentEncodingInHost", "GET / HTTP/1.1\r\nHost: ex%4\r\n\r\n", 400),
 
       // Request line (RFC 9112 3).
-      rejects("RejectsConnectWith501", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              501),
+      rejects("RejectsConnectWith501",
+              "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 501),
       rejects("RejectsAuthorityFormForGet",
               "GET example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
       rejects("RejectsAsteriskFormForGet", "GET * HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
@@ -265,8 +269,8 @@ const std::vector<Case>& cases() {
               "GET http://user@example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
       rejects("RejectsAbsoluteFormWithEmptyAuthority",
               "GET http:///x HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsNonHttpScheme", "GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              400),
+      rejects("RejectsNonHttpScheme",
+              "GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
       rejects("RejectsFragmentInTarget", "GET /a#frag HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
       rejects("RejectsNulInTargetImmediately", "GET /\0"sv, 400),
       rejects("RejectsDelInTarget", "GET /\x7f HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
@@ -345,9 +349,11 @@ const std::vector<Case>& cases() {
       rejects("RejectsEmptyTransferEncoding",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding:\r\n\r\n", 400),
       rejects("RejectsChunkedWithParameters",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked;x=1\r\n\r\n",
+              400),
       rejects("RejectsQuotedTransferCoding",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
+              400),
       rejects("RejectsTransferEncodingInHttp10",
               "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
       rejects("RejectsUnknownCodingBeforeChunkedWith501",
@@ -373,8 +379,8 @@ const std::vector<Case>& cases() {
       rejects("RejectsConnectAsSoonAsMethodEnds", "CONNECT ", 501),
       rejects("RejectsHttp2BeforeLineEnds", "GET / HTTP/2.0", 505),
       rejects("RejectsObsFoldBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: example.com\r\n ", 400),
-      rejects("RejectsDuplicateHostBeforeHeadEnds",
-              "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n", 400),
+      rejects("RejectsDuplicateHostBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n",
+              400),
   };
   return kCases;
 }

@@ -1,0 +1,269 @@
+// Forwarded heads: each row parses a head with the real parser and compares the exact bytes
+// wsgate would send on, so the hop-by-hop rules and X-Forwarded-* handling are visible at once.
+
+#include "proxy/http/forward.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http/request_parser.h"
+#include "proxy/http/response_parser.h"
+
+namespace wsgate::http {
+namespace {
+
+struct RequestCase {
+  std::string_view name;
+  std::string_view input;
+  std::string_view expected;
+  bool websocket = false;
+};
+
+void PrintTo(const RequestCase& c, std::ostream* os) { *os << c.name; }
+
+const std::vector<RequestCase>& requestCases() {
+  static const std::vector<RequestCase> kCases = {
+      {"AddsForwardedFieldsToPlainGet", "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "GET /a?b HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"KeepsEndToEndFieldsInOrderAndCase",
+       "GET / HTTP/1.1\r\nuser-agent: t\r\nHost: example.com\r\nAccept: */*\r\nX-Empty:\r\n\r\n",
+       "GET / HTTP/1.1\r\nuser-agent: t\r\nHost: example.com\r\nAccept: */*\r\nX-Empty: \r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"AppendsClientIpToExistingXForwardedFor",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"JoinsRepeatedXForwardedForFields",
+       "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: example.com\r\n"
+       "x-forwarded-for: 2.2.2.2\r\nX-Forwarded-For:\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"ReplacesClientForwardedProtoAndHost",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Proto: http\r\n"
+       "X-Forwarded-Host: evil.example\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"DoesNotLetConnectionStripForwardedFields",  // Traefik CVE-2024-45410
+       "GET / HTTP/1.1\r\nHost: example.com\r\n"
+       "Connection: close, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host\r\n"
+       "X-Forwarded-For: 1.1.1.1\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"DoesNotLetConnectionStripHostOrContentLength",
+       "POST / HTTP/1.1\r\nHost: example.com\r\nConnection: Host, Content-Length\r\n"
+       "Content-Length: 3\r\n\r\n",
+       "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"StripsFieldsNamedInConnection",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: x-secret\r\nX-Secret: 1\r\n"
+       "Connection: X-Other\r\nX-Other: 2\r\nX-Kept: 3\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Kept: 3\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"StripsHopByHopFields",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nKeep-Alive: timeout=5\r\n"
+       "Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Sum\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"NeverForwardsH2cUpgrade",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"DropsWebsocketUpgradeThatWasNotValidated",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"RegeneratesValidatedWebsocketUpgrade",
+       "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: WebSocket, foo\r\n"
+       "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+       "Sec-WebSocket-Version: 13\r\n\r\n",
+       "GET /ws HTTP/1.1\r\nHost: example.com\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+       "Sec-WebSocket-Version: 13\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+       true},
+      {"SendsChunkedTransferEncodingForChunkedBody",
+       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: example.com\r\n\r\n",
+       "POST / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"},
+      {"NormalisesContentLength",
+       "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 007\r\n\r\n",
+       "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 7\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SendsHttp10RequestAsHttp11WithHost", "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n",
+       "GET / HTTP/1.1\r\nAccept: */*\r\nHost: \r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nConnection: keep-alive\r\n\r\n"},
+      {"SendsAbsoluteFormAsOriginForm",
+       "GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"GivesPathlessAbsoluteFormARootPath", "GET http://example.com?x HTTP/1.0\r\n\r\n",
+       "GET /?x HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"KeepsAsteriskForm", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "OPTIONS * HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+  };
+  return kCases;
+}
+
+class ForwardRequestTest : public testing::TestWithParam<RequestCase> {};
+
+TEST_P(ForwardRequestTest, WritesTheExpectedHead) {
+  const RequestCase& c = GetParam();
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
+  std::string out = "prefix:";  // appends, never overwrites
+  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket}, out);
+  EXPECT_EQ(out, "prefix:" + std::string(c.expected));
+}
+
+// What wsgate sends must itself pass wsgate's strict parser, with the same framing.
+TEST_P(ForwardRequestTest, WritesAHeadTheParserAccepts) {
+  const RequestCase& c = GetParam();
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket}, out);
+  RequestHead again;
+  const ParseResult r = parseRequestHead(out, ParseLimits{}, again);
+  ASSERT_EQ(r.status, ParseStatus::Complete) << r.errorReason;
+  EXPECT_EQ(r.headBytes, out.size());
+  EXPECT_EQ(again.body, req.body);
+  EXPECT_EQ(again.contentLength, req.contentLength);
+  EXPECT_EQ(again.upgradeWebsocket, c.websocket);
+  EXPECT_EQ(again.host, req.host);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ForwardRequestTest, testing::ValuesIn(requestCases()),
+                         [](const testing::TestParamInfo<RequestCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+struct ResponseCase {
+  std::string_view name;
+  std::string_view input;
+  std::string_view expected;
+  bool clientKeepAlive = true;
+  std::string_view extraHeaders = "";
+};
+
+void PrintTo(const ResponseCase& c, std::ostream* os) { *os << c.name; }
+
+const std::vector<ResponseCase>& responseCases() {
+  static const std::vector<ResponseCase> kCases = {
+      {"KeepsClientAliveWithContentLength",
+       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"ClosesWhenClientIsNotKeptAlive", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false},
+      {"SendsHttp10ResponseAsHttp11", "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"},
+      {"KeepsEmptyReason", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 200 \r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"},
+      {"KeepsChunkedTransferEncoding",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"},
+      {"KeepsEveryCodingBeforeChunked",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: keep-alive\r\n\r\n"},
+      {"ClosesClientForBodyThatEndsAtClose", "HTTP/1.1 200 OK\r\nX: y\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n"},
+      {"KeepsCodingsOfBodyThatEndsAtClose", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n"},
+      {"RegeneratesUpgradeFor101",
+       "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: upgrade\r\n"
+       "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+       "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+       "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
+      {"SendsNoConnectionFieldOnInterimResponse", "HTTP/1.1 100 Continue\r\n\r\n",
+       "HTTP/1.1 100 Continue\r\n\r\n"},
+      {"DropsContentLengthFrom204", "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
+       "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"},
+      {"KeepsContentLengthOn304", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+       "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\n"},
+      {"StripsHopByHopResponseFields",
+       "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal, Content-Length\r\n"
+       "Keep-Alive: timeout=5\r\nX-Internal: secret\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"},
+      {"AppendsExtraHeadersLast", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-Served-By: c1\r\n\r\n",
+       true, "X-Served-By: c1\r\n"},
+  };
+  return kCases;
+}
+
+class ForwardResponseTest : public testing::TestWithParam<ResponseCase> {};
+
+TEST_P(ForwardResponseTest, WritesTheExpectedHead) {
+  const ResponseCase& c = GetParam();
+  ResponseHead resp;
+  ASSERT_EQ(parseResponseHead(c.input, ParseLimits{}, {}, resp).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedResponse(resp, c.clientKeepAlive, c.extraHeaders, out);
+  EXPECT_EQ(out, c.expected);
+}
+
+TEST_P(ForwardResponseTest, WritesAHeadTheParserAcceptsWithTheSameFraming) {
+  const ResponseCase& c = GetParam();
+  ResponseHead resp;
+  ASSERT_EQ(parseResponseHead(c.input, ParseLimits{}, {}, resp).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedResponse(resp, c.clientKeepAlive, c.extraHeaders, out);
+  ResponseHead again;
+  ASSERT_EQ(parseResponseHead(out, ParseLimits{}, {}, again).status, ParseStatus::Complete);
+  EXPECT_EQ(again.status, resp.status);
+  EXPECT_EQ(again.body, resp.body);
+  EXPECT_EQ(again.contentLength, resp.status == 204 ? 0 : resp.contentLength);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ForwardResponseTest, testing::ValuesIn(responseCases()),
+                         [](const testing::TestParamInfo<ResponseCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+TEST(IsHopByHop, NamesTheFixedHopByHopFieldsInAnyCase) {
+  const std::vector<Header> none;
+  for (std::string_view name : {"connection", "KEEP-ALIVE", "Proxy-Connection", "te", "Trailer",
+                                "Transfer-Encoding", "upgrade", "HTTP2-Settings"}) {
+    EXPECT_TRUE(isHopByHop(name, none)) << name;
+  }
+  EXPECT_FALSE(isHopByHop("Accept", none));
+  EXPECT_FALSE(isHopByHop("Sec-WebSocket-Key", none));
+}
+
+TEST(IsHopByHop, FollowsConnectionOptionsButProtectsWhatWsgateRelies) {
+  const std::vector<Header> headers = {
+      {"Connection", "close, X-Secret"},
+      {"Connection", "x-forwarded-for, HOST, content-length, x-forwarded-host"},
+  };
+  EXPECT_TRUE(isHopByHop("x-secret", headers));
+  EXPECT_FALSE(isHopByHop("X-Forwarded-For", headers));
+  EXPECT_FALSE(isHopByHop("X-Forwarded-Host", headers));
+  EXPECT_FALSE(isHopByHop("Host", headers));
+  EXPECT_FALSE(isHopByHop("Content-Length", headers));
+  EXPECT_FALSE(isHopByHop("Accept", headers));
+}
+
+}  // namespace
+}  // namespace wsgate::http
