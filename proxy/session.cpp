@@ -221,9 +221,20 @@ void Session::readHead() {
   }
   http::ParseLimits limits{cfg.limits.maxHeaderBytes, cfg.limits.maxHeaders,
                            cfg.limits.maxUriBytes};
+  if (headScanned_ > 0 && available <= limits.maxHeaderBytes) {
+    // The parser keeps no state, so a head trickled byte by byte is parsed again only when a
+    // new line end arrives: one parse per line, not per byte (slowloris costs stay linear).
+    evbuffer_ptr from;
+    evbuffer_ptr_set(input, &from, headScanned_, EVBUFFER_PTR_SET);
+    if (evbuffer_search(input, "\n", 1, &from).pos < 0) {
+      headScanned_ = available;
+      return;
+    }
+  }
   const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
   const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
   auto r = http::parseRequestHead({data, n}, limits, head_);
+  headScanned_ = r.status == http::ParseStatus::Incomplete ? n : 0;
   switch (r.status) {
     case http::ParseStatus::Incomplete:
       if (n > limits.maxHeaderBytes) {

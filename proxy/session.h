@@ -144,6 +144,7 @@ private:
   Exchange ex_;
   bool inExchange_ = false;
   http::RequestHead head_;    // reused across requests (keeps the headers' capacity)
+  std::size_t headScanned_ = 0;  // bytes of an incomplete head already parsed once
   http::ResponseHead resp_;
   const PoolEntry* backendPool_ = nullptr;  // the pool backend_ belongs to
   std::size_t backendIndex_ = 0;

@@ -93,7 +93,9 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
   out += req.method;
   out += ' ';
   appendOriginTarget(req.target, out);
-  out += " HTTP/1.1\r\n";
+  // An HTTP/1.0 client is forwarded as HTTP/1.0, so the backend answers in a framing the
+  // client can read (no chunked body toward a client that does not know chunked).
+  out += req.version == Version::Http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
 
   bool sawHost = false;
   for (const Header& h : req.headers) {

@@ -23,7 +23,7 @@ struct ForwardInfo {
 // routes or frames the message.
 bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexcept;
 
-// Appends the request head to send to a backend to `out`: request line as HTTP/1.1, the
+// Appends the request head to send to a backend to `out`: request line in the client's version, the
 // client's end-to-end fields in order, Host kept, X-Forwarded-For (client's value, if any,
 // + ", " + clientIp), X-Forwarded-Proto, X-Forwarded-Host (the Host value), and
 // "Transfer-Encoding: chunked" when the body is chunked. Incoming X-Forwarded-Proto and

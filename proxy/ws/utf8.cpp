@@ -126,7 +126,7 @@ constexpr uint8_t step(uint8_t state, unsigned char byte) noexcept {
   return kTransitions[cell(state, kClasses[byte])];
 }
 
-constexpr uint64_t kHighBits = 0x8080808080808000ULL;
+constexpr uint64_t kHighBits = 0x8080808080808080ULL;
 
 }  // namespace
 

@@ -20,7 +20,8 @@ using namespace wsgate::ws;
 
 constexpr uint8_t kKey[4] = {0x37, 0xfa, 0x21, 0x3d};
 // Streams of about 256 KiB: larger than L1/L2 for the big frames, as a busy relay sees them.
-constexpr std::size_t kStreamBytes = 256 * 1024;
+constexpr std::size_t kKiB = 1024;
+constexpr std::size_t kStreamBytes = 256 * kKiB;
 
 // Back-to-back masked client binary frames of `payload` bytes each.
 std::string clientStream(std::size_t payload, std::size_t& frames) {
@@ -60,7 +61,7 @@ void BM_ParseCheckUnmask(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * frames));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stream.size()));
 }
-BENCHMARK(BM_ParseCheckUnmask)->Arg(64)->Arg(16 * 1024);
+BENCHMARK(BM_ParseCheckUnmask)->Arg(64)->Arg(int64_t{16} * 1024);
 
 // The header work alone, without touching the payload.
 void BM_ParseCheck(benchmark::State& state) {
@@ -84,7 +85,7 @@ void BM_ParseCheck(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * frames));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stream.size()));
 }
-BENCHMARK(BM_ParseCheck)->Arg(64)->Arg(16 * 1024);
+BENCHMARK(BM_ParseCheck)->Arg(64)->Arg(int64_t{16} * 1024);
 
 enum Text : int64_t { kAscii, kMixed, kCjk };
 
@@ -95,8 +96,8 @@ std::string text16k(Text kind) {
                                 : kind == kMixed ? std::string_view("Grüße, κόσμε! café ")
                                                  : std::string_view("\xe6\x97\xa5\xe6\x9c\xac");
   std::string s;
-  while (s.size() + unit.size() <= 16 * 1024) s.append(unit);
-  while (s.size() < 16 * 1024) s.push_back('.');
+  while (s.size() + unit.size() <= 16 * kKiB) s.append(unit);
+  while (s.size() < 16 * kKiB) s.push_back('.');
   return s;
 }
 

@@ -26,7 +26,7 @@ void check(bool ok) {
 }
 
 // Small limits so that 1009 is reachable with fuzzer-sized inputs.
-constexpr uint64_t kLimits[4] = {0, 64, 4096, 16 * 1024 * 1024};
+constexpr uint64_t kLimits[4] = {0, 64, 4096, uint64_t{16} * 1024 * 1024};
 
 // Feeding `bytes` in two parts at any split gives the verdict of validating them whole.
 void checkSplit(std::string_view bytes, uint8_t splitSeed) {

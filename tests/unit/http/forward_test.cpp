@@ -106,8 +106,8 @@ const std::vector<RequestCase>& requestCases() {
        "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 7\r\n"
        "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
        "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
-      {"SendsHttp10RequestAsHttp11WithHost", "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n",
-       "GET / HTTP/1.1\r\nAccept: */*\r\nHost: \r\nX-Forwarded-For: 10.0.0.5\r\n"
+      {"SendsHttp10RequestAsHttp10WithHost", "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n",
+       "GET / HTTP/1.0\r\nAccept: */*\r\nHost: \r\nX-Forwarded-For: 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nConnection: keep-alive\r\n\r\n"},
       {"SendsAbsoluteFormAsOriginForm",
        "GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -115,7 +115,7 @@ const std::vector<RequestCase>& requestCases() {
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
        "Connection: keep-alive\r\n\r\n"},
       {"GivesPathlessAbsoluteFormARootPath", "GET http://example.com?x HTTP/1.0\r\n\r\n",
-       "GET /?x HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "GET /?x HTTP/1.0\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
        "Connection: keep-alive\r\n\r\n"},
       {"KeepsAsteriskForm", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n",

@@ -64,6 +64,8 @@ TEST(CheckClosePayload, JudgesEachShape) {
   const Case cases[] = {
       {"empty", ""s, 0},
       {"one byte", "\x03"s, close_code::kProtocolError},
+      // 0x0C followed by the string's NUL would read as 3072, a valid code.
+      {"one byte of a valid code", "\x0c"s, close_code::kProtocolError},
       {"code only", payload(1000), 0},
       {"code and reason", payload(1001, "bye"), 0},
       {"library code", payload(3000), 0},
@@ -95,6 +97,19 @@ TEST(CheckClosePayload, JudgesEachShape) {
     EXPECT_EQ(static_cast<bool>(v), c.expect != 0) << c.name;
     EXPECT_EQ(v.reason.empty(), c.expect == 0) << c.name;
   }
+}
+
+TEST(CheckClosePayload, ReadsOnlyThePayloadItIsGiven) {
+  // The relay may hand a view into a larger buffer: the byte after a 1-byte payload, which
+  // would complete code 1000, is not part of it.
+  const std::string buffer = payload(1000, "reason");
+  EXPECT_EQ(checkClosePayload(std::string_view(buffer).substr(0, 1)).code,
+            close_code::kProtocolError);
+  EXPECT_EQ(checkClosePayload(std::string_view(buffer).substr(0, 2)).code, 0);
+  // A reason cut inside a code point by the view is invalid UTF-8.
+  const std::string accented = payload(1000, "caf\xc3\xa9");
+  EXPECT_EQ(checkClosePayload(std::string_view(accented).substr(0, accented.size() - 1)).code,
+            close_code::kInvalidPayload);
 }
 
 }  // namespace
