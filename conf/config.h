@@ -95,6 +95,11 @@ struct Timeouts {
   Duration httpKeepalive{60'000};
   Duration drain{30'000};
   Duration drainSpread{10'000};
+  Duration close{2'000};  // wsgate sent a Close -> longest wait for the echo, then TCP close
+};
+
+struct WebSocketConfig {
+  bool validateUtf8 = false;  // unmask and check text messages; invalid -> close 1007
 };
 
 struct Limits {
@@ -116,6 +121,7 @@ struct Config {
   std::vector<PoolConfig> pools;  // in file order
   Timeouts timeouts;
   Limits limits;
+  WebSocketConfig websocket;
 
   const PoolConfig* findPool(std::string_view name) const;
 };

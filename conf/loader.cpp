@@ -1,5 +1,6 @@
 #include "conf/loader.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <span>
+#include <sstream>
 #include <utility>
 
 #include "conf/units.h"
@@ -180,6 +182,60 @@ bool isValidName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '_' || c == '-' || c == '.';
   });
+}
+
+// Sees the events of each document without building it, to find a second document.
+class DocumentProbe final : public YAML::EventHandler {
+public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start_ = mark;
+    events_ = 0;
+    onlyNull_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { onlyNull_ = events_++ == 0; }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    ++events_;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    ++events_;
+  }
+  void OnMapEnd() override {}
+
+  bool empty() const { return events_ == 0 || (events_ == 1 && onlyNull_); }
+  const YAML::Mark& start() const { return start_; }
+
+private:
+  YAML::Mark start_;
+  int events_ = 0;
+  bool onlyNull_ = false;
+};
+
+// Where a second, non-empty document starts, if there is one. Not YAML::LoadAll: in
+// yaml-cpp 0.7 it loops forever, allocating, on some malformed input such as a lone ','
+// (yaml-cpp issue #1040, fixed upstream by PR #1319): the parser reports the same empty
+// document again and again without consuming input. Stopping when a document starts where
+// the previous one did ends that loop. Throws YAML::Exception on a syntax error.
+std::optional<YAML::Mark> secondDocument(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentProbe probe;
+  int documents = 0;
+  int previousStart = -1;
+  while (parser.HandleNextDocument(probe)) {
+    if (probe.start().pos <= previousStart) break;
+    previousStart = probe.start().pos;
+    if (!probe.empty() && ++documents == 2) return probe.start();
+  }
+  return std::nullopt;
 }
 
 template <class T, class U>
@@ -460,27 +516,28 @@ private:
 };
 
 LoadResult Loader::load(std::string_view yaml) {
-  std::vector<YAML::Node> docs;
+  const std::string text(yaml);
+  YAML::Node root;
+  std::optional<YAML::Mark> second;
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    root = YAML::Load(text);
+    second = secondDocument(text);
   } catch (const YAML::Exception& e) {
     error(e.mark, "YAML syntax error: " + e.msg);
     return finish();
   }
-  if (docs.empty() || (docs.size() == 1 && docs[0].IsNull())) {
+  if (root.IsNull()) {
     fileError("the config is empty");
     return finish();
   }
-  if (docs.size() > 1) {
-    error(docs[1].Mark(), "only one YAML document is allowed, this is a second one");
-  }
-  if (!docs[0].IsMap()) {
-    error(docs[0].Mark(), "the config must be a map of keys (listeners, routes, pools, ...), got " +
-                              describe(docs[0]));
+  if (second) error(*second, "only one YAML document is allowed, this is a second one");
+  if (!root.IsMap()) {
+    error(root.Mark(), "the config must be a map of keys (listeners, routes, pools, ...), got " +
+                           describe(root));
     return finish();
   }
-  readTop(docs[0]);
-  crossCheck(docs[0]);
+  readTop(root);
+  crossCheck(root);
   return finish();
 }
 

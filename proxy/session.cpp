@@ -15,6 +15,7 @@
 #include "proxy/http/response_writer.h"
 #include "proxy/log.h"
 #include "proxy/net/address.h"
+#include "proxy/session_tunnel.h"
 #include "proxy/worker.h"
 
 namespace wsgate::proxy {
@@ -136,7 +137,7 @@ void Session::onClientReadable() {
       if (inExchange_ && !ex_.requestDone) pumpRequestBody();
       break;  // otherwise: pipelined requests or held frames wait (input is capped)
     case State::Tunnel:
-      relay(client_.get(), backend_.get(), ex_.bytesFromClient);
+      pumpTunnel(kClient);
       break;
     case State::Lingering:
       evbuffer_drain(in(client_.get()), len(in(client_.get())));
@@ -150,17 +151,13 @@ void Session::onClientWritable() {
   const auto max = runtime_->config->limits.maxBufferBytes;
   switch (state_) {
     case State::RelayingResponse:
-    case State::Tunnel:
       if (backend_ && !backendEof_ && !(bufferevent_get_enabled(backend_.get()) & EV_READ) &&
           len(out(client_.get())) < max) {
         bufferevent_enable(backend_.get(), EV_READ);
       }
-      if (state_ == State::Tunnel && backendEof_ && !clientShutdown_ &&
-          len(out(client_.get())) == 0) {
-        clientShutdown_ = true;
-        shutdownWrite(client_.get());
-        if (clientEof_ && backendShutdown_) close("closed");
-      }
+      break;
+    case State::Tunnel:
+      onTunnelWritable(kClient);
       break;
     case State::Lingering:
       if (!clientShutdown_ && len(out(client_.get())) == 0) {
@@ -198,7 +195,7 @@ void Session::onClientEvent(short what) {
       }
       break;
     case State::Tunnel:
-      onTunnelEof(true);
+      onTunnelEof(kClient, false);
       break;
     case State::Lingering:
       close(closeReason_);
@@ -393,7 +390,6 @@ void Session::connectBackend() {
   bufferevent_setcb(backend_.get(), &Session::onBackendReadCb, &Session::onBackendWriteCb,
                     &Session::onBackendEventCb, this);
   backendEof_ = false;
-  backendShutdown_ = false;
   state_ = State::Connecting;
   arm(Timer::Connect, entry.config->connectTimeout);
   const net::SocketAddress& addr = entry.addresses[*idx];
@@ -439,7 +435,7 @@ void Session::onBackendReadable() {
       pumpResponseBody();
       break;
     case State::Tunnel:
-      relay(backend_.get(), client_.get(), ex_.bytesToClient);
+      pumpTunnel(kBackend);
       break;
     default:
       // Bytes from an idle kept-alive backend answer nothing: the connection is unusable.
@@ -449,18 +445,14 @@ void Session::onBackendReadable() {
 }
 
 void Session::onBackendWritable() {
-  const auto max = runtime_->config->limits.maxBufferBytes;
-  if (state_ == State::Tunnel || (inExchange_ && !ex_.requestDone)) {
-    if (!clientEof_ && !(bufferevent_get_enabled(client_.get()) & EV_READ) &&
-        len(out(backend_.get())) < max) {
-      bufferevent_enable(client_.get(), EV_READ);
-    }
+  if (state_ == State::Tunnel) {
+    onTunnelWritable(kBackend);
+    return;
   }
-  if (state_ == State::Tunnel && clientEof_ && !backendShutdown_ &&
-      len(out(backend_.get())) == 0) {
-    backendShutdown_ = true;
-    shutdownWrite(backend_.get());
-    if (backendEof_ && clientShutdown_) close("closed");
+  if (inExchange_ && !ex_.requestDone && !clientEof_ &&
+      !(bufferevent_get_enabled(client_.get()) & EV_READ) &&
+      len(out(backend_.get())) < runtime_->config->limits.maxBufferBytes) {
+    bufferevent_enable(client_.get(), EV_READ);
   }
 }
 
@@ -498,12 +490,8 @@ void Session::onBackendEvent(short what) {
       }
       break;
     case State::Tunnel:
-      if (reset) {
-        close("backend reset");
-      } else {
-        backendEof_ = true;
-        onTunnelEof(false);
-      }
+      backendEof_ = true;
+      onTunnelEof(kBackend, reset);
       break;
     default:
       releaseBackend();  // an idle kept-alive connection went away
@@ -560,7 +548,14 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     ex_.status = 101;
     ex_.bytesToClient += head.size();
     bufferevent_write(client_.get(), head.data(), head.size());
-    startTunnel();
+    bool deflate = false;
+    for (const auto& h : resp.headers) {
+      if (http::iequals(h.name, "Sec-WebSocket-Extensions") &&
+          h.value.find("permessage-deflate") != std::string_view::npos) {
+        deflate = true;  // RFC 7692: RSV1 marks a compressed message, both ways
+      }
+    }
+    startTunnel(deflate);
     return;
   }
   if (resp.status < 200) {  // interim (100 Continue, 103 Early Hints): pass on, keep waiting
@@ -666,51 +661,6 @@ void Session::releaseBackend() {
   lease_.reset();
   backendIdle_ = false;
   backendEof_ = false;
-}
-
-// ---- tunnel --------------------------------------------------------------------------
-
-void Session::startTunnel() {
-  state_ = State::Tunnel;
-  inExchange_ = true;  // the access line is written when the tunnel ends
-  ex_.forwardedHead.clear();
-  ex_.forwardedHead.shrink_to_fit();
-  bufferevent_enable(client_.get(), EV_READ);
-  bufferevent_enable(backend_.get(), EV_READ);
-  lastActivity_ = Clock::now();
-  arm(Timer::Idle, runtime_->config->timeouts.idle);
-  // Frames the client pipelined behind its request were held until now.
-  if (len(in(client_.get())) > 0) relay(client_.get(), backend_.get(), ex_.bytesFromClient);
-  if (len(in(backend_.get())) > 0) relay(backend_.get(), client_.get(), ex_.bytesToClient);
-  if (clientEof_) onTunnelEof(true);
-}
-
-void Session::relay(bufferevent* from, bufferevent* to, uint64_t& counter) {
-  evbuffer* src = in(from);
-  evbuffer* dst = out(to);
-  const std::size_t n = len(src);
-  if (n == 0) return;
-  evbuffer_add_buffer(dst, src);
-  counter += n;
-  lastActivity_ = Clock::now();
-  if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
-    bufferevent_disable(from, EV_READ);  // resumed by the other side's write callback
-  }
-}
-
-void Session::onTunnelEof(bool fromClient) {
-  // Half-close: pass the FIN on once everything before it is written, keep the other
-  // direction open until it ends too.
-  if (fromClient) {
-    if (len(out(backend_.get())) == 0 && !backendShutdown_) {
-      backendShutdown_ = true;
-      shutdownWrite(backend_.get());
-    }
-  } else if (len(out(client_.get())) == 0 && !clientShutdown_) {
-    clientShutdown_ = true;
-    shutdownWrite(client_.get());
-  }
-  if (clientEof_ && backendEof_ && clientShutdown_ && backendShutdown_) close("closed");
 }
 
 // ---- answers, timers, teardown ------------------------------------------------------
@@ -841,17 +791,10 @@ void Session::onTimeout() {
         }
       }
       break;
-    case Timer::Idle: {
-      auto idle = Clock::now() - lastActivity_;
-      if (idle >= t.idle) {
-        close("idle timeout");
-      } else {
-        // Lazy re-arm: activity only stores a time, the timer moves when it fires early.
-        arm(Timer::Idle, std::chrono::duration_cast<std::chrono::milliseconds>(t.idle - idle) +
-                             std::chrono::milliseconds(1));
-      }
+    case Timer::Idle:
+      // Lazy: activity only stores a time; the tunnel timer re-arms when it fires early.
+      if (state_ == State::Tunnel) onTunnelTimeout();
       break;
-    }
     case Timer::Linger:
       close(closeReason_);
       break;

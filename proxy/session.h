@@ -9,6 +9,7 @@
 // later (deferred delete), never inside one of its callbacks.
 
 #include <chrono>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "balancer/backend.h"
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
+#include "proxy/frame_relay.h"
 #include "proxy/net/handles.h"
 #include "proxy/runtime.h"
 #include "proxy/ws/handshake.h"
@@ -35,6 +37,9 @@ public:
     Lingering,         // final answer written; draining input until the client closes
     Closed,            // both sides released; waiting for deferred delete
   };
+
+  // The two ends of a session; tunnel state is indexed by them.
+  enum Side : uint8_t { kClient = 0, kBackend = 1 };
 
   Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd,
           const sockaddr* peer, int peerLen);
@@ -111,10 +116,21 @@ private:
   void pumpResponseBody();
   void onExchangeDone();
   void releaseBackend();
-  // Tunnel.
-  void startTunnel();
-  void relay(bufferevent* from, bufferevent* to, uint64_t& counter);
-  void onTunnelEof(bool fromClient);
+  // Tunnel (session_tunnel.cpp): the frame-aware WebSocket relay after a valid 101.
+  void startTunnel(bool permessageDeflate);
+  void pumpTunnel(Side from);
+  void onTunnelViolation(Side from, const ws::Violation& v);
+  void onTunnelEof(Side from, bool reset);
+  void onTunnelWritable(Side side);
+  void onTunnelTimeout();
+  // Writes a Close frame toward `side` (once; skipped when a frame is half-written there).
+  void sendClose(Side side, uint16_t code, std::string_view reason);
+  // wsgate starts the closing handshake itself (idle, ping timeout, violation, drain).
+  void originateClose(uint16_t toClient, uint16_t toBackend, std::string_view reason);
+  void sendPing();
+  void armTunnelTimer();
+  void checkTunnelDone();
+  bufferevent* sideBev(Side s) const { return s == kClient ? client_.get() : backend_.get(); }
 
   // Answers the client with a response wsgate makes itself. With keepAlive the session
   // goes on reading requests; otherwise it lingers then closes.
@@ -141,6 +157,9 @@ private:
   Timer timerKind_ = Timer::None;
   std::chrono::steady_clock::time_point lastActivity_;
 
+  struct TunnelState;  // only WebSocket sessions pay for it
+  std::unique_ptr<TunnelState> tunnel_;
+
   Exchange ex_;
   bool inExchange_ = false;
   http::RequestHead head_;    // reused across requests (keeps the headers' capacity)
@@ -153,8 +172,7 @@ private:
   bool backendIdle_ = false;  // backend_ is a kept-alive connection between exchanges
   bool clientEof_ = false;
   bool backendEof_ = false;
-  bool clientShutdown_ = false;   // SHUT_WR sent (or pending) toward the client
-  bool backendShutdown_ = false;  // SHUT_WR sent (or pending) toward the backend
+  bool clientShutdown_ = false;  // SHUT_WR sent toward the client (lingering close)
   std::string closeReason_;
 };
 

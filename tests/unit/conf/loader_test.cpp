@@ -536,11 +536,27 @@ TEST(Loader, RejectsARootThatIsNotAMap) {
                                                       "a list"});
 }
 
+TEST(Loader, RejectsASecondDocumentEvenAfterAnEmptyOne) {
+  const LoadResult r =
+      loadString(withDefaults("workers: 4") + "---\n---\n# none\n---\nwatch: true\n", kFile);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{
+                "t.yaml:7:1: only one YAML document is allowed, this is a second one"});
+}
+
+TEST(Loader, DoesNotHangOnInputThatMakesYamlCppLoadAllLoop) {
+  // yaml-cpp issue #1040: YAML::LoadAll never returns on these.
+  for (std::string_view text : {",", "[a],", "{a: 1},", "a: 1\n---\n,"}) {
+    const LoadResult r = loadString(text, kFile);
+    EXPECT_FALSE(r.ok()) << text;
+  }
+}
+
 TEST(Loader, RejectsASecondDocument) {
   const LoadResult r = loadString(withDefaults("workers: 4") + "---\nwatch: true\n", kFile);
   EXPECT_EQ(errorStrings(r),
             std::vector<std::string>{
-                "t.yaml:5:1: only one YAML document is allowed, this is a second one"});
+                "t.yaml:4:1: only one YAML document is allowed, this is a second one"});
 }
 
 TEST(Loader, ReportsMissingListenersAndRoutesAtTheTop) {

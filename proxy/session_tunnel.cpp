@@ -1,0 +1,291 @@
+// The tunnel half of the Session state machine: after a valid 101, frames are relayed
+// both ways by two FrameRelays; wsgate enforces RFC 6455 at the edge, pings clients,
+// and runs (or completes) the closing handshake itself when a side fails or goes idle.
+
+#include <event2/buffer.h>
+#include <openssl/rand.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <string>
+
+#include "proxy/log.h"
+#include "proxy/session.h"
+#include "proxy/session_tunnel.h"
+#include "proxy/ws/close_code.h"
+
+namespace wsgate::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace cc = ws::close_code;
+constexpr std::string_view kPingPrefix = "wsgate:";
+
+evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
+evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
+std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
+Session::Side other(Session::Side s) { return s == Session::kClient ? Session::kBackend : Session::kClient; }
+std::string_view sideName(Session::Side s) { return s == Session::kClient ? "client" : "backend"; }
+
+uint16_t closeCodeOf(std::string_view payload) {
+  if (payload.size() < 2) return cc::kNoStatus;
+  return static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
+                               static_cast<uint8_t>(payload[1]));
+}
+
+}  // namespace
+
+void Session::startTunnel(bool permessageDeflate) {
+  const auto& cfg = *runtime_->config;
+  FrameRelay::Options up{{true, permessageDeflate, cfg.limits.maxMessageBytes},
+                         cfg.websocket.validateUtf8};
+  FrameRelay::Options down{{false, permessageDeflate, cfg.limits.maxMessageBytes},
+                           cfg.websocket.validateUtf8};
+  tunnel_ = std::make_unique<TunnelState>(up, down);
+  state_ = State::Tunnel;
+  inExchange_ = true;  // the access line is written when the tunnel ends
+  ex_.forwardedHead.clear();
+  ex_.forwardedHead.shrink_to_fit();
+  bufferevent_enable(client_.get(), EV_READ);
+  bufferevent_enable(backend_.get(), EV_READ);
+  lastActivity_ = Clock::now();
+  if (cfg.timeouts.pingInterval.count() > 0) {
+    tunnel_->nextPing = lastActivity_ + cfg.timeouts.pingInterval;
+  }
+  armTunnelTimer();
+  // Frames the client pipelined behind its request were held until now.
+  if (len(in(client_.get())) > 0) pumpTunnel(kClient);
+  if (state_ == State::Tunnel && len(in(backend_.get())) > 0) pumpTunnel(kBackend);
+  if (state_ == State::Tunnel && clientEof_) onTunnelEof(kClient, false);
+}
+
+void Session::pumpTunnel(Side from) {
+  TunnelState& t = *tunnel_;
+  const Side to = other(from);
+  bufferevent* src = sideBev(from);
+  bufferevent* dst = sideBev(to);
+  if (t.closeFrom[from]) {
+    // Nothing is relayed after a Close (RFC 6455 5.5.1): what follows is dropped.
+    evbuffer_drain(in(src), len(in(src)));
+    return;
+  }
+  FrameRelay& relay = t.relay[from];
+  const uint64_t framesBefore = relay.frames();
+  const std::size_t outBefore = len(out(dst));
+  bool stop = false;
+  while (!stop) {
+    switch (relay.pump(in(src), out(dst), t.closeTo[to])) {
+      case FrameRelay::Status::NeedMore:
+        stop = true;
+        break;
+      case FrameRelay::Status::Violation:
+        onTunnelViolation(from, relay.violation());
+        return;
+      case FrameRelay::Status::Control: {
+        const auto op = static_cast<ws::Opcode>(relay.controlHeader().opcode);
+        const std::string_view payload = relay.controlPayload();
+        if (op == ws::Opcode::Close) {
+          if (ws::Violation v = ws::checkClosePayload(payload)) {
+            relay.dropControl(in(src));
+            onTunnelViolation(from, v);
+            return;
+          }
+          t.closeFrom[from] = true;
+          if (t.closeCode == 0) {
+            t.closeCode = closeCodeOf(payload);
+            t.closeBy = sideName(from);
+          }
+          if (t.closeTo[to]) {
+            relay.dropControl(in(src));  // the echo of a close wsgate sent: ends here
+          } else {
+            relay.forwardControl(in(src), out(dst));
+            t.closeTo[to] = true;
+          }
+          evbuffer_drain(in(src), len(in(src)));
+          if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+          stop = true;
+          break;
+        }
+        if (op == ws::Opcode::Pong && from == kClient && payload.starts_with(kPingPrefix)) {
+          relay.dropControl(in(src));  // answers wsgate's own ping: never reaches the backend
+          t.pingOutstanding = false;
+          t.missedPongs = 0;
+          break;
+        }
+        if (t.closeTo[to]) {
+          relay.dropControl(in(src));
+        } else {
+          relay.forwardControl(in(src), out(dst));
+        }
+        break;
+      }
+    }
+  }
+  if (relay.frames() != framesBefore || len(out(dst)) != outBefore) lastActivity_ = Clock::now();
+  if (from == kClient) {
+    ex_.bytesFromClient += len(out(dst)) - std::min(len(out(dst)), outBefore);
+  } else {
+    ex_.bytesToClient += len(out(dst)) - std::min(len(out(dst)), outBefore);
+  }
+  if (len(out(dst)) >= runtime_->config->limits.maxBufferBytes) {
+    bufferevent_disable(src, EV_READ);  // resumed by onTunnelWritable(to)
+  }
+  checkTunnelDone();
+}
+
+void Session::onTunnelViolation(Side from, const ws::Violation& v) {
+  TunnelState& t = *tunnel_;
+  log().info("[s{} {} tunnel b={}] {} broke the protocol: {} (close {})", id_, clientAddr_,
+             backendName_, sideName(from), v.reason, v.code);
+  t.closeFrom[from] = true;  // whatever else it sends is dropped
+  bufferevent* src = sideBev(from);
+  evbuffer_drain(in(src), len(in(src)));
+  // The violator gets the code; the other side learns the peer went away (or, for a
+  // broken backend, that the gateway failed: 1014).
+  const uint16_t otherCode = from == kClient ? cc::kGoingAway : cc::kBadGateway;
+  if (t.closeCode == 0) {
+    t.closeCode = v.code;
+    t.closeBy = "wsgate";
+  }
+  sendClose(from, v.code, v.reason);
+  sendClose(other(from), otherCode, from == kClient ? "client failed" : "backend failed");
+  if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+  armTunnelTimer();
+  checkTunnelDone();
+}
+
+void Session::onTunnelEof(Side from, bool reset) {
+  TunnelState& t = *tunnel_;
+  t.eof[from] = true;
+  const bool hadClose = t.closeFrom[from];
+  t.closeFrom[from] = true;
+  if (reset) t.closeTo[from] = true;  // nothing can be written to a reset connection
+  if (!hadClose) {
+    // The side vanished without a Close: the other side gets one from wsgate.
+    if (t.closeCode == 0) {
+      t.closeCode = cc::kAbnormal;
+      t.closeBy = sideName(from);
+    }
+    if (from == kBackend) {
+      sendClose(kClient, cc::kBadGateway, reset ? "backend reset" : "backend closed");
+    } else {
+      sendClose(kBackend, cc::kGoingAway, "client went away");
+    }
+  }
+  // A clean FIN is passed on after the Close (half-close): the other side can still send
+  // its last frames, which are relayed to the half-closed side until its Close comes.
+  if (!reset) {
+    t.finPending[other(from)] = true;
+    onTunnelWritable(other(from));
+    if (state_ != State::Tunnel) return;
+  }
+  if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+  armTunnelTimer();
+  checkTunnelDone();
+}
+
+void Session::sendClose(Side side, uint16_t code, std::string_view reason) {
+  TunnelState& t = *tunnel_;
+  if (t.closeTo[side]) return;
+  t.closeTo[side] = true;
+  // The frames toward `side` come from the other side's relay; a Close cannot be slipped
+  // into the middle of a frame, so then the TCP close alone has to tell.
+  if (!t.relay[other(side)].atFrameBoundary()) return;
+  std::string frame;
+  if (side == kBackend) {
+    uint8_t mask[4];  // RFC 6455 5.3: a fresh unpredictable key for each frame
+    RAND_bytes(mask, sizeof mask);
+    frame = ws::closeFrame(code, reason, mask);
+  } else {
+    frame = ws::closeFrame(code, reason);
+  }
+  bufferevent_write(sideBev(side), frame.data(), frame.size());
+}
+
+void Session::originateClose(uint16_t toClient, uint16_t toBackend, std::string_view reason) {
+  TunnelState& t = *tunnel_;
+  if (t.closeCode == 0) {
+    t.closeCode = toClient;
+    t.closeBy = "wsgate";
+  }
+  log().debug("[s{} {} tunnel b={}] closing: {}", id_, clientAddr_, backendName_, reason);
+  sendClose(kClient, toClient, reason);
+  sendClose(kBackend, toBackend, reason);
+  if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+  closeReason_ = reason;
+  armTunnelTimer();
+  checkTunnelDone();
+}
+
+void Session::sendPing() {
+  TunnelState& t = *tunnel_;
+  if (t.closeTo[kClient] || !t.relay[kBackend].atFrameBoundary()) return;  // next round
+  const std::string payload = std::string(kPingPrefix) + std::to_string(++t.pingSeq);
+  std::string frame;
+  ws::appendFrameHeader(frame, true, ws::Opcode::Ping, payload.size());
+  frame += payload;
+  bufferevent_write(client_.get(), frame.data(), frame.size());
+  t.pingOutstanding = true;
+}
+
+void Session::onTunnelWritable(Side side) {
+  TunnelState& t = *tunnel_;
+  bufferevent* dst = sideBev(side);
+  const Side from = other(side);
+  if (!t.eof[from] && !(bufferevent_get_enabled(sideBev(from)) & EV_READ) &&
+      len(out(dst)) < runtime_->config->limits.maxBufferBytes) {
+    bufferevent_enable(sideBev(from), EV_READ);
+  }
+  if (t.finPending[side] && len(out(dst)) == 0) {
+    t.finPending[side] = false;
+    evutil_socket_t fd = bufferevent_getfd(dst);
+    if (fd >= 0) shutdown(fd, SHUT_WR);
+  }
+  checkTunnelDone();
+}
+
+void Session::checkTunnelDone() {
+  if (state_ != State::Tunnel) return;
+  TunnelState& t = *tunnel_;
+  if (!t.sideDone(kClient) || !t.sideDone(kBackend)) return;
+  // Both closes are through: once the last frames are written, wsgate (the server toward
+  // the client, RFC 6455 7.1.1) closes the TCP connections.
+  if (len(out(client_.get())) == 0 && len(out(backend_.get())) == 0) {
+    close(closeReason_.empty() ? "closed" : closeReason_);
+  }
+}
+
+void Session::armTunnelTimer() {
+  TunnelState& t = *tunnel_;
+  const auto& to = runtime_->config->timeouts;
+  auto next = t.closing() ? t.closeDeadline : lastActivity_ + to.idle;
+  if (!t.closing() && to.pingInterval.count() > 0) next = std::min(next, t.nextPing);
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+  arm(Timer::Idle, std::max(wait, std::chrono::milliseconds(0)) + std::chrono::milliseconds(1));
+}
+
+void Session::onTunnelTimeout() {
+  TunnelState& t = *tunnel_;
+  const auto& to = runtime_->config->timeouts;
+  const auto now = Clock::now();
+  if (t.closing()) {
+    if (now >= t.closeDeadline) {
+      close(closeReason_.empty() ? "close timeout" : closeReason_);
+      return;
+    }
+  } else if (now - lastActivity_ >= to.idle) {
+    originateClose(cc::kGoingAway, cc::kGoingAway, "idle timeout");
+    return;
+  } else if (to.pingInterval.count() > 0 && now >= t.nextPing) {
+    if (t.pingOutstanding && ++t.missedPongs >= 2) {
+      originateClose(cc::kGoingAway, cc::kGoingAway, "ping timeout");
+      return;
+    }
+    sendPing();
+    t.nextPing = now + to.pingInterval;
+  }
+  armTunnelTimer();
+}
+
+}  // namespace wsgate::proxy

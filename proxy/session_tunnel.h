@@ -1,0 +1,37 @@
+#pragma once
+// The state a Session keeps only while it is a WebSocket tunnel: the two frame relays,
+// the closing handshake and keepalive pings. Private to session*.cpp.
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+#include "proxy/frame_relay.h"
+#include "proxy/session.h"
+
+namespace wsgate::proxy {
+
+struct Session::TunnelState {
+  TunnelState(const FrameRelay::Options& up, const FrameRelay::Options& down)
+      : relay{FrameRelay(up), FrameRelay(down)} {}
+
+  // relay[kClient] carries client -> backend, relay[kBackend] backend -> client: each is
+  // indexed by the side its frames come from.
+  FrameRelay relay[2];
+  bool closeFrom[2] = {};  // a Close (or the end of the stream) came from that side
+  bool closeTo[2] = {};    // a Close went (or can no longer go) toward that side
+  bool eof[2] = {};
+  bool finPending[2] = {};  // pass a FIN toward that side once its output is written
+  uint16_t closeCode = 0;          // the first close code seen or sent (0: none yet)
+  std::string_view closeBy = "";   // "client", "backend" or "wsgate"
+  std::chrono::steady_clock::time_point closeDeadline{};  // set once closing started
+  std::chrono::steady_clock::time_point nextPing{};
+  uint64_t pingSeq = 0;
+  int missedPongs = 0;
+  bool pingOutstanding = false;
+
+  bool closing() const { return closeDeadline != std::chrono::steady_clock::time_point{}; }
+  bool sideDone(int s) const { return closeFrom[s] && (closeTo[s] || eof[s]); }
+};
+
+}  // namespace wsgate::proxy
