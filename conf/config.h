@@ -63,9 +63,9 @@ struct Respond {
 
 struct RouteConfig {
   RouteMatch match;
-  std::string pool;               // set unless `respond` is
+  std::string pool;  // set unless `respond` is
   std::optional<Respond> respond;
-  Mark mark;                      // of the route entry
+  Mark mark;  // of the route entry
 };
 
 enum class Policy { RoundRobin, LeastConn, RandomTwo, Hash };
@@ -112,8 +112,8 @@ struct Limits {
 };
 
 struct Config {
-  std::string file;   // the file it was loaded from
-  int workers = 0;    // 0 = auto (one per core)
+  std::string file;  // the file it was loaded from
+  int workers = 0;   // 0 = auto (one per core)
   bool watch = false;
   LogConfig log;
   std::vector<ListenerConfig> listeners;

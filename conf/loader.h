@@ -11,14 +11,14 @@
 namespace wsgate::conf {
 
 struct ConfigError {
-  Mark mark;            // line/column 0 when the error is about the whole file
-  std::string message;  // what is wrong, e.g. "unknown key 'listn' in listener"
+  Mark mark;                // line/column 0 when the error is about the whole file
+  std::string message;      // what is wrong, e.g. "unknown key 'listn' in listener"
   std::string str() const;  // "FILE:LINE:COL: message" (or "FILE: message")
 };
 
 struct LoadResult {
-  std::optional<Config> config;    // set when errors is empty
-  std::vector<ConfigError> errors; // every problem found, in file order
+  std::optional<Config> config;     // set when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
   bool ok() const { return errors.empty(); }
 };
 

@@ -183,9 +183,9 @@ std::optional<uint16_t> parsePort(std::string_view text, bool allowZeroPort,
 }  // namespace
 
 std::optional<Duration> parseDuration(std::string_view text, std::string_view& why) noexcept {
-  auto ms = parseScaled(text, kDurationUnits, /*unitRequired=*/true,
-                        "unknown unit (use ms, s, m or h)",
-                        "fractions are not supported (write 1500ms, not 1.5s)", why);
+  auto ms =
+      parseScaled(text, kDurationUnits, /*unitRequired=*/true, "unknown unit (use ms, s, m or h)",
+                  "fractions are not supported (write 1500ms, not 1.5s)", why);
   if (!ms) return std::nullopt;
   if (*ms > static_cast<uint64_t>(std::numeric_limits<Duration::rep>::max())) {
     why = "too large";

@@ -87,8 +87,25 @@ void writeAccess(const AccessRecord& r) {
     j["duration_ms"] = static_cast<int64_t>(r.durationMs * 1000) / 1000.0;
     j["bytes_from_client"] = r.bytesFromClient;
     j["bytes_to_client"] = r.bytesToClient;
+    if (r.tunnel != nullptr) {
+      j["frames_from_client"] = r.tunnel->framesFromClient;
+      j["frames_to_client"] = r.tunnel->framesToClient;
+      j["messages_from_client"] = r.tunnel->messagesFromClient;
+      j["messages_to_client"] = r.tunnel->messagesToClient;
+      j["close_code"] = r.tunnel->closeCode;
+      j["close_by"] = r.tunnel->closeBy;
+    }
     // replace: a path with invalid UTF-8 must not make the log line throw.
     access->info(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else if (r.tunnel != nullptr) {
+    const TunnelStats& t = *r.tunnel;
+    access->info(
+        "s{} {} {} {} {} {} {} backend={} reason={} {:.3f}ms in={} out={} frames={}/{} "
+        "messages={}/{} close={} by={}",
+        r.session, r.client, r.kind, r.method, r.path, r.host, r.status,
+        r.backend.empty() ? "-" : r.backend, r.reason, r.durationMs, r.bytesFromClient,
+        r.bytesToClient, t.framesFromClient, t.framesToClient, t.messagesFromClient,
+        t.messagesToClient, t.closeCode, t.closeBy);
   } else {
     access->info("s{} {} {} {} {} {} {} backend={} reason={} {:.3f}ms in={} out={}", r.session,
                  r.client, r.kind, r.method, r.path, r.host, r.status,

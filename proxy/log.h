@@ -13,6 +13,14 @@
 
 namespace wsgate::proxy {
 
+// What a WebSocket session adds to its access line.
+struct TunnelStats {
+  uint64_t framesFromClient = 0, framesToClient = 0;
+  uint64_t messagesFromClient = 0, messagesToClient = 0;
+  uint16_t closeCode = 0;      // first close code seen or sent; 1006 when a side vanished
+  std::string_view closeBy;    // "client" | "backend" | "wsgate"
+};
+
 // What one access-log line says.
 struct AccessRecord {
   uint64_t session = 0;
@@ -27,6 +35,7 @@ struct AccessRecord {
   double durationMs = 0;
   uint64_t bytesFromClient = 0;
   uint64_t bytesToClient = 0;
+  const TunnelStats* tunnel = nullptr;  // WebSocket sessions only
 };
 
 // Sets up both loggers; safe to call again on reload. Returns false with `error` set when

@@ -731,6 +731,13 @@ void Session::logExchange(std::string_view reason) {
   const bool tunnel = ex_.websocket && ex_.status == 101;
   const double ms =
       std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
+  TunnelStats stats;
+  if (tunnel_) {
+    const TunnelState& t = *tunnel_;
+    stats = {t.relay[kClient].frames(),   t.relay[kBackend].frames(),
+             t.relay[kClient].messages(), t.relay[kBackend].messages(),
+             t.closeCode,                 t.closeBy};
+  }
   writeAccess({.session = id_,
                .client = clientAddr_,
                .kind = tunnel || ex_.websocket ? "websocket" : "http",
@@ -742,7 +749,8 @@ void Session::logExchange(std::string_view reason) {
                .reason = reason,
                .durationMs = ms,
                .bytesFromClient = ex_.bytesFromClient,
-               .bytesToClient = ex_.bytesToClient});
+               .bytesToClient = ex_.bytesToClient,
+               .tunnel = tunnel_ ? &stats : nullptr});
 }
 
 void Session::arm(Timer kind, std::chrono::milliseconds after) {

@@ -47,7 +47,7 @@ std::filesystem::path sourceDir() {
 
 // Every key set to something other than its default, so each assertion proves a read.
 constexpr std::string_view kFull = R"(workers: 4
-watch: true
+watch: false
 log:
   level: debug
   access: /var/log/wsgate/access.log
@@ -86,6 +86,7 @@ timeouts:
   http_keepalive: 30s
   drain: 1h
   drain_spread: 5m
+  close: 5s
 limits:
   max_connections: 5000
   max_header_bytes: 32KiB
@@ -93,6 +94,8 @@ limits:
   max_uri_bytes: 4KB
   max_message_bytes: 1MiB
   max_buffer_bytes: 1048576
+websocket:
+  validate_utf8: true
 )";
 
 TEST(Loader, ReadsEveryKeyOfAFullConfig) {
@@ -101,7 +104,7 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   const Config& c = *r.config;
   EXPECT_EQ(c.file, kFile);
   EXPECT_EQ(c.workers, 4);
-  EXPECT_TRUE(c.watch);
+  EXPECT_FALSE(c.watch);
   EXPECT_EQ(c.log.level, LogLevel::Debug);
   EXPECT_EQ(c.log.access, "/var/log/wsgate/access.log");
   EXPECT_EQ(c.log.format, LogFormat::Text);
@@ -165,6 +168,7 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.timeouts.httpKeepalive, 30s);
   EXPECT_EQ(c.timeouts.drain, 1h);
   EXPECT_EQ(c.timeouts.drainSpread, 5min);
+  EXPECT_EQ(c.timeouts.close, 5s);
 
   EXPECT_EQ(c.limits.maxConnections, 5000u);
   EXPECT_EQ(c.limits.maxHeaderBytes, 32u * 1024);
@@ -172,6 +176,8 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.limits.maxUriBytes, 4000u);
   EXPECT_EQ(c.limits.maxMessageBytes, 1024u * 1024);
   EXPECT_EQ(c.limits.maxBufferBytes, 1048576u);
+
+  EXPECT_TRUE(c.websocket.validateUtf8);
 }
 
 TEST(Loader, AppliesDefaultsToAMinimalConfig) {
@@ -195,12 +201,14 @@ TEST(Loader, AppliesDefaultsToAMinimalConfig) {
   EXPECT_EQ(c.timeouts.httpKeepalive, 60s);
   EXPECT_EQ(c.timeouts.drain, 30s);
   EXPECT_EQ(c.timeouts.drainSpread, 10s);
+  EXPECT_EQ(c.timeouts.close, 2s);
   EXPECT_EQ(c.limits.maxConnections, 100'000u);
   EXPECT_EQ(c.limits.maxHeaderBytes, 16u * 1024);
   EXPECT_EQ(c.limits.maxHeaders, 100u);
   EXPECT_EQ(c.limits.maxUriBytes, 8u * 1024);
   EXPECT_EQ(c.limits.maxMessageBytes, 16u * 1024 * 1024);
   EXPECT_EQ(c.limits.maxBufferBytes, 256u * 1024);
+  EXPECT_FALSE(c.websocket.validateUtf8);
 }
 
 TEST(Loader, AppliesPoolAndBackendDefaults) {
@@ -285,17 +293,20 @@ TEST_P(RejectsInvalidConfig, WithOneErrorAtItsPosition) {
   const BadCase& c = GetParam();
   const LoadResult r = loadString(withDefaults(std::string(c.yaml)), kFile);
   EXPECT_FALSE(r.config);
-  EXPECT_EQ(errorStrings(r), std::vector<std::string>{std::string(kFile) + ":" +
-                                                      std::string(c.expect)});
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{std::string(kFile) + ":" + std::string(c.expect)});
 }
 
 const BadCase kBadCases[] = {
     // Unknown keys, with a hint when a known key is close.
     {"UnknownTopLevelKeyWithSuggestion", "wrkers: 4",
      "1:1: unknown key 'wrkers' in config, did you mean 'workers'?"},
+    {"UnknownWebsocketKey", "websocket: {validate_utf: true}",
+     "1:13: unknown key 'validate_utf' in websocket, did you mean 'validate_utf8'?"},
+    {"CloseTimeoutWithoutUnit", "timeouts: {close: 2}",
+     "1:19: invalid duration '2' for 'close': needs a unit (ms, s, m or h), e.g. '10s'"},
     {"UnknownTopLevelKeyWithoutSuggestion", "colour: red", "1:1: unknown key 'colour' in config"},
-    {"UnknownListenerKey",
-     "listeners:\n  - {name: a, listen: '127.0.0.1:0', nmae: b}",
+    {"UnknownListenerKey", "listeners:\n  - {name: a, listen: '127.0.0.1:0', nmae: b}",
      "2:38: unknown key 'nmae' in listener, did you mean 'name'?"},
     {"CamelCaseKeySuggestsSnakeCase", "limits:\n  maxHeaders: 5",
      "2:3: unknown key 'maxHeaders' in limits, did you mean 'max_headers'?"},
@@ -342,11 +353,12 @@ const BadCase kBadCases[] = {
      "2:10: 'level' must be a string, got a map"},
     {"ScalarWhereMapExpected", "log: info", "1:6: 'log' must be a map, got 'info'"},
     {"MapWhereListExpected", "listeners: {name: a}", "1:12: 'listeners' must be a list, got a map"},
-    {"ListItemNotAMap", "listeners:\n  - public",
-     "2:5: each listener must be a map, got 'public'"},
+    {"ListItemNotAMap", "listeners:\n  - public", "2:5: each listener must be a map, got 'public'"},
     {"MissingValue", "listeners:\n  - name: a\n    listen:\n",
      "3:5: 'listen' must be a string, got nothing"},
     {"YesIsNotABoolean", "watch: yes", "1:8: 'watch' must be true or false, got 'yes'"},
+    {"WatchTrueIsNotSupportedYet", "watch: true",
+     "1:1: 'watch: true' is not supported yet by this version of wsgate"},
     {"WorkersNotANumber", "workers: many",
      "1:10: 'workers' must be 'auto' or an integer between 1 and 256, got 'many'"},
     {"WorkersZero", "workers: 0",
@@ -444,7 +456,8 @@ const BadCase kBadCases[] = {
     {"HeaderNameNotAToken", "routes:\n  - {match: {header: {'x tenant': a}}, respond: {}}",
      "2:23: invalid header name 'x tenant': use letters, digits and !#$%&'*+-.^_`|~ only"},
     {"HeaderNameTwiceInDifferentCase",
-     "routes:\n  - match:\n      header:\n        X-Tenant: a\n        x-tenant: b\n    respond: {}",
+     "routes:\n  - match:\n      header:\n        X-Tenant: a\n        x-tenant: b\n    respond: "
+     "{}",
      "5:9: header 'x-tenant' is matched twice (first at line 4): header names are "
      "case-insensitive"},
     {"HeaderValueNotAString", "routes:\n  - {match: {header: {x-a: [1]}}, respond: {}}",
@@ -459,8 +472,7 @@ const BadCase kBadCases[] = {
      "2:20: invalid host 'exa mple.com': expected a DNS name or an IP address"},
 
     // Pools and backends.
-    {"PoolWithoutBackends", "pools:\n  p:\n    backends: []",
-     "3:15: pool 'p' has no backends"},
+    {"PoolWithoutBackends", "pools:\n  p:\n    backends: []", "3:15: pool 'p' has no backends"},
     {"PoolMissingBackends", "pools:\n  p:\n    retries: 1", "3:5: pool 'p' is missing 'backends'"},
     {"PoolBadName", "pools:\n  'a/b':\n    backends: [{name: a, address: 'h:1'}]",
      "2:3: invalid pool name 'a/b': use 1 to 64 letters, digits, '_', '-' or '.'"},
@@ -643,9 +655,8 @@ TEST(LoadFile, LoadsTheDemoConfig) {
 
 TEST(LoadFile, UsesThePathInMarks) {
   const auto path = std::filesystem::temp_directory_path() /
-                    ("wsgate_loader_test_" + std::to_string(::testing::UnitTest::GetInstance()
-                                                                ->random_seed()) +
-                     ".yaml");
+                    ("wsgate_loader_test_" +
+                     std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + ".yaml");
   {
     std::ofstream out(path);
     out << "workers: x\nlisteners: [{name: a, listen: '127.0.0.1:0'}]\nroutes: [{respond: {}}]\n";
@@ -653,14 +664,16 @@ TEST(LoadFile, UsesThePathInMarks) {
   const LoadResult r = loadFile(path.string());
   std::filesystem::remove(path);
   ASSERT_FALSE(r.errors.empty());
-  EXPECT_EQ(r.errors.back().str(), path.string() + ":1:10: 'workers' must be 'auto' or an "
-                                                   "integer between 1 and 256, got 'x'");
+  EXPECT_EQ(r.errors.back().str(), path.string() +
+                                       ":1:10: 'workers' must be 'auto' or an "
+                                       "integer between 1 and 256, got 'x'");
 }
 
 TEST(LoadFile, ReportsAMissingFile) {
   const LoadResult r = loadFile("/nonexistent/wsgate.yaml");
-  EXPECT_EQ(errorStrings(r), std::vector<std::string>{
-                                 "/nonexistent/wsgate.yaml: cannot open: No such file or directory"});
+  EXPECT_EQ(
+      errorStrings(r),
+      std::vector<std::string>{"/nonexistent/wsgate.yaml: cannot open: No such file or directory"});
 }
 
 TEST(LoadFile, ReportsADirectory) {

@@ -50,9 +50,9 @@ TEST(ParseDuration, AcceptsAndRejectsTable) {
       {"s", std::nullopt, "does not start with a number"},
       {"+5s", std::nullopt, "does not start with a number"},
       {" 5s", std::nullopt, "does not start with a number"},
-      {"99999999999999999999ms", std::nullopt, "too large"},    // over uint64
-      {"9223372036854775808ms", std::nullopt, "too large"},     // over int64 milliseconds
-      {"9999999999999999h", std::nullopt, "too large"},         // overflows when scaled
+      {"99999999999999999999ms", std::nullopt, "too large"},  // over uint64
+      {"9223372036854775808ms", std::nullopt, "too large"},   // over int64 milliseconds
+      {"9999999999999999h", std::nullopt, "too large"},       // overflows when scaled
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.input);
@@ -170,7 +170,8 @@ TEST(ParseHostPort, AcceptsAndRejectsTable) {
 }
 
 TEST(HostPort, PrintsBackWithBracketsForIpv6) {
-  for (std::string_view text : {"127.0.0.1:80", "[::1]:443", "example.com:8080", "[fe80::1%lo]:1"}) {
+  for (std::string_view text :
+       {"127.0.0.1:80", "[::1]:443", "example.com:8080", "[fe80::1%lo]:1"}) {
     auto hp = parseHostPort(text, false);
     ASSERT_TRUE(hp) << text;
     EXPECT_EQ(hp->str(), text);
@@ -183,12 +184,23 @@ TEST(IsValidHost, AcceptsNamesAndLiteralsOnly) {
     bool valid;
   };
   const Case cases[] = {
-      {"example.com", true},     {"a", true},           {"xn--bcher-kva.example", true},
-      {"10.0.0.1", true},        {"::1", true},         {"fe80::1%eth0", true},
-      {"", false},               {"-a.com", false},     {"a-.com", false},
-      {"a..com", false},         {"example.com.", false}, {"*.example.com", false},
-      {"10.0.0", false},         {"300.0.0.1", false},  {"[::1]", false},
-      {"host name", false},      {std::string_view("a\0b", 3), false},
+      {"example.com", true},
+      {"a", true},
+      {"xn--bcher-kva.example", true},
+      {"10.0.0.1", true},
+      {"::1", true},
+      {"fe80::1%eth0", true},
+      {"", false},
+      {"-a.com", false},
+      {"a-.com", false},
+      {"a..com", false},
+      {"example.com.", false},
+      {"*.example.com", false},
+      {"10.0.0", false},
+      {"300.0.0.1", false},
+      {"[::1]", false},
+      {"host name", false},
+      {std::string_view("a\0b", 3), false},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(isValidHost(c.host), c.valid) << c.host;
