@@ -287,9 +287,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
     logExchange("respond");
     inExchange_ = false;
     if (canContinue) {
-      state_ = State::ReadingHead;
-      arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
-      if (len(input) > 0) readHead();
+      awaitNextRequest();
     } else {
       finishAndLinger("respond");
     }
@@ -646,14 +644,25 @@ void Session::onExchangeDone() {
     finishAndLinger("ok");
     return;
   }
+  awaitNextRequest();
+}
+
+void Session::awaitNextRequest() {
   state_ = State::ReadingHead;
+  inExchange_ = false;
   ex_ = Exchange{};
   ex_.started = Clock::now();
+  headScanned_ = 0;
   arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
   if (!(bufferevent_get_enabled(client_.get()) & EV_READ)) {
     bufferevent_enable(client_.get(), EV_READ);
   }
-  if (len(in(client_.get())) > 0) readHead();  // a pipelined request is already here
+  if (len(in(client_.get())) > 0) {
+    // A pipelined request is already here. It is read from the loop, not from this call
+    // stack: thousands of tiny pipelined requests must not nest thousands of frames.
+    bufferevent_trigger(client_.get(), EV_READ,
+                        BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+  }
 }
 
 void Session::releaseBackend() {
@@ -682,11 +691,7 @@ void Session::answer(int status, std::string_view detail, std::string_view reaso
   logExchange(reason);
   inExchange_ = false;
   if (keepAlive) {
-    state_ = State::ReadingHead;
-    ex_ = Exchange{};
-    ex_.started = Clock::now();
-    arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
-    if (len(in(client_.get())) > 0) readHead();
+    awaitNextRequest();
   } else {
     finishAndLinger(reason);
   }

@@ -115,6 +115,8 @@ private:
   void onResponseHead(const http::ResponseHead& resp, std::size_t headBytes);
   void pumpResponseBody();
   void onExchangeDone();
+  // Back to ReadingHead for the next request on a kept-alive client connection.
+  void awaitNextRequest();
   void releaseBackend();
   // Tunnel (session_tunnel.cpp): the frame-aware WebSocket relay after a valid 101.
   void startTunnel(bool permessageDeflate);

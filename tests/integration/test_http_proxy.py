@@ -129,6 +129,17 @@ def test_pipelined_requests_are_answered_in_order(gate, connect):
     assert conn.read_response().json()["path"] == "/fourth"
 
 
+def test_thousands_of_pipelined_requests_in_one_packet_are_all_answered(gate, connect):
+    # 3000 tiny requests arrive together; wsgate must answer each, in order, without
+    # nesting one call per request (a deep stack would crash the worker).
+    conn = connect(gate.port)
+    count = 3000
+    conn.send(b"".join(build_request("GET", f"/internal/{i}") for i in range(count)))
+    for _ in range(count):
+        assert conn.read_response().status == 403
+    assert conn.request("GET", "/after").json()["path"] == "/after"
+
+
 def test_respond_route_is_answered_without_the_backend(start_wsgate, fake_backend, connect):
     backend = fake_backend(harness.answer_http(200))
     gate = start_wsgate(gateway_config(
