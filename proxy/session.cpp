@@ -541,11 +541,6 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
              "invalid 101", false);
       return;
     }
-    http::appendForwardedResponse(resp, true, {}, head);
-    evbuffer_drain(input, headBytes);
-    ex_.status = 101;
-    ex_.bytesToClient += head.size();
-    bufferevent_write(client_.get(), head.data(), head.size());
     bool deflate = false;
     for (const auto& h : resp.headers) {
       if (http::iequals(h.name, "Sec-WebSocket-Extensions") &&
@@ -553,6 +548,11 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
         deflate = true;  // RFC 7692: RSV1 marks a compressed message, both ways
       }
     }
+    http::appendForwardedResponse(resp, true, {}, head);
+    evbuffer_drain(input, headBytes);  // `resp` is invalid from here on
+    ex_.status = 101;
+    ex_.bytesToClient += head.size();
+    bufferevent_write(client_.get(), head.data(), head.size());
     startTunnel(deflate);
     return;
   }

@@ -34,13 +34,15 @@ class Recorder:
     """A FakeBackend script: switches protocols (101 with `extra` headers), runs `after_upgrade`,
     then records every frame it receives under notes["frames"] and the raw bytes under
     notes["raw"]. Echoes data frames (frame for frame, unmasked) when `echo`, answers pings
-    when `pong`, and echoes a Close (after sending `before_close_echo`) then reads to the end
-    of the stream; notes["eof"] is set when the stream ends ("reset" for an RST)."""
+    when `pong`, and echoes a Close (after sending `before_close_echo`) when `echo_close`, then
+    reads to the end of the stream; notes["eof"] is set when it ends ("reset" for an RST)."""
 
     def __init__(self, echo: bool = True, pong: bool = True, extra: Tuple = (),
-                 after_upgrade: Optional[Callable] = None, before_close_echo: bytes = b""):
+                 after_upgrade: Optional[Callable] = None, before_close_echo: bytes = b"",
+                 echo_close: bool = True):
         self.echo = echo
         self.pong = pong
+        self.echo_close = echo_close
         self.extra = extra
         self.after_upgrade = after_upgrade
         self.before_close_echo = before_close_echo
@@ -65,8 +67,9 @@ class Recorder:
                     continue
                 if frame.opcode == CLOSE:
                     closed = True
-                    conn.send(self.before_close_echo +
-                              wsproto.encode_frame(CLOSE, frame.payload))
+                    if self.echo_close:
+                        conn.send(self.before_close_echo +
+                                  wsproto.encode_frame(CLOSE, frame.payload))
                 elif frame.opcode == PING and self.pong:
                     conn.send(wsproto.encode_frame(PONG, frame.payload))
                 elif frame.opcode in (TEXT, BINARY, CONT) and self.echo:
@@ -151,6 +154,8 @@ class DeflateEchoServer:
             await self.server.wait_closed()
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        except Exception:  # noqa: BLE001 - a session stuck in its close: stop the loop anyway
+            pass
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
@@ -235,6 +240,48 @@ def test_close_1000_client_close_and_backend_echo_are_relayed_byte_for_byte(
     assert raw_of(backend) == client_close  # mask and all, nothing else
     record = gate.access_for(conn)[0]
     assert (record["close_code"], record["close_by"]) == (1000, "client")
+
+
+def test_client_close_without_backend_echo_ends_after_timeouts_close(start_wsgate,
+                                                                    fake_backend, connect):
+    backend = fake_backend(Recorder(echo_close=False))
+    gate = start_gate(start_wsgate, backend, timeouts={"close": "1s"})
+    conn = open_ws(gate, connect)
+    conn.send_close(1000)
+    assert_backend_told(backend, 1000)
+    started = time.monotonic()
+    assert conn.is_closed_within(5), "wsgate kept the client past timeouts.close"
+    assert 0.7 <= time.monotonic() - started <= 4.0
+    backend_eof(backend)
+
+
+def test_nothing_is_forwarded_after_a_client_close(start_wsgate, fake_backend, connect):
+    backend = fake_backend(Recorder())
+    gate = start_gate(start_wsgate, backend)
+    conn = open_ws(gate, connect)
+    conn.send(frame(CLOSE, wsproto.close_payload(1000)) + frame(TEXT, MARK) + frame(PING, MARK))
+    assert conn.recv_message() == (CLOSE, wsproto.close_payload(1000))
+    assert conn.is_closed_within(5)
+    backend_eof(backend)
+    assert [f.opcode for f in frames_of(backend)] == [CLOSE]
+
+
+def test_nothing_is_forwarded_after_a_backend_close(start_wsgate, fake_backend, connect):
+    def closes_then_talks(conn, backend):
+        conn.send(wsproto.encode_frame(CLOSE, wsproto.close_payload(1000, "done")) +
+                  wsproto.encode_frame(TEXT, MARK))
+
+    backend = fake_backend(Recorder(after_upgrade=closes_then_talks))
+    gate = start_gate(start_wsgate, backend)
+    conn = open_ws(gate, connect)
+    frames, reason = expect_close(conn, 1000)
+    assert (frames, reason) == ([], "done")
+    conn.send_close(1000, "done")
+    assert conn.frames_until_eof(timeout=5) == []  # the text behind the Close never came
+    backend_eof(backend)
+    assert [f.opcode for f in frames_of(backend)] == [CLOSE]
+    record = gate.access_for(conn)[0]
+    assert (record["close_code"], record["close_by"]) == (1000, "backend")
 
 
 def test_close_1001_idle_timeout_closes_both_sides(start_wsgate, fake_backend, connect):
@@ -350,6 +397,19 @@ def test_close_1009_frame_over_max_message_bytes_before_its_payload(start_wsgate
     assert MARK not in raw_of(backend)
 
 
+def test_backend_message_over_max_message_bytes_gives_backend_1009_and_client_1014(
+        start_wsgate, fake_backend, connect):
+    def sends_big(conn, backend):
+        conn.send(wsproto.encode_frame(BINARY, MARK * 128))
+
+    backend = fake_backend(Recorder(after_upgrade=sends_big))
+    gate = start_gate(start_wsgate, backend, limits=LIMITS_1K)
+    conn = open_ws(gate, connect)
+    frames, _ = expect_close(conn, 1014)
+    assert frames == []
+    assert_backend_told(backend, 1009)
+
+
 def test_close_1009_message_whose_fragments_sum_over_max_message_bytes(start_wsgate,
                                                                        fake_backend, connect):
     backend = fake_backend(Recorder(echo=False))
@@ -375,6 +435,20 @@ def test_close_1007_invalid_utf8_with_validate_utf8(start_wsgate, fake_backend, 
     assert_backend_told(backend, 1001)
     assert [f.opcode for f in frames_of(backend)] == [TEXT, CLOSE]
     assert_never_reached_backend(backend)
+
+
+def test_close_1014_backend_invalid_utf8_with_validate_utf8(start_wsgate, fake_backend,
+                                                            connect):
+    def sends_invalid(conn, backend):
+        conn.send(wsproto.encode_frame(TEXT, b"fine"))
+        conn.send(wsproto.encode_frame(TEXT, MARK + b" \xc3\x28 invalid"))
+
+    backend = fake_backend(Recorder(after_upgrade=sends_invalid))
+    gate = start_gate(start_wsgate, backend, validate_utf8=True)
+    conn = open_ws(gate, connect)
+    frames, _ = expect_close(conn, 1014)
+    assert [(f.opcode, f.payload) for f in frames] == [(TEXT, b"fine")]
+    assert_backend_told(backend, 1007)
 
 
 def test_invalid_utf8_passes_untouched_without_validate_utf8(start_wsgate, fake_backend,
