@@ -56,30 +56,28 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
             (h.rsv & 0x4) == 0;  // a compressed text message is not UTF-8 on the wire
         utf8_.reset();
       }
-      if (discard) {
-        evbuffer_drain(src, h.headerBytes);
-      } else {
-        evbuffer_remove_buffer(src, dst, h.headerBytes);
-      }
+      // The header leaves together with the first payload bytes, once they are checked:
+      // a frame whose text turns out invalid is not even started toward the peer.
+      headerPending_ = h.headerBytes;
       remaining_ = h.payloadLength;
       maskOffset_ = 0;
       phase_ = Phase::Payload;
     }
     // Payload of a data frame: move what is here, as chains, without copying.
-    const std::size_t n =
-        static_cast<std::size_t>(std::min<uint64_t>(evbuffer_get_length(src), remaining_));
-    if (n > 0) {
-      if (checkingText_ && !validateText(src, n)) {
-        return fail({ws::close_code::kInvalidPayload, "invalid UTF-8 in a text message"});
-      }
-      if (discard) {
-        evbuffer_drain(src, n);
-      } else {
-        evbuffer_remove_buffer(src, dst, n);
-      }
-      remaining_ -= n;
-      payloadBytes_ += n;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<uint64_t>(evbuffer_get_length(src) - headerPending_, remaining_));
+    if (n == 0 && remaining_ > 0) return Status::NeedMore;
+    if (n > 0 && checkingText_ && !validateText(src, headerPending_, n)) {
+      return fail({ws::close_code::kInvalidPayload, "invalid UTF-8 in a text message"});
     }
+    if (discard) {
+      evbuffer_drain(src, headerPending_ + n);
+    } else {
+      evbuffer_remove_buffer(src, dst, headerPending_ + n);
+    }
+    headerPending_ = 0;
+    remaining_ -= n;
+    payloadBytes_ += n;
     if (remaining_ > 0) return Status::NeedMore;
     phase_ = Phase::Header;
     if (checkingText_ && header_.fin && !utf8_.complete()) {
@@ -88,12 +86,12 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
   }
 }
 
-bool FrameRelay::validateText(evbuffer* src, std::size_t n) {
+bool FrameRelay::validateText(evbuffer* src, std::size_t skip, std::size_t n) {
   if (!header_.masked) {
     // Unmasked (from a backend): validate the chains in place.
     evbuffer_iovec vec[8];
     evbuffer_ptr pos;
-    evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
+    evbuffer_ptr_set(src, &pos, skip, EVBUFFER_PTR_SET);
     std::size_t left = n;
     while (left > 0) {
       const int got = evbuffer_peek(src, left, &pos, vec, 8);
@@ -103,7 +101,7 @@ bool FrameRelay::validateText(evbuffer* src, std::size_t n) {
         if (!utf8_.feed({static_cast<const char*>(vec[i].iov_base), take})) return false;
         left -= take;
       }
-      evbuffer_ptr_set(src, &pos, n - left, EVBUFFER_PTR_SET);
+      evbuffer_ptr_set(src, &pos, skip + n - left, EVBUFFER_PTR_SET);
     }
     return true;
   }
@@ -114,7 +112,7 @@ bool FrameRelay::validateText(evbuffer* src, std::size_t n) {
   std::size_t done = 0;
   while (done < n) {
     const std::size_t take = std::min(n - done, scratch.size());
-    evbuffer_ptr_set(src, &pos, done, EVBUFFER_PTR_SET);
+    evbuffer_ptr_set(src, &pos, skip + done, EVBUFFER_PTR_SET);
     evbuffer_copyout_from(src, &pos, scratch.data(), take);
     maskOffset_ = ws::applyMask(scratch.data(), take, header_.mask, maskOffset_);
     if (!utf8_.feed({scratch.data(), take})) return false;

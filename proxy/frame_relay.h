@@ -50,7 +50,9 @@ public:
 
   // True when dst holds no partial frame from this relay, so another frame (a ping, a
   // close) may be written to dst now without corrupting the stream.
-  bool atFrameBoundary() const noexcept { return phase_ == Phase::Header; }
+  bool atFrameBoundary() const noexcept {
+    return phase_ == Phase::Header || headerPending_ > 0;
+  }
 
   uint64_t frames() const noexcept { return checker_.frames(); }
   uint64_t messages() const noexcept { return checker_.messages(); }
@@ -60,8 +62,8 @@ private:
   enum class Phase : uint8_t { Header, Payload };
 
   Status fail(ws::Violation v);
-  // Checks the next `n` payload bytes at the front of src as UTF-8 text.
-  bool validateText(evbuffer* src, std::size_t n);
+  // Checks `n` payload bytes of src, after its first `skip` bytes, as UTF-8 text.
+  bool validateText(evbuffer* src, std::size_t skip, std::size_t n);
 
   Options options_;
   ws::FrameChecker checker_;
@@ -69,6 +71,7 @@ private:
   Phase phase_ = Phase::Header;
   ws::FrameHeader header_;
   uint64_t remaining_ = 0;     // payload bytes of the current data frame still to move
+  std::size_t headerPending_ = 0;  // header bytes at the front of src not moved yet
   std::size_t maskOffset_ = 0; // position in the mask key for the next payload byte
   bool checkingText_ = false;  // the open message is text and validateUtf8 is on
   uint64_t payloadBytes_ = 0;

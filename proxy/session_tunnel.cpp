@@ -28,6 +28,10 @@ std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
 Session::Side other(Session::Side s) { return s == Session::kClient ? Session::kBackend : Session::kClient; }
 std::string_view sideName(Session::Side s) { return s == Session::kClient ? "client" : "backend"; }
 
+// wsgate's own pings carry "wsgate:<n>"; only a pong with the payload of the latest one is
+// wsgate's to swallow (RFC 6455 5.5.3), any other pong belongs to the backend.
+std::string pingPayload(uint64_t seq) { return std::string(kPingPrefix) + std::to_string(seq); }
+
 uint16_t closeCodeOf(std::string_view payload) {
   if (payload.size() < 2) return cc::kNoStatus;
   return static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
@@ -103,11 +107,15 @@ void Session::pumpTunnel(Side from) {
             t.closeTo[to] = true;
           }
           evbuffer_drain(in(src), len(in(src)));
-          if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+          if (!t.closing()) {
+            t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
+            armTunnelTimer();  // the echo has `timeouts.close` to come back
+          }
           stop = true;
           break;
         }
-        if (op == ws::Opcode::Pong && from == kClient && payload.starts_with(kPingPrefix)) {
+        if (op == ws::Opcode::Pong && from == kClient && t.pingSeq > 0 &&
+            payload == pingPayload(t.pingSeq)) {
           relay.dropControl(in(src));  // answers wsgate's own ping: never reaches the backend
           t.pingOutstanding = false;
           t.missedPongs = 0;
@@ -221,7 +229,7 @@ void Session::originateClose(uint16_t toClient, uint16_t toBackend, std::string_
 void Session::sendPing() {
   TunnelState& t = *tunnel_;
   if (t.closeTo[kClient] || !t.relay[kBackend].atFrameBoundary()) return;  // next round
-  const std::string payload = std::string(kPingPrefix) + std::to_string(++t.pingSeq);
+  const std::string payload = pingPayload(++t.pingSeq);
   std::string frame;
   ws::appendFrameHeader(frame, true, ws::Opcode::Ping, payload.size());
   frame += payload;

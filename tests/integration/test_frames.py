@@ -17,8 +17,8 @@ import pytest
 import websockets
 
 import wsproto
-from harness import (ConnectionClosed, Deadline, gateway_config, pool, route,
-                     switching_protocols, wait_for)
+from harness import (Deadline, gateway_config, pool, route, switching_protocols,
+                     wait_for)
 
 TEXT, BINARY, CONT = wsproto.OP_TEXT, wsproto.OP_BINARY, wsproto.OP_CONT
 CLOSE, PING, PONG = wsproto.OP_CLOSE, wsproto.OP_PING, wsproto.OP_PONG
@@ -186,6 +186,12 @@ def open_ws(gate, connect, path: str = "/ws", extra_headers: Tuple = ()):
     return conn
 
 
+def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
+          rsv: int = 0) -> bytes:
+    """A frame as a client sends it (masked unless told otherwise)."""
+    return wsproto.encode_frame(opcode, payload, fin=fin, mask=mask, rsv=rsv)
+
+
 def expect_close(conn, code: Optional[int], timeout: float = 5.0):
     """Reads frames until a Close; checks it is unmasked (wsgate is the client's server) and
     carries `code`. Returns (frames before it, its reason)."""
@@ -299,11 +305,6 @@ def test_close_1001_idle_timeout_closes_both_sides(start_wsgate, fake_backend, c
     record = gate.access_for(conn)[0]
     assert record["reason"] == "idle timeout"
     assert (record["close_code"], record["close_by"]) == (1001, "wsgate")
-
-
-def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = True,
-          rsv: int = 0) -> bytes:
-    return wsproto.encode_frame(opcode, payload, fin=fin, mask=mask, rsv=rsv)
 
 
 # (id, valid frames sent first, the bad frame); each must end with close 1002.

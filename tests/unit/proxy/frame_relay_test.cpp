@@ -231,16 +231,19 @@ TEST(FrameRelay, EveryLengthFedOneByteAtATimeGivesIdenticalOutput) {
   }
 }
 
-TEST(FrameRelay, HeaderIsForwardedOnlyOnceComplete) {
+TEST(FrameRelay, HeaderIsForwardedOnlyWithItsFirstPayloadBytes) {
   const std::string f = cFrame(kBinary, pattern(65536));  // 2 + 8 + 4 header bytes
   Pipe p(clientSide());
   EXPECT_EQ(p.feed(f.substr(0, 13)), Status::NeedMore);
   EXPECT_EQ(p.out(), "");
   EXPECT_EQ(p.feed(f.substr(13, 1)), Status::NeedMore);
-  EXPECT_EQ(p.out(), f.substr(0, 14));
+  EXPECT_EQ(p.out(), "");  // a complete header waits for payload: a frame is never started empty
+  EXPECT_TRUE(p.relay.atFrameBoundary());
+  EXPECT_EQ(p.feed(f.substr(14, 1)), Status::NeedMore);
+  EXPECT_EQ(p.out(), f.substr(0, 15));
   EXPECT_FALSE(p.relay.atFrameBoundary());
-  EXPECT_EQ(p.feed(f.substr(14)), Status::NeedMore);
-  EXPECT_EQ(p.out(), f.substr(14));
+  EXPECT_EQ(p.feed(f.substr(15)), Status::NeedMore);
+  EXPECT_EQ(p.out(), f.substr(15));
 }
 
 // ---- control frames -------------------------------------------------------------------------
@@ -583,9 +586,9 @@ TEST(FrameRelay, AtFrameBoundaryIsFalseOnlyMidPayload) {
   EXPECT_EQ(p.feed(f.substr(0, 1)), Status::NeedMore);
   EXPECT_TRUE(p.relay.atFrameBoundary());  // half a header went nowhere
   EXPECT_EQ(p.feed(f.substr(1, 3)), Status::NeedMore);
-  EXPECT_FALSE(p.relay.atFrameBoundary());  // header out, no payload yet
+  EXPECT_TRUE(p.relay.atFrameBoundary());  // header complete but held until payload comes
   EXPECT_EQ(p.feed(f.substr(4, 500)), Status::NeedMore);
-  EXPECT_FALSE(p.relay.atFrameBoundary());
+  EXPECT_FALSE(p.relay.atFrameBoundary());  // header and part of the payload are out
   EXPECT_EQ(p.feed(f.substr(504)), Status::NeedMore);
   EXPECT_TRUE(p.relay.atFrameBoundary());
   EXPECT_EQ(p.out(), f);
