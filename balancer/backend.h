@@ -1,11 +1,18 @@
 #pragma once
-// A backend server: its identity from the config plus live counters shared by every
-// worker thread. A Backend outlives config snapshots while its identity is unchanged.
+// A backend server: its identity from the config plus the live state every worker thread
+// shares: sessions in use, passive and active health, admin drain, and when it last came
+// back into rotation (for slow start). A Backend outlives config snapshots while its
+// identity is unchanged. Time is always a parameter.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include "balancer/time.h"
 
 namespace wsgate::balancer {
 
@@ -21,6 +28,26 @@ struct BackendSpec {
   std::string identity() const;
 };
 
+// How long passive health keeps a failed backend out: `first` after a failure, doubled by
+// each failed retry, never more than `max`; a success starts over.
+struct PassiveBackoff {
+  Duration first = std::chrono::seconds(1);
+  Duration max = std::chrono::seconds(30);
+
+  // The ejection after `strikes` consecutive failures: first * 2^(strikes - 1), capped at
+  // max; zero for zero strikes.
+  Duration after(uint32_t strikes) const noexcept;
+};
+
+enum class PassiveState {
+  Up,        // no failure since the last success
+  Ejected,   // failed and backing off (also while the half-open retry is out)
+  HalfOpen,  // the backoff is over: one new session may retry it (see Backend::tryAdmit)
+};
+
+// What a probe result did to the active-check state, for the prober to log.
+enum class ProbeTransition { None, WentUp, WentDown };
+
 class Backend {
 public:
   explicit Backend(BackendSpec spec) : spec_(std::move(spec)) {}
@@ -29,26 +56,80 @@ public:
 
   const BackendSpec& spec() const noexcept { return spec_; }
 
+  // ---- sessions ----------------------------------------------------------------------
+
   // Sessions (and in-flight HTTP exchanges) currently using this backend, all workers.
   // Relaxed: the count steers choices, it orders no other memory.
   uint32_t active() const noexcept { return active_.load(std::memory_order_relaxed); }
   void acquire() noexcept { active_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept { active_.fetch_sub(1, std::memory_order_relaxed); }
-
-  // Passive health: a failed connect marks the backend down, a success marks it up.
-  bool up() const noexcept { return up_.load(std::memory_order_relaxed); }
-  void markDown() noexcept { up_.store(false, std::memory_order_relaxed); }
-  void markUp() noexcept { up_.store(true, std::memory_order_relaxed); }
-
-  // Eligible for a new session: up and under its connection limit.
-  bool available() const noexcept {
-    return up() && (spec_.maxConnections == 0 || active() < spec_.maxConnections);
+  // At max_connections (never, when unlimited).
+  bool full() const noexcept {
+    return spec_.maxConnections != 0 && active() >= spec_.maxConnections;
   }
 
+  // May get a new session at `now`: not draining, not down by active checks, not ejected by
+  // passive health, under its connection limit. A half-open backend is available, but only
+  // the caller whose tryAdmit succeeds may use it (Pool does both).
+  bool available(TimePoint now) const noexcept {
+    return !draining() && activeUp() && passiveState(now) != PassiveState::Ejected && !full();
+  }
+
+  // ---- passive health: what sessions observe -----------------------------------------
+
+  // A connect failure or a reset. An up backend is ejected for backoff.after(1); a failure of
+  // the half-open retry, or any failure once the backoff is over, ejects it for the next
+  // step. A failure during an ejection (a session that picked the backend just before) is
+  // part of the same outage and changes nothing. Returns the ejection this call started.
+  std::optional<Duration> markDown(TimePoint now, const PassiveBackoff& backoff = {}) noexcept;
+
+  // A connect success: ends any ejection and resets the backoff. True when this call brought
+  // the backend back (slow start then counts from `now`).
+  bool markUp(TimePoint now) noexcept;
+
+  PassiveState passiveState(TimePoint now) const noexcept;
+
+  // The last gate before a new session goes here. Up: true. Ejected: false. Half-open: true
+  // for the one caller that takes the retry; the backend then stays out for another
+  // backoff.after(strikes), unless that session reports markUp or markDown first.
+  bool tryAdmit(TimePoint now, const PassiveBackoff& backoff = {}) noexcept;
+
+  // ---- active health: the state of the prober's checks -------------------------------
+
+  // One probe result. While up, `fall` consecutive failures take it down; while down, `rise`
+  // consecutive successes bring it up (0 counts as 1). Starts up. Coming up also ends any
+  // passive ejection (the probe reached it) and starts slow start. One prober per backend
+  // is expected; concurrent reports are safe but interleave into one streak.
+  ProbeTransition reportProbe(bool ok, uint32_t rise, uint32_t fall, TimePoint now) noexcept;
+  bool activeUp() const noexcept;
+
+  // ---- admin ------------------------------------------------------------------------
+
+  // A draining backend gets no new session (the proxy closes the existing ones). Both return
+  // true when they changed something; enable starts slow start at `now`.
+  bool drain() noexcept { return !draining_.exchange(true, std::memory_order_relaxed); }
+  bool enable(TimePoint now) noexcept;
+  bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+
+  // ---- slow start -------------------------------------------------------------------
+
+  // When the backend last came back into rotation (passive or active recovery, enable), or
+  // nullopt if it has been in rotation since it was created: a backend present at startup,
+  // or added by a reload, gets its full weight at once.
+  std::optional<TimePoint> upSince() const noexcept;
+
 private:
+  void cameUp(TimePoint now) noexcept;
+
   const BackendSpec spec_;
+  // All relaxed: each word is self-contained state that steers choices; no other memory is
+  // published through it. Words that change together are packed so one CAS moves them.
   std::atomic<uint32_t> active_{0};
-  std::atomic<bool> up_{true};
+  std::atomic<uint64_t> passive_{0};  // see backend.cpp; 0 = up
+  std::atomic<uint64_t> probe_{0};    // bit 32 down, low 32 bits the contrary streak; 0 = up
+  std::atomic<bool> draining_{false};
+  static constexpr int64_t kNeverUp = std::numeric_limits<int64_t>::min();
+  std::atomic<int64_t> upSinceNs_{kNeverUp};  // TimePoint's nanoseconds since its epoch
 };
 
 using BackendPtr = std::shared_ptr<Backend>;

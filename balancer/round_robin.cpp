@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <numeric>
 
+#include "balancer/hash.h"
+#include "balancer/random.h"
+#include "balancer/slow_start.h"
+
 namespace wsgate::balancer {
 
 namespace {
@@ -45,6 +49,10 @@ RoundRobin::RoundRobin(const std::vector<uint32_t>& weights) {
   // nginx ngx_http_upstream_get_peer: every step, each current weight grows by its weight;
   // the largest (first on ties) is chosen and pays back the total. After `total` steps every
   // current weight is back to 0, so this is exactly one cycle. O(total * backends), once.
+  fullWeights_.reserve(weights.size());
+  for (uint32_t x : weights)
+    fullWeights_.push_back(uint64_t{std::max<uint32_t>(x, 1)} * kWeightUnit);
+
   std::vector<int64_t> current(w.size(), 0);
   for (uint64_t step = 0; step < total; ++step) {
     std::size_t best = 0;
@@ -57,21 +65,37 @@ RoundRobin::RoundRobin(const std::vector<uint32_t>& weights) {
   }
 }
 
-std::optional<std::size_t> RoundRobin::pick(std::span<const BackendPtr> backends,
-                                            const std::vector<bool>& excluded) {
+std::optional<std::size_t> RoundRobin::pick(const PickInput& in) {
   const std::size_t cycle = schedule_.size();
   if (cycle == 0) return std::nullopt;
+  // An index outside `backends` (weights and backends out of step) is never returned.
+  auto eligible = [&](std::size_t i) { return i < in.backends.size() && !isExcluded(in, i); };
+
   // Each pick claims one slot; an excluded slot hands its turn to the next eligible one in
   // the cycle. That favours the backend right after an excluded one while the exclusion
   // lasts, which is the price of a lock-free cursor shared by every worker.
   const uint64_t start = cursor_.fetch_add(1, std::memory_order_relaxed);
   for (std::size_t k = 0; k < cycle; ++k) {
     const std::size_t i = schedule_[(start + k) % cycle];
-    // An index outside `backends` (weights and backends out of step) is never returned;
-    // one outside `excluded` is simply not excluded.
-    if (i >= backends.size()) continue;
-    if (i < excluded.size() && excluded[i]) continue;
-    return i;
+    if (!eligible(i)) continue;
+    if (i >= in.weights.size() || i >= fullWeights_.size()) return i;
+    const uint64_t full = fullWeights_[i];
+    if (in.weights[i] >= full || uniformBelow(in.random, full) < in.weights[i]) return i;
+    // Ramping and not kept this time: the turn goes to the backend of a random other slot,
+    // so the share it gives up is spread over the others by their own shares. Redrawing on
+    // a slot of its own or an excluded one keeps that even; after a few draws, a walk from
+    // the last one settles it.
+    std::size_t slot = 0;
+    for (uint64_t draw = 1; draw <= 8; ++draw) {
+      slot = uniformBelow(mix64(in.random + draw), cycle);
+      const std::size_t other = schedule_[slot];
+      if (other != i && eligible(other)) return other;
+    }
+    for (std::size_t j = 1; j < cycle; ++j) {
+      const std::size_t other = schedule_[(slot + j) % cycle];
+      if (other != i && eligible(other)) return other;
+    }
+    return i;  // the only eligible backend
   }
   return std::nullopt;
 }

@@ -15,8 +15,11 @@ public:
   // `weights[i]` >= 1 is backend i's weight.
   explicit RoundRobin(const std::vector<uint32_t>& weights);
 
-  std::optional<std::size_t> pick(std::span<const BackendPtr> backends,
-                                  const std::vector<bool>& excluded) override;
+  // The next eligible slot of the schedule. Slow start thins it: a backend whose effective
+  // weight is a fraction f of its configured one keeps its slot with probability f (from
+  // in.random), and otherwise gives it to a random other slot, so its share follows its
+  // ramp approximately while the schedule itself stays fixed.
+  std::optional<std::size_t> pick(const PickInput& in) override;
 
   // The precomputed sequence of backend indexes (one cycle), for tests.
   const std::vector<uint32_t>& schedule() const noexcept { return schedule_; }
@@ -27,7 +30,8 @@ public:
 
 private:
   std::vector<uint32_t> schedule_;
-  std::atomic<uint64_t> cursor_{0};  // relaxed: any interleaving of pickers is fair enough
+  std::vector<uint64_t> fullWeights_;  // configured weights in kWeightUnit, for slow start
+  std::atomic<uint64_t> cursor_{0};    // relaxed: any interleaving of pickers is fair enough
 };
 
 }  // namespace wsgate::balancer

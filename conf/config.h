@@ -78,13 +78,45 @@ struct BackendConfig {
   Mark mark;                    // of the address value, for errors found later (resolving)
 };
 
+// What keeps a client on the backend it got first. Exactly one source per pool.
+enum class StickySource { Cookie, Header, Query, SourceIp };
+
+struct StickyCookie {
+  std::string name = "WSGATE";  // an HTTP token
+  bool insert = true;           // true: wsgate sets it; false: the application does
+  Duration maxAge{0};           // 0 = session cookie (no Max-Age); only with insert
+  std::string path = "/";       // the cookie's Path; only with insert
+};
+
+struct StickyConfig {
+  StickySource source = StickySource::Cookie;
+  StickyCookie cookie;  // source == Cookie
+  std::string header;   // source == Header: the header name, lower-cased
+  std::string query;    // source == Query: the query parameter name, as written
+  Mark mark;            // of the `sticky` key
+};
+
+// Active health checks; present only when the pool has a `health` block.
+struct HealthConfig {
+  std::string path = "/health";  // request target of each probe, starts with '/'
+  bool websocket = false;        // true: probe with a WebSocket upgrade to `path`
+  Duration interval{2'000};      // from one probe's start to the next
+  Duration timeout{1'000};       // < interval
+  uint32_t rise = 2;             // consecutive successes that mark a down backend up
+  uint32_t fall = 3;             // consecutive failures that mark an up backend down
+  Mark mark;                     // of the `health` key
+};
+
 struct PoolConfig {
   std::string name;
-  Policy policy = Policy::RoundRobin;
+  Policy policy = Policy::RoundRobin;  // Hash implies sticky with source != Cookie
   std::vector<BackendConfig> backends;
   Duration connectTimeout{2000};
   uint32_t retries = 2;
-  Mark mark;  // of the pool's name
+  std::optional<StickyConfig> sticky;
+  std::optional<HealthConfig> health;  // nullopt: passive ejection only
+  Duration slowStart{0};               // a backend back up ramps its share over this; 0 = off
+  Mark mark;                           // of the pool's name
 };
 
 struct Timeouts {
@@ -96,6 +128,7 @@ struct Timeouts {
   Duration drain{30'000};
   Duration drainSpread{10'000};
   Duration close{2'000};  // wsgate sent a Close -> longest wait for the echo, then TCP close
+  Duration queue{5'000};  // every backend full -> longest wait for a slot, then 503; 0 = 503 now
 };
 
 struct WebSocketConfig {
@@ -109,6 +142,12 @@ struct Limits {
   uint64_t maxUriBytes = 8 * 1024;
   uint64_t maxMessageBytes = 16 * 1024 * 1024;
   uint64_t maxBufferBytes = 256 * 1024;
+  uint64_t maxQueue = 1'000;  // per worker: requests waiting in timeouts.queue; 0 = no queue
+};
+
+struct AdminConfig {
+  HostPort listen;  // port 0 allowed (tests)
+  Mark mark;        // of the listen value
 };
 
 struct Config {
@@ -122,6 +161,7 @@ struct Config {
   Timeouts timeouts;
   Limits limits;
   WebSocketConfig websocket;
+  std::optional<AdminConfig> admin;  // nullopt: no admin endpoint
 
   const PoolConfig* findPool(std::string_view name) const;
 };

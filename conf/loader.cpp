@@ -43,6 +43,9 @@ constexpr uint64_t kMaxConnections = 10'000'000;
 constexpr uint64_t kMaxHeaders = 10'000;
 constexpr uint64_t kMaxRespondBody = 64 * kKiB;
 constexpr std::size_t kMaxNameLength = 64;
+constexpr Duration kMaxSlowStart = 1h;          // a ramp longer than this is an outage of its own
+constexpr Duration kMinHealthInterval = 100ms;  // below this, probes are load, not checks
+constexpr uint64_t kMaxHealthCount = 100;       // rise/fall: past this a state never changes
 
 // One value being read, with the key it was found under, for messages and marks.
 struct Entry {
@@ -56,7 +59,7 @@ using Visit = std::function<void(const Entry&)>;
 
 // A known key of a map section. An empty `read` marks a key that interface.md defines but
 // this version does not implement: it is refused rather than ignored, because silently
-// dropping a `tls:` or `health:` block would run something other than what was asked for.
+// dropping a `tls:` or `scripting:` block would run something other than what was asked for.
 struct Field {
   std::string_view key;
   Visit read;
@@ -172,6 +175,25 @@ bool hasControl(std::string_view s) {
 bool isTokenChar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// Visible US-ASCII except `excluded`: what a request target or a cookie attribute may carry
+// as written, without quoting or encoding.
+bool isVisibleAscii(std::string_view s, std::string_view excluded) {
+  return std::all_of(s.begin(), s.end(), [&](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f && excluded.find(c) == std::string_view::npos;
+  });
+}
+
+// RFC 3986 unreserved characters: a query parameter name made of them reads the same raw and
+// percent-decoded, so matching it cannot depend on which of the two the proxy compares.
+bool isValidQueryName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+  });
 }
 
 // Names show up in logs ("b=app/c1"), metrics labels and admin URLs
@@ -490,10 +512,14 @@ private:
   void readHeaders(const Entry& e, RouteMatch& match);
   void readRespond(const Entry& e, Respond& respond);
   void readPool(const Entry& e);
+  void readSticky(const Entry& e, PoolConfig& pool);
+  void readStickyCookie(const Entry& e, StickyCookie& cookie);
+  void readHealth(const Entry& e, PoolConfig& pool);
   void readBackend(const Entry& e, PoolConfig& pool,
                    std::vector<std::pair<std::string, int>>& names);
   void readTimeouts(const Entry& e);
   void readLimits(const Entry& e);
+  void readAdmin(const Entry& e);
   void crossCheck(const YAML::Node& root);
 
   std::string file_;
@@ -516,6 +542,7 @@ private:
   std::optional<YAML::Mark> drainMark_;
   std::optional<YAML::Mark> drainSpreadMark_;
   std::optional<YAML::Mark> maxUriMark_;
+  std::optional<YAML::Mark> adminListenMark_;
 };
 
 LoadResult Loader::load(std::string_view yaml) {
@@ -612,7 +639,7 @@ void Loader::readTop(const YAML::Node& root) {
                       [&](const Entry& v) { assign(config_.websocket.validateUtf8, boolean(v)); }},
                  });
            }},
-          {"admin", nullptr},
+          {"admin", [&](const Entry& e) { readAdmin(e); }},
           {"scripting", nullptr},
       });
 }
@@ -892,23 +919,28 @@ void Loader::readPool(const Entry& e) {
   }
   pool.name = e.name;
   std::vector<std::pair<std::string, int>> backendNames;
+  std::optional<YAML::Mark> policyMark;
+  bool hasSticky = false;
   walkMap(
       e, "pool " + quote(e.name),
       {
           {"policy",
            [&](const Entry& v) {
+             static constexpr std::array<std::string_view, 4> kNames{"round_robin", "least_conn",
+                                                                     "random_two", "hash"};
+             static constexpr std::array<Policy, 4> kPolicies{Policy::RoundRobin, Policy::LeastConn,
+                                                              Policy::RandomTwo, Policy::Hash};
              auto s = text(v);
              if (!s) return;
-             if (*s == "round_robin") {
-               pool.policy = Policy::RoundRobin;
-             } else if (*s == "least_conn" || *s == "random_two" || *s == "hash") {
-               error(where(v), "policy " + quote(*s) + " is not supported yet (round_robin is)");
-             } else {
-               static constexpr std::array<std::string_view, 4> kPolicies{
-                   "round_robin", "least_conn", "random_two", "hash"};
-               error(where(v), "unknown policy " + quote(*s) + suggestion(*s, kPolicies) +
-                                   " (round_robin, least_conn, random_two or hash)");
+             for (std::size_t i = 0; i < kNames.size(); ++i) {
+               if (kNames[i] == *s) {
+                 pool.policy = kPolicies[i];
+                 policyMark = where(v);
+                 return;
+               }
              }
+             error(where(v), "unknown policy " + quote(*s) + suggestion(*s, kNames) +
+                                 " (round_robin, least_conn, random_two or hash)");
            }},
           {"backends",
            [&](const Entry& v) {
@@ -922,11 +954,205 @@ void Loader::readPool(const Entry& e) {
           {"connect_timeout",
            [&](const Entry& v) { assign(pool.connectTimeout, duration(v, 1ms, kMaxDuration)); }},
           {"retries", [&](const Entry& v) { assign(pool.retries, integer(v, 0, kMaxRetries)); }},
-          {"sticky", nullptr},
-          {"health", nullptr},
+          {"sticky",
+           [&](const Entry& v) {
+             hasSticky = true;
+             readSticky(v, pool);
+           }},
+          {"health", [&](const Entry& v) { readHealth(v, pool); }},
+          {"slow_start",
+           [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
           {"tls", nullptr},
       });
+  // Hash picks by the sticky key, so it needs one that every request carries. A sticky block
+  // with errors of its own is reported already; adding this would be noise.
+  if (policyMark && pool.policy == Policy::Hash) {
+    const std::string needs = "policy 'hash' needs sticky.header, sticky.query or sticky.source_ip";
+    if (!hasSticky) {
+      error(*policyMark, needs);
+    } else if (pool.sticky && pool.sticky->source == StickySource::Cookie) {
+      error(*policyMark, needs + ", not sticky.cookie");
+    }
+  }
   config_.pools.push_back(std::move(pool));
+}
+
+void Loader::readSticky(const Entry& e, PoolConfig& pool) {
+  constexpr std::string_view kSources = "cookie, header, query or source_ip";
+  StickyConfig sticky;
+  sticky.mark = toMark(e.key.Mark());
+  std::optional<std::string> chosen;  // the first source key, for "has both" messages
+  // True when `v` is the first source given; each later one is an error of its own.
+  auto choose = [&](const Entry& v, StickySource source) {
+    if (chosen) {
+      error(v.key.Mark(), "sticky has both '" + *chosen + "' and '" + v.name +
+                              "': use exactly one of " + std::string(kSources));
+      return false;
+    }
+    chosen = v.name;
+    sticky.source = source;
+    return true;
+  };
+  const std::size_t errorsBefore = errors_.size();
+  // A null block is refused, not read as the empty map it is elsewhere: there is no default
+  // source, and "no stickiness" is written by leaving the key out.
+  if (!e.value.IsNull()) {
+    walkMap(e, "sticky",
+            {
+                {"cookie",
+                 [&](const Entry& v) {
+                   if (choose(v, StickySource::Cookie)) readStickyCookie(v, sticky.cookie);
+                 }},
+                {"header",
+                 [&](const Entry& v) {
+                   if (!choose(v, StickySource::Header)) return;
+                   auto s = text(v);
+                   if (!s) return;
+                   if (s->empty() || !std::all_of(s->begin(), s->end(), isTokenChar)) {
+                     error(where(v), "invalid header name " + quote(*s) +
+                                         ": use letters, digits and !#$%&'*+-.^_`|~ only");
+                     return;
+                   }
+                   sticky.header = toLower(*s);
+                 }},
+                {"query",
+                 [&](const Entry& v) {
+                   if (!choose(v, StickySource::Query)) return;
+                   auto s = text(v);
+                   if (!s) return;
+                   if (!isValidQueryName(*s)) {
+                     error(where(v), "invalid query parameter name " + quote(*s) +
+                                         ": use 1 to 64 letters, digits, '-', '.', '_' or '~'");
+                     return;
+                   }
+                   sticky.query = *s;
+                 }},
+                {"source_ip",
+                 [&](const Entry& v) {
+                   auto on = boolean(v);
+                   if (!on) return;
+                   if (!*on) {
+                     error(v.key.Mark(),
+                           "'source_ip' can only be true: remove it to key on "
+                           "something else, or remove 'sticky' for no stickiness");
+                     return;
+                   }
+                   choose(v, StickySource::SourceIp);
+                 }},
+            });
+  }
+  if (tooMany_ || errors_.size() != errorsBefore) return;
+  if (!chosen) {
+    error(where(e),
+          "'sticky' needs one of " + std::string(kSources) + " (remove it for no stickiness)");
+    return;
+  }
+  pool.sticky = std::move(sticky);
+}
+
+void Loader::readStickyCookie(const Entry& e, StickyCookie& cookie) {
+  // Keys that mean something only when wsgate writes the Set-Cookie: name, where.
+  std::vector<std::pair<std::string, YAML::Mark>> insertOnly;
+  walkMap(e, "cookie",
+          {
+              {"name",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 if (s->empty() || !std::all_of(s->begin(), s->end(), isTokenChar)) {
+                   error(where(v), "invalid cookie name " + quote(*s) +
+                                       ": use letters, digits and !#$%&'*+-.^_`|~ only");
+                   return;
+                 }
+                 cookie.name = *s;
+               }},
+              {"insert", [&](const Entry& v) { assign(cookie.insert, boolean(v)); }},
+              {"max_age",
+               [&](const Entry& v) {
+                 insertOnly.emplace_back(v.name, v.key.Mark());
+                 assign(cookie.maxAge, duration(v, 0ms, kMaxDuration));
+               }},
+              {"path",
+               [&](const Entry& v) {
+                 insertOnly.emplace_back(v.name, v.key.Mark());
+                 auto s = text(v);
+                 if (!s) return;
+                 if (!s->starts_with('/')) {
+                   error(where(v), "'path' must start with '/', got " + quote(*s));
+                 } else if (!isVisibleAscii(*s, ";")) {
+                   error(where(v),
+                         "'path' cannot contain ';', spaces, control or non-ASCII characters, "
+                         "got " +
+                             quote(*s));
+                 } else {
+                   cookie.path = *s;
+                 }
+               }},
+          });
+  if (cookie.insert) return;
+  // With insert: false the application writes the cookie, attributes included; values here
+  // would be silently unused.
+  for (const auto& [key, mark] : insertOnly) {
+    error(mark, "'" + key + "' only applies when wsgate sets the cookie (insert: true)");
+  }
+}
+
+void Loader::readHealth(const Entry& e, PoolConfig& pool) {
+  // A null block is refused: "all defaults" would turn checks on, "as if absent" would leave
+  // them off, and a reader of the file cannot tell which was meant.
+  if (e.value.IsNull()) {
+    error(e.key.Mark(),
+          "'health' is empty: write 'health: {}' for checks with the defaults, or remove it to "
+          "turn them off");
+    return;
+  }
+  HealthConfig health;
+  health.mark = toMark(e.key.Mark());
+  std::optional<YAML::Mark> intervalMark;
+  std::optional<YAML::Mark> timeoutMark;
+  const std::size_t errorsBefore = errors_.size();
+  walkMap(
+      e, "health",
+      {
+          {"path",
+           [&](const Entry& v) {
+             auto s = text(v);
+             if (!s) return;
+             if (!s->starts_with('/')) {
+               error(where(v), "'path' must start with '/', got " + quote(*s));
+             } else if (!isVisibleAscii(*s, "#")) {
+               error(where(v),
+                     "'path' cannot contain '#', spaces, control or non-ASCII characters, "
+                     "got " +
+                         quote(*s));
+             } else {
+               health.path = *s;
+             }
+           }},
+          {"websocket", [&](const Entry& v) { assign(health.websocket, boolean(v)); }},
+          {"interval",
+           [&](const Entry& v) {
+             intervalMark = where(v);
+             assign(health.interval, duration(v, kMinHealthInterval, kMaxDuration));
+           }},
+          {"timeout",
+           [&](const Entry& v) {
+             timeoutMark = where(v);
+             assign(health.timeout, duration(v, 1ms, kMaxDuration));
+           }},
+          {"rise", [&](const Entry& v) { assign(health.rise, integer(v, 1, kMaxHealthCount)); }},
+          {"fall", [&](const Entry& v) { assign(health.fall, integer(v, 1, kMaxHealthCount)); }},
+      });
+  if (tooMany_ || errors_.size() != errorsBefore) return;
+  if (health.timeout >= health.interval) {
+    // One probe at a time per backend: a probe still running when the next is due would
+    // either overlap it or silently stretch the interval.
+    error(timeoutMark.value_or(intervalMark.value_or(e.key.Mark())),
+          "'timeout' (" + formatDuration(health.timeout) + ") must be shorter than 'interval' (" +
+              formatDuration(health.interval) + ")");
+    return;
+  }
+  pool.health = std::move(health);
 }
 
 void Loader::readBackend(const Entry& e, PoolConfig& pool,
@@ -1004,6 +1230,9 @@ void Loader::readTimeouts(const Entry& e) {
               // wsgate sent a Close: how long the peer gets to answer it. 0 closes the TCP
               // connection at once, which RFC 6455 allows but does not recommend.
               {"close", [&](const Entry& v) { assign(t.close, duration(v, 0ms, kMaxDuration)); }},
+              // Every backend of the pool is at max_connections: how long a request waits for
+              // a slot before its 503. 0 answers 503 at once.
+              {"queue", [&](const Entry& v) { assign(t.queue, duration(v, 0ms, kMaxDuration)); }},
           });
 }
 
@@ -1026,7 +1255,28 @@ void Loader::readLimits(const Entry& e) {
                [&](const Entry& v) { assign(l.maxMessageBytes, size(v, 1, kGiB)); }},
               {"max_buffer_bytes",
                [&](const Entry& v) { assign(l.maxBufferBytes, size(v, kKiB, kGiB)); }},
+              {"max_queue",
+               [&](const Entry& v) { assign(l.maxQueue, integer(v, 0, kMaxConnections)); }},
           });
+}
+
+void Loader::readAdmin(const Entry& e) {
+  AdminConfig admin;
+  bool hasListen = false;
+  walkMap(e, "admin",
+          {
+              {"listen",
+               [&](const Entry& v) {
+                 auto listen = address(v, /*allowZeroPort=*/true);  // port 0: for tests
+                 if (!listen) return;
+                 adminListenMark_ = where(v);
+                 admin.listen = std::move(*listen);
+                 admin.mark = toMark(where(v));
+                 hasListen = true;
+               },
+               true},
+          });
+  if (hasListen) config_.admin = std::move(admin);
 }
 
 void Loader::crossCheck(const YAML::Node& root) {
@@ -1043,6 +1293,18 @@ void Loader::crossCheck(const YAML::Node& root) {
     error(ref.mark, "unknown pool " + quote(ref.name) +
                         (defined.empty() ? std::string(" (no pools are defined)")
                                          : suggestion(ref.name, defined)));
+  }
+  if (config_.admin && adminListenMark_ && config_.admin->listen.port != 0) {
+    const HostPort& admin = config_.admin->listen;
+    for (const auto& listener : config_.listeners) {
+      if (listener.listen.port == admin.port &&
+          toLower(listener.listen.host) == toLower(admin.host)) {
+        error(*adminListenMark_, "admin listen address " + admin.str() +
+                                     " is also used by listener '" + listener.name + "' at line " +
+                                     std::to_string(listener.mark.line));
+        break;
+      }
+    }
   }
   const auto& t = config_.timeouts;
   if (t.drainSpread > t.drain) {

@@ -37,8 +37,20 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
                         std::string& error) {
+  // Keys the loader validates but whose machinery is not in this build yet are refused
+  // here, at their position, rather than silently doing nothing.
+  if (config->admin) {
+    error = config->admin->mark.str() + ": 'admin' is not supported yet by this version of wsgate";
+    return nullptr;
+  }
   auto rt = std::make_shared<Runtime>(config);
   for (const auto& pc : config->pools) {
+    if (pc.health) {
+      error = pc.health->mark.str() + ": pool " + pc.name +
+              ": active 'health' checks are not supported yet by this version of wsgate "
+              "(passive ejection is always on)";
+      return nullptr;
+    }
     PoolEntry entry;
     entry.config = &pc;
     std::vector<balancer::BackendPtr> backends;
@@ -60,7 +72,10 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
       error = "pool " + pc.name + ": policy not supported by this build";
       return nullptr;
     }
-    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy));
+    balancer::PoolOptions options;
+    options.slowStart = pc.slowStart;
+    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy),
+                                                  options);
     rt->pools.emplace(pc.name, std::move(entry));
   }
   return rt;

@@ -37,7 +37,7 @@ std::optional<Loaded> load(const std::string& path) {
   std::string error;
   RuntimePtr rt = buildRuntime(config, nullptr, error);
   if (!rt) {
-    std::cerr << path << ": " << error << "\n";
+    std::cerr << (error.starts_with(path) ? "" : path + ": ") << error << "\n";
     return std::nullopt;
   }
   return Loaded{config, rt};

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "balancer/hash.h"
 #include "proxy/http/forward.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/http/response_parser.h"
@@ -309,10 +310,42 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
     return;
   }
   ex_.pool = route->pool;
+  const bool sticky = pool->config->sticky.has_value();
+  if (sticky) {
+    const conf::StickyConfig& st = *pool->config->sticky;
+    std::optional<std::string_view> value;
+    switch (st.source) {
+      case conf::StickySource::Cookie:
+        if (auto c = http::findCookie(head.headers, st.cookie.name)) {
+          ex_.cookieBackend = pool->pool->findByCookie(*c);
+        }
+        break;
+      case conf::StickySource::Header:
+        if (const http::Header* h = http::findHeader(head.headers, st.header)) value = h->value;
+        break;
+      case conf::StickySource::Query:
+        value = http::findQueryParam(head.query, st.query);
+        break;
+      case conf::StickySource::SourceIp:
+        value = clientIp_;
+        break;
+    }
+    if (value && !value->empty()) ex_.stickyKey = balancer::stickyKeyHash(*value);
+  }
   http::appendForwardedRequest(head, {clientIp_, "http", ex_.websocket}, ex_.forwardedHead);
   evbuffer_drain(input, headBytes);  // `head` is invalid from here on
   ex_.tried.assign(pool->pool->backends().size(), false);
 
+  // A kept-alive backend connection serves the next request of the same pool, unless the
+  // pool is sticky and this request belongs on another backend.
+  if (backend_ && backendIdle_ && backendPool_ == pool && sticky) {
+    auto idx = pickBackend();
+    if (idx && *idx != backendIndex_) {
+      releaseBackend();
+    } else if (!idx) {
+      releaseBackend();
+    }
+  }
   if (backend_ && backendIdle_ && backendPool_ == pool) {
     backendIdle_ = false;
     ex_.reusedBackend = true;
@@ -366,10 +399,65 @@ void Session::pumpRequestBody() {
 
 // ---- backend side --------------------------------------------------------------------
 
+std::optional<std::size_t> Session::pickBackend() {
+  balancer::Pool& pool = *backendPool_->pool;
+  balancer::PickRequest req{ex_.tried, ex_.stickyKey, Clock::now(), worker_.random()};
+  std::optional<std::size_t> idx;
+  if (ex_.cookieBackend && ex_.attempts == 0) {
+    idx = pool.pickPreferring(*ex_.cookieBackend, req);
+  } else if (ex_.stickyKey && backendPool_->config->policy != conf::Policy::Hash) {
+    idx = pool.pickSticky(*ex_.stickyKey, req);  // `hash` reads req.stickyKey itself
+  } else {
+    idx = pool.pick(req);
+  }
+  const auto& st = backendPool_->config->sticky;
+  if (idx && st && st->source == conf::StickySource::Cookie && st->cookie.insert &&
+      ex_.cookieBackend != idx) {
+    // A new or re-pinned client learns which backend it is on (by an opaque name).
+    ex_.setCookie = "Set-Cookie: " + st->cookie.name + "=" + pool.cookie(*idx) +
+                    "; Path=" + st->cookie.path + "; HttpOnly";
+    if (st->cookie.maxAge.count() > 0) {
+      ex_.setCookie += "; Max-Age=" + std::to_string(st->cookie.maxAge.count() / 1000);
+    }
+    ex_.setCookie += "\r\n";
+  } else if (idx) {
+    ex_.setCookie.clear();
+  }
+  return idx;
+}
+
+bool Session::poolFull() const {
+  const auto& backends = backendPool_->pool->backends();
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    if (i < ex_.tried.size() && ex_.tried[i]) continue;
+    const uint32_t limit = backends[i]->spec().maxConnections;
+    if (limit == 0 || backends[i]->active() < limit) return false;
+  }
+  return !backends.empty();
+}
+
 void Session::connectBackend() {
   const PoolEntry& entry = *backendPool_;
-  auto idx = entry.pool->pick(ex_.tried);
+  auto idx = pickBackend();
   if (!idx) {
+    const auto& cfg = *runtime_->config;
+    const bool queued = ex_.queueDeadline != Clock::time_point{};
+    if (ex_.attempts == 0 && poolFull()) {
+      // Every backend is at max_connections: wait for a place, up to timeouts.queue.
+      if (!queued && cfg.timeouts.queue.count() > 0 && worker_.enterQueue()) {
+        ex_.queueDeadline = Clock::now() + cfg.timeouts.queue;
+      }
+      if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
+        state_ = State::Connecting;
+        arm(Timer::Queue, std::chrono::milliseconds(20));
+        return;
+      }
+      leaveQueue();
+      answer(503, "every backend of pool " + ex_.pool + " is at max_connections",
+             "backends full", false);
+      return;
+    }
+    leaveQueue();
     if (ex_.attempts == 0) {
       answer(503, "no backend available in pool " + ex_.pool, "no backend available", false);
     } else {
@@ -377,6 +465,7 @@ void Session::connectBackend() {
     }
     return;
   }
+  leaveQueue();
   ex_.tried[*idx] = true;
   ++ex_.attempts;
   ex_.usedBackend = true;
@@ -398,7 +487,7 @@ void Session::connectBackend() {
 
 void Session::onConnectFailed(std::string_view why) {
   log().info("[s{} {} connect b={}] failed: {}", id_, clientAddr_, backendName_, why);
-  if (lease_) lease_->markDown();
+  if (lease_) lease_->markDown(Clock::now(), backendPool_->pool->options().backoff);
   releaseBackend();
   const uint32_t maxAttempts = 1 + backendPool_->config->retries;
   if (ex_.attempts < maxAttempts) {
@@ -411,7 +500,7 @@ void Session::onConnectFailed(std::string_view why) {
 void Session::onBackendConnected() {
   const auto& cfg = *runtime_->config;
   if (!ex_.reusedBackend) {
-    lease_->markUp();
+    lease_->markUp(Clock::now());
     setNoDelay(backend_.get());
     bufferevent_setwatermark(backend_.get(), EV_READ, 0,
                              std::max(cfg.limits.maxBufferBytes, cfg.limits.maxHeaderBytes + 1));
@@ -548,7 +637,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
         deflate = true;  // RFC 7692: RSV1 marks a compressed message, both ways
       }
     }
-    http::appendForwardedResponse(resp, true, {}, head);
+    http::appendForwardedResponse(resp, true, ex_.setCookie, head);
     evbuffer_drain(input, headBytes);  // `resp` is invalid from here on
     ex_.status = 101;
     ex_.bytesToClient += head.size();
@@ -572,7 +661,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     ex_.clientKeepAlive = false;
   }
   backendIdle_ = false;
-  http::appendForwardedResponse(resp, ex_.clientKeepAlive, {}, head);
+  http::appendForwardedResponse(resp, ex_.clientKeepAlive, ex_.setCookie, head);
   evbuffer_drain(input, headBytes);
   ex_.forwardedHead.clear();
   ex_.forwardedHead.shrink_to_fit();
@@ -718,8 +807,15 @@ void Session::finishAndLinger(std::string_view reason) {
   arm(Timer::Linger, kLingerTime);
 }
 
+void Session::leaveQueue() {
+  if (ex_.queueDeadline == Clock::time_point{}) return;
+  ex_.queueDeadline = {};
+  worker_.leaveQueue();
+}
+
 void Session::close(std::string_view reason) {
   if (state_ == State::Closed) return;
+  leaveQueue();
   if (inExchange_) {
     logExchange(reason);
     inExchange_ = false;
@@ -810,6 +906,9 @@ void Session::onTimeout() {
       break;
     case Timer::Linger:
       close(closeReason_);
+      break;
+    case Timer::Queue:
+      connectBackend();  // a place may have come free (polled: leases end on any worker)
       break;
     case Timer::None:
       break;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,7 +58,9 @@ public:
   void abort(std::string_view reason) { close(reason); }
 
 private:
-  enum class Timer : uint8_t { None, Handshake, KeepAlive, Connect, BackendResponse, Idle, Linger };
+  enum class Timer : uint8_t {
+    None, Handshake, KeepAlive, Connect, BackendResponse, Idle, Linger, Queue
+  };
 
   // Per-exchange facts that must outlive the request buffer.
   struct Exchange {
@@ -84,6 +87,12 @@ private:
     bool reusedBackend = false;       // sent over a kept-alive backend connection
     bool usedBackend = false;         // a backend was picked (for the access log)
     bool backendKeepAlive = false;    // the response allows reusing the backend connection
+    // Stickiness (pools with `sticky`): the hashed key of a header/query/source_ip source,
+    // or the backend a valid cookie names; `setCookie` is the Set-Cookie line to add.
+    std::optional<uint64_t> stickyKey;
+    std::optional<std::size_t> cookieBackend;
+    std::string setCookie;
+    std::chrono::steady_clock::time_point queueDeadline{};  // set while queued
   };
 
   // libevent trampolines.
@@ -109,6 +118,11 @@ private:
   void pumpRequestBody();
   // Backend side.
   void connectBackend();
+  // Picks a backend of backendPool_ for this request: cookie, sticky key or policy.
+  std::optional<std::size_t> pickBackend();
+  // True when every untried backend of the pool is at max_connections.
+  bool poolFull() const;
+  void leaveQueue();
   void onBackendConnected();
   void onConnectFailed(std::string_view why);
   void readResponseHead();

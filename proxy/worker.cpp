@@ -43,6 +43,12 @@ void Worker::run() {
   reap();
 }
 
+bool Worker::enterQueue() {
+  if (queued_ >= runtime_->config->limits.maxQueue) return false;
+  ++queued_;
+  return true;
+}
+
 void Worker::stop() { event_base_loopexit(base_.get(), nullptr); }
 
 void Worker::onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,

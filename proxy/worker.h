@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -33,6 +34,14 @@ public:
   void retire(Session* s);
   std::size_t sessionCount() const { return sessionCount_.load(std::memory_order_relaxed); }
 
+  // Fresh random bits for balancer picks (per worker: no locking, no sharing).
+  uint64_t random() { return rng_(); }
+
+  // Requests waiting because every backend of their pool is at max_connections: bounded
+  // by limits.max_queue per worker.
+  bool enterQueue();
+  void leaveQueue() { --queued_; }
+
 private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
                          void* self) noexcept;
@@ -50,6 +59,8 @@ private:
   std::vector<std::unique_ptr<Session>> retired_;
   net::EventPtr reaper_;
   uint64_t nextId_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
+  std::size_t queued_ = 0;
   std::size_t maxSessions_;
   bool accepting_ = true;
   std::atomic<std::size_t> sessionCount_{0};  // read by other threads for status only

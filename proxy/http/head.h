@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -84,6 +85,16 @@ bool hasToken(std::string_view list, std::string_view token) noexcept;
 
 // First header named `name` (case-insensitive), or nullptr.
 const Header* findHeader(const std::vector<Header>& headers, std::string_view name) noexcept;
+
+// The value of cookie `name` in the request's Cookie fields (RFC 6265 5.4: "a=b; c=d",
+// possibly over several fields), or nullopt. The value is returned as sent (no decoding).
+std::optional<std::string_view> findCookie(const std::vector<Header>& headers,
+                                           std::string_view name) noexcept;
+
+// The value of query parameter `name` in `query` ("a=1&b=2", without the '?'), as sent (no
+// percent-decoding), or nullopt. A parameter without '=' has an empty value.
+std::optional<std::string_view> findQueryParam(std::string_view query,
+                                               std::string_view name) noexcept;
 
 // Status line reason phrase for a status code ("Bad Request"), "Unknown" if not known.
 std::string_view reasonPhrase(int status) noexcept;

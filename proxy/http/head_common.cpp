@@ -50,6 +50,50 @@ const Header* findHeader(const std::vector<Header>& headers, std::string_view na
   return nullptr;
 }
 
+namespace {
+
+std::string_view trimSpaces(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Walks "k=v<sep>k=v..." and returns the value of the first pair named `name`.
+std::optional<std::string_view> findPair(std::string_view list, char sep,
+                                         std::string_view name) noexcept {
+  while (!list.empty()) {
+    const std::size_t end = list.find(sep);
+    std::string_view pair = trimSpaces(list.substr(0, end));
+    list = end == std::string_view::npos ? std::string_view{} : list.substr(end + 1);
+    const std::size_t eq = pair.find('=');
+    const std::string_view key = trimSpaces(pair.substr(0, eq));
+    if (key != name) continue;
+    if (eq == std::string_view::npos) return std::string_view{};
+    std::string_view value = trimSpaces(pair.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);  // RFC 6265 4.1.1 allows a quoted value
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string_view> findCookie(const std::vector<Header>& headers,
+                                           std::string_view name) noexcept {
+  for (const Header& h : headers) {
+    if (!iequals(h.name, "Cookie")) continue;
+    if (auto v = findPair(h.value, ';', name)) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view> findQueryParam(std::string_view query,
+                                               std::string_view name) noexcept {
+  return findPair(query, '&', name);
+}
+
 std::string_view reasonPhrase(int status) noexcept {
   // RFC 9110 section 15, plus 429/431 (RFC 6585).
   switch (status) {

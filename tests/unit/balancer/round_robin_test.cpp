@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "balancer/hash.h"
+#include "balancer/slow_start.h"
+
 namespace wsgate::balancer {
 namespace {
 
@@ -27,7 +30,7 @@ std::vector<uint64_t> countPicks(RoundRobin& rr, std::size_t n, std::size_t pick
   const std::vector<bool> none(n, false);
   std::vector<uint64_t> counts(n, 0);
   for (std::size_t k = 0; k < picks; ++k) {
-    const auto i = rr.pick(backends, none);
+    const auto i = rr.pick({backends, none});
     EXPECT_TRUE(i.has_value());
     if (i) ++counts[*i];
   }
@@ -52,7 +55,7 @@ TEST(RoundRobin, WeightsFiveOneOneGiveTheSmoothNginxSequence) {
   const auto backends = makeBackends(3);
   const std::vector<bool> none(3, false);
   std::vector<std::size_t> picked;
-  for (int k = 0; k < 14; ++k) picked.push_back(*rr.pick(backends, none));
+  for (int k = 0; k < 14; ++k) picked.push_back(*rr.pick({backends, none}));
   EXPECT_EQ(picked, (std::vector<std::size_t>{0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0}));
 }
 
@@ -89,7 +92,7 @@ TEST(RoundRobin, NeverPicksAnExcludedBackend) {
       excluded[i] = coin(rng);
       anyEligible = anyEligible || !excluded[i];
     }
-    const auto i = rr.pick(backends, excluded);
+    const auto i = rr.pick({backends, excluded});
     ASSERT_EQ(i.has_value(), anyEligible) << "pick " << k;
     if (i) {
       ASSERT_LT(*i, kBackends);
@@ -101,19 +104,19 @@ TEST(RoundRobin, NeverPicksAnExcludedBackend) {
 TEST(RoundRobin, ReturnsNulloptWhenEveryBackendIsExcluded) {
   RoundRobin rr({5, 1, 1});
   const auto backends = makeBackends(3);
-  EXPECT_EQ(rr.pick(backends, {true, true, true}), std::nullopt);
+  EXPECT_EQ(rr.pick({backends, {true, true, true}}), std::nullopt);
 }
 
 TEST(RoundRobin, ReturnsNulloptWithoutBackends) {
   RoundRobin rr({});
   EXPECT_TRUE(rr.schedule().empty());
-  EXPECT_EQ(rr.pick({}, {}), std::nullopt);
+  EXPECT_EQ(rr.pick({{}, {}}), std::nullopt);
 }
 
 TEST(RoundRobin, SkipsExcludedSlotsToTheOnlyEligibleBackend) {
   RoundRobin rr({5, 1, 1});
   const auto backends = makeBackends(3);
-  for (int k = 0; k < 20; ++k) EXPECT_EQ(rr.pick(backends, {true, true, false}), 2u);
+  for (int k = 0; k < 20; ++k) EXPECT_EQ(rr.pick({backends, {true, true, false}}), 2u);
 }
 
 TEST(RoundRobin, ScalesLargeWeightsKeepingEachAtLeastOne) {
@@ -162,7 +165,7 @@ TEST(RoundRobin, ConcurrentPicksKeepTheDistribution) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int k = 0; k < kPicksPerThread; ++k) {
-        if (auto i = rr.pick(backends, none)) ++perThread[t][*i];
+        if (auto i = rr.pick({backends, none})) ++perThread[t][*i];
       }
     });
   }
@@ -173,6 +176,52 @@ TEST(RoundRobin, ConcurrentPicksKeepTheDistribution) {
   }
   EXPECT_EQ(counts[0] + counts[1] + counts[2], uint64_t{kThreads} * kPicksPerThread);
   expectSharesWithinOnePercent(counts, weights);
+}
+
+TEST(RoundRobin, SharesAreWithinFivePercentOfTheirWeightsOverOneHundredThousandPicks) {
+  const std::vector<uint32_t> weights = {1, 2, 3, 4, 10};
+  RoundRobin rr(weights);
+  const auto counts = countPicks(rr, weights.size(), 100'000);
+  for (std::size_t i = 0; i < weights.size(); ++i) {
+    const double want = 100'000.0 * weights[i] / 20;
+    EXPECT_NEAR(static_cast<double>(counts[i]), want, 0.05 * want) << "backend " << i;
+  }
+}
+
+TEST(RoundRobin, FullEffectiveWeightsKeepTheExactSequence) {
+  RoundRobin rr({5, 1, 1});
+  const auto backends = makeBackends(3);
+  const std::vector<bool> none(3, false);
+  const std::vector<uint64_t> full = {5 * kWeightUnit, kWeightUnit, kWeightUnit};
+  std::vector<std::size_t> picked;
+  for (uint64_t k = 0; k < 7; ++k) picked.push_back(*rr.pick({backends, none, full, {}, mix64(k)}));
+  EXPECT_EQ(picked, (std::vector<std::size_t>{0, 0, 1, 0, 2, 0, 0}));
+}
+
+TEST(RoundRobin, SlowStartThinsARampingBackendsShare) {
+  // b0 at a quarter of its weight: it keeps about a quarter of its slots; the rest goes to
+  // b1 and b2 by their own weights.
+  const std::vector<uint32_t> weights = {2, 1, 1};
+  RoundRobin rr(weights);
+  const auto backends = makeBackends(3);
+  const std::vector<bool> none(3, false);
+  const std::vector<uint64_t> effective = {2 * kWeightUnit / 4, kWeightUnit, kWeightUnit};
+  std::mt19937_64 rng(3);
+  std::vector<uint64_t> counts(3, 0);
+  constexpr int kPicks = 100'000;
+  for (int k = 0; k < kPicks; ++k) ++counts[*rr.pick({backends, none, effective, {}, rng()})];
+  EXPECT_NEAR(counts[0] / double{kPicks}, 0.5 / 4, 0.01);
+  EXPECT_NEAR(counts[1] / double{kPicks}, (1 - 0.5 / 4) / 2, 0.01);
+  EXPECT_NEAR(counts[2] / double{kPicks}, (1 - 0.5 / 4) / 2, 0.01);
+}
+
+TEST(RoundRobin, ARampingBackendThatIsTheOnlyOneLeftIsStillPicked) {
+  RoundRobin rr({1, 1});
+  const auto backends = makeBackends(2);
+  const std::vector<uint64_t> effective = {1, kWeightUnit};  // b0 barely ramping
+  for (uint64_t k = 0; k < 50; ++k) {
+    EXPECT_EQ(rr.pick({backends, {false, true}, effective, {}, mix64(k)}), 0u);
+  }
 }
 
 }  // namespace

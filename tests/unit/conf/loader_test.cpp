@@ -69,15 +69,44 @@ routes:
   - pool: app
 pools:
   chat:
-    policy: round_robin
+    policy: least_conn
     backends:
       - { name: c1, address: 127.0.0.1:9001, weight: 3, max_connections: 10000 }
       - { name: c2, address: "[::1]:9002" }
     connect_timeout: 500ms
     retries: 0
+    sticky:
+      cookie: { name: chat_id, insert: true, max_age: 2h, path: /ws }
+    health:
+      path: /healthz?deep=1
+      websocket: true
+      interval: 5s
+      timeout: 500ms
+      rise: 5
+      fall: 7
+    slow_start: 45s
   app:
     backends:
       - { name: a1, address: app.internal:80 }
+  users:
+    policy: hash
+    sticky: { header: X-User-ID }
+    backends: [{ name: u1, address: 127.0.0.1:9101 }]
+    health: {}
+  rooms:
+    policy: random_two
+    sticky: { query: room_id }
+    backends: [{ name: r1, address: 127.0.0.1:9201 }]
+    slow_start: 1h
+  edge:
+    policy: hash
+    sticky: { source_ip: true }
+    backends: [{ name: e1, address: 127.0.0.1:9301 }]
+  legacy:
+    policy: round_robin
+    sticky:
+      cookie: { name: SERVERID, insert: false }
+    backends: [{ name: l1, address: 127.0.0.1:9401 }]
 timeouts:
   handshake: 5s
   backend_response: 15s
@@ -87,6 +116,7 @@ timeouts:
   drain: 1h
   drain_spread: 5m
   close: 5s
+  queue: 250ms
 limits:
   max_connections: 5000
   max_header_bytes: 32KiB
@@ -94,8 +124,11 @@ limits:
   max_uri_bytes: 4KB
   max_message_bytes: 1MiB
   max_buffer_bytes: 1048576
+  max_queue: 250
 websocket:
   validate_utf8: true
+admin:
+  listen: 127.0.0.1:9900
 )";
 
 TEST(Loader, ReadsEveryKeyOfAFullConfig) {
@@ -140,11 +173,11 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.routes[2].match.pathPrefix, "/");
   EXPECT_EQ(c.routes[2].pool, "app");
 
-  ASSERT_EQ(c.pools.size(), 2u);
+  ASSERT_EQ(c.pools.size(), 6u);
   const PoolConfig& pool = c.pools[0];
   EXPECT_EQ(pool.name, "chat");
   EXPECT_EQ(pool.mark.str(), "t.yaml:23:3");
-  EXPECT_EQ(pool.policy, Policy::RoundRobin);
+  EXPECT_EQ(pool.policy, Policy::LeastConn);
   EXPECT_EQ(pool.connectTimeout, 500ms);
   EXPECT_EQ(pool.retries, 0u);
   ASSERT_EQ(pool.backends.size(), 2u);
@@ -156,9 +189,60 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(pool.backends[1].address.host, "::1");
   EXPECT_EQ(pool.backends[1].weight, 1u);
   EXPECT_EQ(pool.backends[1].maxConnections, 0u);
-  EXPECT_EQ(c.pools[1].name, "app");
-  EXPECT_EQ(c.pools[1].backends[0].address.str(), "app.internal:80");
+  ASSERT_TRUE(pool.sticky);
+  EXPECT_EQ(pool.sticky->source, StickySource::Cookie);
+  EXPECT_EQ(pool.sticky->cookie.name, "chat_id");
+  EXPECT_TRUE(pool.sticky->cookie.insert);
+  EXPECT_EQ(pool.sticky->cookie.maxAge, 2h);
+  EXPECT_EQ(pool.sticky->cookie.path, "/ws");
+  EXPECT_EQ(pool.sticky->header, "");
+  EXPECT_EQ(pool.sticky->query, "");
+  EXPECT_EQ(pool.sticky->mark.str(), "t.yaml:30:5");
+  ASSERT_TRUE(pool.health);
+  EXPECT_EQ(pool.health->path, "/healthz?deep=1");
+  EXPECT_TRUE(pool.health->websocket);
+  EXPECT_EQ(pool.health->interval, 5s);
+  EXPECT_EQ(pool.health->timeout, 500ms);
+  EXPECT_EQ(pool.health->rise, 5u);
+  EXPECT_EQ(pool.health->fall, 7u);
+  EXPECT_EQ(pool.health->mark.str(), "t.yaml:32:5");
+  EXPECT_EQ(pool.slowStart, 45s);
+
+  const PoolConfig& app = c.pools[1];
+  EXPECT_EQ(app.name, "app");
+  EXPECT_EQ(app.backends[0].address.str(), "app.internal:80");
   EXPECT_EQ(c.findPool("app"), &c.pools[1]);
+
+  const PoolConfig& users = c.pools[2];
+  EXPECT_EQ(users.name, "users");
+  EXPECT_EQ(users.policy, Policy::Hash);
+  ASSERT_TRUE(users.sticky);
+  EXPECT_EQ(users.sticky->source, StickySource::Header);
+  EXPECT_EQ(users.sticky->header, "x-user-id") << "stored lower-cased";
+  ASSERT_TRUE(users.health) << "an empty block turns checks on";
+  EXPECT_EQ(users.health->path, "/health");
+
+  const PoolConfig& rooms = c.pools[3];
+  EXPECT_EQ(rooms.policy, Policy::RandomTwo);
+  ASSERT_TRUE(rooms.sticky);
+  EXPECT_EQ(rooms.sticky->source, StickySource::Query);
+  EXPECT_EQ(rooms.sticky->query, "room_id");
+  EXPECT_EQ(rooms.slowStart, 1h);
+  EXPECT_FALSE(rooms.health);
+
+  const PoolConfig& edge = c.pools[4];
+  EXPECT_EQ(edge.policy, Policy::Hash);
+  ASSERT_TRUE(edge.sticky);
+  EXPECT_EQ(edge.sticky->source, StickySource::SourceIp);
+
+  const PoolConfig& legacy = c.pools[5];
+  EXPECT_EQ(legacy.policy, Policy::RoundRobin);
+  ASSERT_TRUE(legacy.sticky);
+  EXPECT_EQ(legacy.sticky->source, StickySource::Cookie);
+  EXPECT_EQ(legacy.sticky->cookie.name, "SERVERID");
+  EXPECT_FALSE(legacy.sticky->cookie.insert);
+  EXPECT_EQ(legacy.sticky->cookie.maxAge, 0s);
+  EXPECT_EQ(legacy.sticky->cookie.path, "/");
   EXPECT_EQ(c.findPool("nope"), nullptr);
 
   EXPECT_EQ(c.timeouts.handshake, 5s);
@@ -169,6 +253,7 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.timeouts.drain, 1h);
   EXPECT_EQ(c.timeouts.drainSpread, 5min);
   EXPECT_EQ(c.timeouts.close, 5s);
+  EXPECT_EQ(c.timeouts.queue, 250ms);
 
   EXPECT_EQ(c.limits.maxConnections, 5000u);
   EXPECT_EQ(c.limits.maxHeaderBytes, 32u * 1024);
@@ -176,8 +261,13 @@ TEST(Loader, ReadsEveryKeyOfAFullConfig) {
   EXPECT_EQ(c.limits.maxUriBytes, 4000u);
   EXPECT_EQ(c.limits.maxMessageBytes, 1024u * 1024);
   EXPECT_EQ(c.limits.maxBufferBytes, 1048576u);
+  EXPECT_EQ(c.limits.maxQueue, 250u);
 
   EXPECT_TRUE(c.websocket.validateUtf8);
+
+  ASSERT_TRUE(c.admin);
+  EXPECT_EQ(c.admin->listen.str(), "127.0.0.1:9900");
+  EXPECT_EQ(c.admin->mark.str(), "t.yaml:83:11");
 }
 
 TEST(Loader, AppliesDefaultsToAMinimalConfig) {
@@ -202,13 +292,16 @@ TEST(Loader, AppliesDefaultsToAMinimalConfig) {
   EXPECT_EQ(c.timeouts.drain, 30s);
   EXPECT_EQ(c.timeouts.drainSpread, 10s);
   EXPECT_EQ(c.timeouts.close, 2s);
+  EXPECT_EQ(c.timeouts.queue, 5s);
   EXPECT_EQ(c.limits.maxConnections, 100'000u);
   EXPECT_EQ(c.limits.maxHeaderBytes, 16u * 1024);
   EXPECT_EQ(c.limits.maxHeaders, 100u);
   EXPECT_EQ(c.limits.maxUriBytes, 8u * 1024);
   EXPECT_EQ(c.limits.maxMessageBytes, 16u * 1024 * 1024);
   EXPECT_EQ(c.limits.maxBufferBytes, 256u * 1024);
+  EXPECT_EQ(c.limits.maxQueue, 1000u);
   EXPECT_FALSE(c.websocket.validateUtf8);
+  EXPECT_FALSE(c.admin);
 }
 
 TEST(Loader, AppliesPoolAndBackendDefaults) {
@@ -221,22 +314,93 @@ TEST(Loader, AppliesPoolAndBackendDefaults) {
   EXPECT_EQ(p.policy, Policy::RoundRobin);
   EXPECT_EQ(p.connectTimeout, 2s);
   EXPECT_EQ(p.retries, 2u);
+  EXPECT_FALSE(p.sticky);
+  EXPECT_FALSE(p.health) << "passive ejection only";
+  EXPECT_EQ(p.slowStart, 0s);
   EXPECT_EQ(p.backends.at(0).weight, 1u);
   EXPECT_EQ(p.backends.at(0).maxConnections, 0u);
+}
+
+TEST(Loader, AppliesHealthDefaultsToAnEmptyHealthBlock) {
+  const LoadResult r = loadString(withDefaults("pools:\n"
+                                               "  app:\n"
+                                               "    backends: [{name: a, address: 'h:1'}]\n"
+                                               "    health: {}\n"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& health = r.config->pools.at(0).health;
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->path, "/health");
+  EXPECT_FALSE(health->websocket);
+  EXPECT_EQ(health->interval, 2s);
+  EXPECT_EQ(health->timeout, 1s);
+  EXPECT_EQ(health->rise, 2u);
+  EXPECT_EQ(health->fall, 3u);
+  EXPECT_EQ(health->mark.str(), "t.yaml:4:5");
+}
+
+TEST(Loader, AppliesCookieDefaultsToAnEmptyCookieBlock) {
+  const LoadResult r = loadString(withDefaults("pools:\n"
+                                               "  app:\n"
+                                               "    backends: [{name: a, address: 'h:1'}]\n"
+                                               "    sticky: {cookie: {}}\n"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& sticky = r.config->pools.at(0).sticky;
+  ASSERT_TRUE(sticky);
+  EXPECT_EQ(sticky->source, StickySource::Cookie);
+  EXPECT_EQ(sticky->cookie.name, "WSGATE");
+  EXPECT_TRUE(sticky->cookie.insert);
+  EXPECT_EQ(sticky->cookie.maxAge, 0s) << "a session cookie";
+  EXPECT_EQ(sticky->cookie.path, "/");
+}
+
+TEST(Loader, AcceptsEveryPolicyButHashWithoutSticky) {
+  for (std::string_view policy : {"round_robin", "least_conn", "random_two"}) {
+    const LoadResult r =
+        loadString(withDefaults("pools:\n  p:\n    policy: " + std::string(policy) +
+                                "\n    backends: [{name: a, address: 'h:1'}]\n"),
+                   kFile);
+    EXPECT_TRUE(r.ok()) << policy << "\n" << joined(r);
+  }
+}
+
+TEST(Loader, AcceptsAdminOnAnEphemeralPortBesideAnEphemeralListener) {
+  const LoadResult r = loadString(withDefaults("admin: {listen: '127.0.0.1:0'}\n"
+                                               "listeners: [{name: a, listen: '127.0.0.1:0'}]\n"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  ASSERT_TRUE(r.config->admin);
+  EXPECT_EQ(r.config->admin->listen.port, 0);
 }
 
 TEST(Loader, AcceptsValuesAtTheEdgesOfTheirRanges) {
   const LoadResult r = loadString(withDefaults(R"(workers: 256
 watch: FALSE
-timeouts: { handshake: 1ms, idle: 24h, ping_interval: 100ms, drain: 0, drain_spread: 0s }
-limits: { max_header_bytes: 1KiB, max_buffer_bytes: 1KiB, max_uri_bytes: 256, max_headers: 1 }
+timeouts: { handshake: 1ms, idle: 24h, ping_interval: 100ms, drain: 0, drain_spread: 0s,
+            queue: 0s }
+limits: { max_header_bytes: 1KiB, max_buffer_bytes: 1KiB, max_uri_bytes: 256, max_headers: 1,
+          max_queue: 0 }
 pools:
   p:
     backends: [{name: a, address: 'h:65535', weight: 256, max_connections: 0}]
     retries: 10
+    slow_start: 0s
+    health: {interval: 100ms, timeout: 99ms, rise: 1, fall: 100}
+    sticky: {cookie: {name: '!#$%&*+-.^_`|~', max_age: 24h, path: '/a/~b!$&()*+,=:@'}}
+  q:
+    backends: [{name: a, address: 'h:1'}]
+    slow_start: 1h
+    health: {interval: 24h, timeout: 1ms, rise: 100, fall: 1}
+    sticky: {query: 'Az09-._~'}
 )"),
                                   kFile);
   ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->pools.at(0).health->timeout, 99ms);
+  EXPECT_EQ(r.config->pools.at(1).health->interval, 24h);
+  EXPECT_EQ(r.config->pools.at(1).slowStart, 1h);
+  EXPECT_EQ(r.config->timeouts.queue, 0s);
+  EXPECT_EQ(r.config->limits.maxQueue, 0u);
   EXPECT_EQ(r.config->workers, 256);
   EXPECT_EQ(r.config->timeouts.handshake, 1ms);
   EXPECT_EQ(r.config->timeouts.drain, 0ms);
@@ -319,8 +483,6 @@ const BadCase kBadCases[] = {
     {"NonScalarKey", "? [a]\n: 1", "1:3: keys in 'config' must be strings, got a list"},
 
     // Keys interface.md defines that this version refuses rather than ignores.
-    {"AdminNotYet", "admin:\n  listen: 127.0.0.1:9900",
-     "1:1: 'admin' is not supported yet by this version of wsgate"},
     {"ScriptingNotYet", "scripting: {file: a.lua}",
      "1:1: 'scripting' is not supported yet by this version of wsgate"},
     {"ListenerTlsNotYet",
@@ -329,20 +491,11 @@ const BadCase kBadCases[] = {
     {"ProxyProtocolTrueNotYet",
      "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
      "2:38: 'proxy_protocol: true' is not supported yet by this version of wsgate"},
-    {"StickyNotYet",
-     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    sticky: {source_ip: true}",
-     "4:5: 'sticky' is not supported yet by this version of wsgate"},
-    {"HealthNotYet",
-     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    health: {path: /h}",
-     "4:5: 'health' is not supported yet by this version of wsgate"},
     {"PoolTlsNotYet",
      "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    tls: {verify: true}",
      "4:5: 'tls' is not supported yet by this version of wsgate"},
     {"RouteLuaNotYet", "routes:\n  - {respond: {}, lua: on_request}",
      "2:19: 'lua' is not supported yet by this version of wsgate"},
-    {"PolicyNotYet",
-     "pools:\n  p:\n    policy: least_conn\n    backends: [{name: a, address: 'h:1'}]",
-     "3:13: policy 'least_conn' is not supported yet (round_robin is)"},
     {"UnknownPolicy",
      "pools:\n  p:\n    policy: round-robin\n    backends: [{name: a, address: 'h:1'}]",
      "3:13: unknown policy 'round-robin', did you mean 'round_robin'? (round_robin, "
@@ -502,6 +655,29 @@ const BadCase kBadCases[] = {
      "4:22: invalid duration '2' for 'connect_timeout': needs a unit (ms, s, m or h), e.g. "
      "'10s'"},
 
+    // Queueing.
+    {"NegativeQueueTimeout", "timeouts: {queue: -1s}",
+     "1:19: invalid duration '-1s' for 'queue': must not be negative"},
+    {"QueueTimeoutOverCap", "timeouts: {queue: 25h}",
+     "1:19: 'queue' must be between 0ms and 24h, got '25h'"},
+    {"NegativeMaxQueue", "limits: {max_queue: -1}",
+     "1:21: 'max_queue' must be between 0 and 10000000, got -1"},
+    {"MaxQueueNotAnInteger", "limits: {max_queue: 1k}",
+     "1:21: 'max_queue' must be an integer between 0 and 10000000, got '1k'"},
+
+    // Admin.
+    {"AdminWithoutListen", "admin: {}", "1:8: admin is missing 'listen'"},
+    {"AdminLeftEmpty", "admin:\nworkers: 2", "1:1: admin is missing 'listen'"},
+    {"AdminNotAMap", "admin: 127.0.0.1:9900", "1:8: 'admin' must be a map, got '127.0.0.1:9900'"},
+    {"AdminUnknownKey", "admin: {listen: '127.0.0.1:9900', tls: {}}",
+     "1:35: unknown key 'tls' in admin"},
+    {"AdminListenWithoutPort", "admin: {listen: localhost}",
+     "1:17: invalid address 'localhost' for 'listen': missing port (expected host:port or "
+     "[v6]:port)"},
+    {"AdminOnAListenerAddress",
+     "admin: {listen: '127.0.0.1:8080'}\nlisteners: [{name: pub, listen: '127.0.0.1:8080'}]",
+     "1:17: admin listen address 127.0.0.1:8080 is also used by listener 'pub' at line 2"},
+
     // Documents.
     {"YamlSyntaxError", "listeners: [a, b\nroutes: []",
      "2:7: YAML syntax error: end of sequence flow not found"},
@@ -509,6 +685,127 @@ const BadCase kBadCases[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidConfig, ::testing::ValuesIn(kBadCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Cases about one pool's keys: `yaml` is appended to a pool 'p' that has one backend, so the
+// case's first line is line 4 of the file.
+class RejectsInvalidPoolKeys : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(RejectsInvalidPoolKeys, WithOneErrorAtItsPosition) {
+  const BadCase& c = GetParam();
+  const std::string pool = "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n";
+  const LoadResult r = loadString(withDefaults(pool + std::string(c.yaml)), kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{std::string(kFile) + ":" + std::string(c.expect)});
+}
+
+const BadCase kBadPoolCases[] = {
+    // Policies and stickiness.
+    {"HashWithoutSticky", "    policy: hash",
+     "4:13: policy 'hash' needs sticky.header, sticky.query or sticky.source_ip"},
+    {"HashWithStickyCookie", "    policy: hash\n    sticky: {cookie: {name: s}}",
+     "4:13: policy 'hash' needs sticky.header, sticky.query or sticky.source_ip, not "
+     "sticky.cookie"},
+    {"HashWithABrokenStickyReportsOnlyTheSticky",
+     "    policy: hash\n    sticky: {header: 'X User'}",
+     "5:22: invalid header name 'X User': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"StickyWithNoSource", "    sticky: {}",
+     "4:13: 'sticky' needs one of cookie, header, query or source_ip (remove it for no "
+     "stickiness)"},
+    {"StickyLeftEmpty", "    sticky:\n    retries: 1",
+     "4:5: 'sticky' needs one of cookie, header, query or source_ip (remove it for no "
+     "stickiness)"},
+    {"StickyNotAMap", "    sticky: source_ip", "4:13: 'sticky' must be a map, got 'source_ip'"},
+    {"StickyWithTwoSources", "    sticky:\n      cookie: {}\n      header: X-User",
+     "6:7: sticky has both 'cookie' and 'header': use exactly one of cookie, header, query or "
+     "source_ip"},
+    {"StickySourceIpBesideQuery", "    sticky: {query: room, source_ip: true}",
+     "4:27: sticky has both 'query' and 'source_ip': use exactly one of cookie, header, query "
+     "or source_ip"},
+    {"StickyUnknownKeyAlone", "    sticky: {cokie: {}}",
+     "4:14: unknown key 'cokie' in sticky, did you mean 'cookie'?"},
+    {"StickySourceIpFalse", "    sticky: {source_ip: false}",
+     "4:14: 'source_ip' can only be true: remove it to key on something else, or remove "
+     "'sticky' for no stickiness"},
+    {"StickySourceIpNotABoolean", "    sticky: {source_ip: yes}",
+     "4:25: 'source_ip' must be true or false, got 'yes'"},
+    {"StickyHeaderNotAToken", "    sticky: {header: 'x:user'}",
+     "4:22: invalid header name 'x:user': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"StickyHeaderEmpty", "    sticky: {header: ''}",
+     "4:22: invalid header name '': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"StickyHeaderNotAString", "    sticky: {header: [x-a]}",
+     "4:22: 'header' must be a string, got a list"},
+    {"StickyQueryNeedsEncoding", "    sticky: {query: 'room[id]'}",
+     "4:21: invalid query parameter name 'room[id]': use 1 to 64 letters, digits, '-', '.', "
+     "'_' or '~'"},
+    {"StickyQueryEmpty", "    sticky: {query: ''}",
+     "4:21: invalid query parameter name '': use 1 to 64 letters, digits, '-', '.', '_' or "
+     "'~'"},
+    {"StickyCookieNotAMap", "    sticky: {cookie: WSGATE}",
+     "4:22: 'cookie' must be a map, got 'WSGATE'"},
+    {"CookieUnknownKey", "    sticky: {cookie: {nam: s}}",
+     "4:23: unknown key 'nam' in cookie, did you mean 'name'?"},
+    {"CookieNameNotAToken", "    sticky: {cookie: {name: 'my=id'}}",
+     "4:29: invalid cookie name 'my=id': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"CookieNameEmpty", "    sticky: {cookie: {name: ''}}",
+     "4:29: invalid cookie name '': use letters, digits and !#$%&'*+-.^_`|~ only"},
+    {"CookieInsertNotABoolean", "    sticky: {cookie: {insert: on}}",
+     "4:31: 'insert' must be true or false, got 'on'"},
+    {"CookieMaxAgeWithoutUnit", "    sticky: {cookie: {max_age: 3600}}",
+     "4:32: invalid duration '3600' for 'max_age': needs a unit (ms, s, m or h), e.g. '10s'"},
+    {"CookieMaxAgeOverCap", "    sticky: {cookie: {max_age: 25h}}",
+     "4:32: 'max_age' must be between 0ms and 24h, got '25h'"},
+    {"CookiePathWithoutSlash", "    sticky: {cookie: {path: ws}}",
+     "4:29: 'path' must start with '/', got 'ws'"},
+    {"CookiePathWithSemicolon", "    sticky: {cookie: {path: '/a;Domain=x'}}",
+     "4:29: 'path' cannot contain ';', spaces, control or non-ASCII characters, got "
+     "'/a;Domain=x'"},
+    {"CookiePathWithSpace", "    sticky: {cookie: {path: '/a b'}}",
+     "4:29: 'path' cannot contain ';', spaces, control or non-ASCII characters, got '/a b'"},
+    {"CookieMaxAgeWithoutInsert", "    sticky:\n      cookie: {max_age: 1h, insert: false}",
+     "5:16: 'max_age' only applies when wsgate sets the cookie (insert: true)"},
+    {"CookiePathWithoutInsert",
+     "    sticky:\n      cookie:\n        insert: false\n        path: /",
+     "7:9: 'path' only applies when wsgate sets the cookie (insert: true)"},
+
+    // Health checks.
+    {"HealthLeftEmpty", "    health:\n    retries: 1",
+     "4:5: 'health' is empty: write 'health: {}' for checks with the defaults, or remove it "
+     "to turn them off"},
+    {"HealthNotAMap", "    health: /health", "4:13: 'health' must be a map, got '/health'"},
+    {"HealthUnknownKey", "    health: {intervall: 5s}",
+     "4:14: unknown key 'intervall' in health, did you mean 'interval'?"},
+    {"HealthPathWithoutSlash", "    health: {path: health}",
+     "4:20: 'path' must start with '/', got 'health'"},
+    {"HealthPathWithFragment", "    health: {path: '/health#x'}",
+     "4:20: 'path' cannot contain '#', spaces, control or non-ASCII characters, got "
+     "'/health#x'"},
+    {"HealthPathNonAscii", "    health: {path: \"/sant\u00e9\"}",
+     "4:20: 'path' cannot contain '#', spaces, control or non-ASCII characters, got "
+     "'/sant\xc3\xa9'"},
+    {"HealthWebsocketNotABoolean", "    health: {websocket: 1}",
+     "4:25: 'websocket' must be true or false, got '1'"},
+    {"HealthIntervalTooShort", "    health: {interval: 50ms, timeout: 10ms}",
+     "4:24: 'interval' must be between 100ms and 24h, got '50ms'"},
+    {"HealthZeroTimeout", "    health: {timeout: 0s}",
+     "4:23: 'timeout' must be between 1ms and 24h, got '0s'"},
+    {"HealthTimeoutNotBelowInterval", "    health:\n      interval: 2s\n      timeout: 2s",
+     "6:16: 'timeout' (2s) must be shorter than 'interval' (2s)"},
+    {"HealthIntervalBelowDefaultTimeout", "    health:\n      interval: 500ms",
+     "5:17: 'timeout' (1s) must be shorter than 'interval' (500ms)"},
+    {"HealthRiseZero", "    health: {rise: 0}", "4:20: 'rise' must be between 1 and 100, got 0"},
+    {"HealthFallTooHigh", "    health: {fall: 101}",
+     "4:20: 'fall' must be between 1 and 100, got 101"},
+
+    // Slow start.
+    {"SlowStartOverAnHour", "    slow_start: 2h",
+     "4:17: 'slow_start' must be between 0ms and 1h, got '2h'"},
+    {"SlowStartWithoutUnit", "    slow_start: 30",
+     "4:17: invalid duration '30' for 'slow_start': needs a unit (ms, s, m or h), e.g. '10s'"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidPoolKeys, ::testing::ValuesIn(kBadPoolCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Loader, ReportsEveryErrorOfAFileInFileOrder) {
@@ -651,6 +948,9 @@ TEST(LoadFile, LoadsTheDemoConfig) {
   EXPECT_EQ(echo->backends[0].address.str(), "127.0.0.1:9001");
   EXPECT_EQ(echo->backends[1].name, "echo2");
   EXPECT_EQ(echo->backends[1].address.str(), "127.0.0.1:9002");
+  EXPECT_EQ(c.timeouts.queue, 5s);
+  EXPECT_EQ(c.limits.maxQueue, 1000u);
+  EXPECT_FALSE(c.admin);
 }
 
 TEST(LoadFile, UsesThePathInMarks) {
