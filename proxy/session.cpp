@@ -339,12 +339,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   // A kept-alive backend connection serves the next request of the same pool, unless the
   // pool is sticky and this request belongs on another backend.
   if (backend_ && backendIdle_ && backendPool_ == pool && sticky) {
-    auto idx = pickBackend();
-    if (idx && *idx != backendIndex_) {
-      releaseBackend();
-    } else if (!idx) {
-      releaseBackend();
-    }
+    const auto idx = pickBackend();
+    if (!idx || *idx != backendIndex_) releaseBackend();
   }
   if (backend_ && backendIdle_ && backendPool_ == pool) {
     backendIdle_ = false;
