@@ -20,6 +20,10 @@ for p in "${PACKAGES[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 
+# npm: Debian's package, unless a Node.js build that ships its own npm is installed
+# (NodeSource's nodejs provides /usr/bin/npm and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
