@@ -45,12 +45,6 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
   }
   auto rt = std::make_shared<Runtime>(config);
   for (const auto& pc : config->pools) {
-    if (pc.health) {
-      error = pc.health->mark.str() + ": pool " + pc.name +
-              ": active 'health' checks are not supported yet by this version of wsgate "
-              "(passive ejection is always on)";
-      return nullptr;
-    }
     PoolEntry entry;
     entry.config = &pc;
     std::vector<balancer::BackendPtr> backends;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "conf/loader.h"
+#include "proxy/health_checker.h"
 #include "proxy/log.h"
 #include "proxy/net/address.h"
 #include "proxy/net/handles.h"
@@ -116,8 +117,11 @@ int runServer(const std::string& configPath) {
   evsignal_add(term.get(), nullptr);
   evsignal_add(intr.get(), nullptr);
   evsignal_add(hup.get(), nullptr);
+  // Active health checks run on this (the main) thread's loop, beside the signals.
+  auto health = std::make_unique<HealthChecker>(base.get(), loaded->runtime);
   log().info("wsgate {} ready workers={} config={}", WSGATE_VERSION, workers, configPath);
   event_base_dispatch(base.get());
+  health.reset();
 
   for (auto& w : pool) w->stop();
   for (auto& t : threads) t.join();

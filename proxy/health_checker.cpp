@@ -1,0 +1,163 @@
+#include "proxy/health_checker.h"
+
+#include <event2/buffer.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "proxy/http/response_parser.h"
+#include "proxy/log.h"
+#include "proxy/ws/handshake.h"
+
+namespace wsgate::proxy {
+namespace {
+
+timeval toTimeval(std::chrono::milliseconds d) {
+  return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+}
+
+std::string base64Key() {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  unsigned char raw[16];
+  RAND_bytes(raw, sizeof raw);
+  std::string out;
+  for (int i = 0; i < 15; i += 3) {
+    const unsigned v = (raw[i] << 16) | (raw[i + 1] << 8) | raw[i + 2];
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  out += kAlphabet[raw[15] >> 2];
+  out += kAlphabet[(raw[15] & 3) << 4];
+  out += "==";
+  return out;
+}
+
+}  // namespace
+
+struct HealthChecker::Probe {
+  HealthChecker* owner = nullptr;
+  const PoolEntry* pool = nullptr;
+  std::size_t index = 0;
+  net::EventPtr timer;
+  net::BufferEventPtr conn;
+  ws::Offer offer;  // the key of a WebSocket probe
+  std::string name;  // pool/backend, for logs
+};
+
+HealthChecker::HealthChecker(event_base* base, RuntimePtr runtime)
+    : base_(base), runtime_(std::move(runtime)) {
+  for (const auto& [name, entry] : runtime_->pools) {
+    if (!entry.config->health) continue;
+    for (std::size_t i = 0; i < entry.pool->backends().size(); ++i) {
+      auto p = std::make_unique<Probe>();
+      p->owner = this;
+      p->pool = &entry;
+      p->index = i;
+      p->name = name + "/" + entry.pool->backends()[i]->spec().name;
+      p->timer.reset(evtimer_new(base_, &HealthChecker::onTimerCb, p.get()));
+      timeval now{0, 0};
+      evtimer_add(p->timer.get(), &now);  // the first probe goes out at once
+      probes_.push_back(std::move(p));
+    }
+  }
+}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::onTimerCb(evutil_socket_t, short, void* probe) noexcept {
+  auto* p = static_cast<Probe*>(probe);
+  p->owner->start(*p);
+}
+
+void HealthChecker::onReadCb(bufferevent*, void* probe) noexcept {
+  auto* p = static_cast<Probe*>(probe);
+  p->owner->onReadable(*p);
+}
+
+void HealthChecker::onEventCb(bufferevent*, short what, void* probe) noexcept {
+  auto* p = static_cast<Probe*>(probe);
+  if (what & BEV_EVENT_CONNECTED) return;
+  p->owner->finish(*p, false,
+                   what & BEV_EVENT_TIMEOUT ? "timeout"
+                   : what & BEV_EVENT_EOF   ? "closed before a response"
+                                            : "connect failed");
+}
+
+void HealthChecker::start(Probe& p) {
+  const conf::HealthConfig& hc = *p.pool->config->health;
+  const auto& backend = *p.pool->pool->backends()[p.index];
+  const net::SocketAddress& addr = p.pool->addresses[p.index];
+  p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+  bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb,
+                    &p);
+  const timeval timeout = toTimeval(hc.timeout);
+  bufferevent_set_timeouts(p.conn.get(), &timeout, &timeout);
+  std::string request = "GET " + hc.path + " HTTP/1.1\r\nHost: " + backend.spec().host + ":" +
+                        std::to_string(backend.spec().port) +
+                        "\r\nUser-Agent: wsgate-health\r\n";
+  if (hc.websocket) {
+    p.offer = ws::Offer{base64Key(), {}, {}};
+    request += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: " + p.offer.key + "\r\n\r\n";
+  } else {
+    request += "Connection: close\r\n\r\n";
+  }
+  bufferevent_write(p.conn.get(), request.data(), request.size());
+  bufferevent_enable(p.conn.get(), EV_READ);
+  if (bufferevent_socket_connect(p.conn.get(), addr.get(), addr.length) != 0) {
+    finish(p, false, "connect failed");
+  }
+}
+
+void HealthChecker::onReadable(Probe& p) {
+  const conf::HealthConfig& hc = *p.pool->config->health;
+  evbuffer* input = bufferevent_get_input(p.conn.get());
+  const std::size_t n = std::min<std::size_t>(evbuffer_get_length(input), 16 * 1024);
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
+  http::ResponseHead head;
+  const auto r = http::parseResponseHead({data, n}, {}, {}, head);
+  if (r.status == http::ParseStatus::Incomplete) {
+    if (n >= 16 * 1024) finish(p, false, "response head too large");
+    return;
+  }
+  if (r.status == http::ParseStatus::Error) {
+    finish(p, false, r.errorReason);
+    return;
+  }
+  if (hc.websocket) {
+    if (head.status != 101) {
+      finish(p, false, "no 101 to the upgrade probe");
+      return;
+    }
+    const ws::Verdict v = ws::checkUpgradeResponse(head, p.offer);
+    finish(p, v.ok, v.ok ? "ok" : v.reason);
+    return;
+  }
+  const bool ok = head.status >= 200 && head.status < 300;
+  finish(p, ok, ok ? "ok" : "status not 2xx");
+}
+
+void HealthChecker::finish(Probe& p, bool ok, std::string_view why) {
+  p.conn.reset();  // libevent defers the free when called from the connection's callback
+  const conf::HealthConfig& hc = *p.pool->config->health;
+  auto& backend = *p.pool->pool->backends()[p.index];
+  switch (backend.reportProbe(ok, hc.rise, hc.fall, std::chrono::steady_clock::now())) {
+    case balancer::ProbeTransition::WentDown:
+      log().warn("[health b={}] down after {} failed probes: {}", p.name, hc.fall, why);
+      break;
+    case balancer::ProbeTransition::WentUp:
+      log().info("[health b={}] up after {} good probes", p.name, hc.rise);
+      break;
+    case balancer::ProbeTransition::None:
+      log().debug("[health b={}] probe {}: {}", p.name, ok ? "ok" : "failed", why);
+      break;
+  }
+  const timeval next = toTimeval(hc.interval);
+  evtimer_add(p.timer.get(), &next);
+}
+
+}  // namespace wsgate::proxy
