@@ -37,12 +37,6 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
                         std::string& error) {
-  // Keys the loader validates but whose machinery is not in this build yet are refused
-  // here, at their position, rather than silently doing nothing.
-  if (config->admin) {
-    error = config->admin->mark.str() + ": 'admin' is not supported yet by this version of wsgate";
-    return nullptr;
-  }
   auto rt = std::make_shared<Runtime>(config);
   for (const auto& pc : config->pools) {
     PoolEntry entry;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "conf/loader.h"
+#include "proxy/admin.h"
 #include "proxy/health_checker.h"
 #include "proxy/log.h"
 #include "proxy/net/address.h"
@@ -117,10 +118,25 @@ int runServer(const std::string& configPath) {
   evsignal_add(term.get(), nullptr);
   evsignal_add(intr.get(), nullptr);
   evsignal_add(hup.get(), nullptr);
-  // Active health checks run on this (the main) thread's loop, beside the signals.
+  // Active health checks and the admin endpoint run on this (the main) thread's loop,
+  // beside the signals: management work never delays a worker.
   auto health = std::make_unique<HealthChecker>(base.get(), loaded->runtime);
+  std::unique_ptr<AdminServer> admin;
+  if (cfg.admin) {
+    std::vector<Worker*> raw;
+    for (auto& w : pool) raw.push_back(w.get());
+    admin = AdminServer::start(base.get(), *cfg.admin, loaded->runtime, raw, error);
+    if (!admin) {
+      std::cerr << error << "\n";
+      for (auto& w : pool) w->stop();
+      for (auto& t : threads) t.join();
+      return 1;
+    }
+    log().info("admin listening address={}", admin->address());
+  }
   log().info("wsgate {} ready workers={} config={}", WSGATE_VERSION, workers, configPath);
   event_base_dispatch(base.get());
+  admin.reset();
   health.reset();
 
   for (auto& w : pool) w->stop();

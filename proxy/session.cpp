@@ -803,6 +803,15 @@ void Session::finishAndLinger(std::string_view reason) {
   arm(Timer::Linger, kLingerTime);
 }
 
+void Session::drainIfOn(const balancer::Backend* backend, std::chrono::milliseconds delay) {
+  if (lease_.get() == backend && state_ == State::Tunnel) {
+    drainTunnel(delay);
+  } else if (backendIdle_ && backendPool_ != nullptr &&
+             backendPool_->pool->backends()[backendIndex_].get() == backend) {
+    releaseBackend();  // kept alive for reuse: the next request picks again
+  }
+}
+
 void Session::leaveQueue() {
   if (ex_.queueDeadline == Clock::time_point{}) return;
   ex_.queueDeadline = {};

@@ -57,6 +57,11 @@ public:
   // Ends the session now (server shutdown); safe outside callbacks only.
   void abort(std::string_view reason) { close(reason); }
 
+  // The backend is being drained: a tunnel on it gets close 1012 after `delay` (and is cut
+  // at timeouts.drain); an idle kept-alive connection to it is dropped. Other sessions and
+  // in-flight HTTP exchanges are left alone.
+  void drainIfOn(const balancer::Backend* backend, std::chrono::milliseconds delay);
+
 private:
   enum class Timer : uint8_t {
     None, Handshake, KeepAlive, Connect, BackendResponse, Idle, Linger, Queue
@@ -139,6 +144,7 @@ private:
   void onTunnelEof(Side from, bool reset);
   void onTunnelWritable(Side side);
   void onTunnelTimeout();
+  void drainTunnel(std::chrono::milliseconds delay);
   // Writes a Close frame toward `side` (once; skipped when a frame is half-written there).
   void sendClose(Side side, uint16_t code, std::string_view reason);
   // wsgate starts the closing handshake itself (idle, ping timeout, violation, drain).

@@ -264,11 +264,19 @@ void Session::checkTunnelDone() {
   }
 }
 
+void Session::drainTunnel(std::chrono::milliseconds delay) {
+  TunnelState& t = *tunnel_;
+  if (t.closing() || t.drainAt != Clock::time_point{}) return;
+  t.drainAt = Clock::now() + delay;
+  armTunnelTimer();
+}
+
 void Session::armTunnelTimer() {
   TunnelState& t = *tunnel_;
   const auto& to = runtime_->config->timeouts;
   auto next = t.closing() ? t.closeDeadline : lastActivity_ + to.idle;
   if (!t.closing() && to.pingInterval.count() > 0) next = std::min(next, t.nextPing);
+  if (!t.closing() && t.drainAt != Clock::time_point{}) next = std::min(next, t.drainAt);
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
   arm(Timer::Idle, std::max(wait, std::chrono::milliseconds(0)) + std::chrono::milliseconds(1));
 }
@@ -282,6 +290,12 @@ void Session::onTunnelTimeout() {
       close(closeReason_.empty() ? "close timeout" : closeReason_);
       return;
     }
+  } else if (t.drainAt != Clock::time_point{} && now >= t.drainAt) {
+    // 1012 tells the client to reconnect (to a backend still in service).
+    originateClose(cc::kServiceRestart, cc::kGoingAway, "backend drained");
+    // Cut at timeouts.drain at the latest, counted from the drain.
+    t.closeDeadline = std::min(t.closeDeadline, now + to.drain);
+    return;
   } else if (now - lastActivity_ >= to.idle) {
     originateClose(cc::kGoingAway, cc::kGoingAway, "idle timeout");
     return;

@@ -26,6 +26,7 @@ struct Session::TunnelState {
   std::string_view closeBy = "";   // "client", "backend" or "wsgate"
   std::chrono::steady_clock::time_point closeDeadline{};  // set once closing started
   std::chrono::steady_clock::time_point nextPing{};
+  std::chrono::steady_clock::time_point drainAt{};  // set when its backend is drained
   uint64_t pingSeq = 0;
   int missedPongs = 0;
   bool pingOutstanding = false;

@@ -43,6 +43,38 @@ void Worker::run() {
   reap();
 }
 
+namespace {
+struct DrainRequest {
+  Worker* worker;
+  balancer::BackendPtr backend;
+};
+}  // namespace
+
+void Worker::drainBackend(balancer::BackendPtr backend) {
+  // event_base_once is safe from another thread (evthread_use_pthreads); the callback runs
+  // on this worker's loop, where its sessions live.
+  auto* req = new DrainRequest{this, std::move(backend)};
+  timeval now{0, 0};
+  if (event_base_once(base_.get(), -1, EV_TIMEOUT, &Worker::onDrainCb, req, &now) != 0) {
+    delete req;
+  }
+}
+
+void Worker::onDrainCb(evutil_socket_t, short, void* arg) noexcept {
+  std::unique_ptr<DrainRequest> req(static_cast<DrainRequest*>(arg));
+  Worker& w = *req->worker;
+  const auto spread = w.runtime_->config->timeouts.drainSpread;
+  std::vector<Session*> sessions;
+  sessions.reserve(w.sessions_.size());
+  for (auto& [ptr, _] : w.sessions_) sessions.push_back(ptr);
+  for (Session* s : sessions) {
+    const auto delay = spread.count() > 0
+                           ? std::chrono::milliseconds(w.rng_() % spread.count())
+                           : std::chrono::milliseconds(0);
+    s->drainIfOn(req->backend.get(), delay);
+  }
+}
+
 bool Worker::enterQueue() {
   if (queued_ >= runtime_->config->limits.maxQueue) return false;
   ++queued_;

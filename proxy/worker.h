@@ -27,6 +27,10 @@ public:
   void run();
   // Thread-safe: makes run() return soon; open sessions are cut when it does.
   void stop();
+  // Thread-safe: sessions of this worker on `backend` are drained on the worker's thread:
+  // each tunnel gets close 1012 at a random moment within timeouts.drain_spread and is cut
+  // at timeouts.drain; an idle kept-alive connection to it is closed.
+  void drainBackend(balancer::BackendPtr backend);
 
   event_base* base() const { return base_.get(); }
   // Hands a closed session over for deletion at the start of the next loop turn, so it is
@@ -46,6 +50,7 @@ private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
                          void* self) noexcept;
   static void onReapCb(evutil_socket_t, short, void* self) noexcept;
+  static void onDrainCb(evutil_socket_t, short, void* arg) noexcept;
   void onAccept(evutil_socket_t fd, sockaddr* peer, int len);
   void reap();
   void updateAccepting();

@@ -1,0 +1,177 @@
+#include "proxy/admin.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "proxy/log.h"
+#include "proxy/net/address.h"
+#include "proxy/worker.h"
+#include "wsgate/version.h"
+
+namespace wsgate::proxy {
+namespace {
+
+void reply(evhttp_request* req, int code, std::string_view type, const std::string& body) {
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                    std::string(type).c_str());
+  evbuffer* out = evbuffer_new();
+  evbuffer_add(out, body.data(), body.size());
+  evhttp_send_reply(req, code, nullptr, out);
+  evbuffer_free(out);
+}
+
+void replyJson(evhttp_request* req, int code, const nlohmann::json& j) {
+  reply(req, code, "application/json", j.dump() + "\n");
+}
+
+std::vector<std::string> split(std::string_view path) {
+  std::vector<std::string> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto end = path.find('/');
+    parts.emplace_back(path.substr(0, end));
+    path = end == std::string_view::npos ? std::string_view{} : path.substr(end);
+  }
+  return parts;
+}
+
+}  // namespace
+
+AdminServer::AdminServer(RuntimePtr runtime, std::vector<Worker*> workers)
+    : runtime_(std::move(runtime)), workers_(std::move(workers)) {}
+
+AdminServer::~AdminServer() {
+  if (http_ != nullptr) evhttp_free(http_);
+}
+
+std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::AdminConfig& cfg,
+                                                RuntimePtr runtime, std::vector<Worker*> workers,
+                                                std::string& error) {
+  std::unique_ptr<AdminServer> admin(new AdminServer(std::move(runtime), std::move(workers)));
+  admin->http_ = evhttp_new(base);
+  evhttp_set_allowed_methods(admin->http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+  evhttp_set_gencb(admin->http_, &AdminServer::onRequestCb, admin.get());
+  evhttp_bound_socket* sock =
+      evhttp_bind_socket_with_handle(admin->http_, cfg.listen.host.c_str(), cfg.listen.port);
+  if (sock == nullptr) {
+    error = cfg.mark.str() + ": admin: cannot listen on " + cfg.listen.str();
+    return nullptr;
+  }
+  auto bound = net::localAddress(evhttp_bound_socket_get_fd(sock));
+  admin->address_ = bound ? bound->str() : cfg.listen.str();
+  return admin;
+}
+
+void AdminServer::onRequestCb(evhttp_request* req, void* self) noexcept {
+  static_cast<AdminServer*>(self)->onRequest(req);
+}
+
+void AdminServer::onRequest(evhttp_request* req) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* rawPath = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const std::vector<std::string> parts = split(rawPath != nullptr ? rawPath : "/");
+  const bool post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+  const bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+
+  if (parts.size() == 1 && parts[0] == "status") {
+    if (!get) return replyJson(req, 405, {{"error", "use GET"}});
+    return reply(req, 200, "application/json", status());
+  }
+  if (parts.size() == 1 && parts[0] == "metrics") {
+    if (!get) return replyJson(req, 405, {{"error", "use GET"}});
+    return reply(req, 200, "text/plain; version=0.0.4", metrics());
+  }
+  if (parts.size() == 1 && parts[0] == "reload") {
+    if (!post) return replyJson(req, 405, {{"error", "use POST"}});
+    return replyJson(req, 501, {{"error", "reload is not available in this version"}});
+  }
+  if (parts.size() == 5 && parts[0] == "pools" && parts[2] == "backends" &&
+      (parts[4] == "drain" || parts[4] == "enable")) {
+    if (!post) return replyJson(req, 405, {{"error", "use POST"}});
+    return backendAction(req, parts[1], parts[3], parts[4]);
+  }
+  replyJson(req, 404, {{"error", "no such endpoint"}});
+}
+
+void AdminServer::backendAction(evhttp_request* req, const std::string& poolName,
+                                const std::string& backendName, const std::string& action) {
+  const PoolEntry* entry = runtime_->findPool(poolName);
+  if (entry == nullptr) return replyJson(req, 404, {{"error", "no pool " + poolName}});
+  const auto idx = entry->pool->find(backendName);
+  if (!idx) {
+    return replyJson(req, 404, {{"error", "no backend " + backendName + " in " + poolName}});
+  }
+  const balancer::BackendPtr& backend = entry->pool->backends()[*idx];
+  if (action == "drain") {
+    const bool changed = backend->drain();
+    // Existing sessions are closed with 1012 spread over drain_spread, on their workers.
+    for (Worker* w : workers_) w->drainBackend(backend);
+    log().info("[admin] drain b={}/{}{}", poolName, backendName, changed ? "" : " (again)");
+  } else {
+    const bool changed = backend->enable(std::chrono::steady_clock::now());
+    log().info("[admin] enable b={}/{}{}", poolName, backendName, changed ? "" : " (already)");
+  }
+  replyJson(req, 200,
+            {{"pool", poolName},
+             {"backend", backendName},
+             {"state", backend->draining() ? "draining" : "enabled"}});
+}
+
+std::string AdminServer::status() const {
+  nlohmann::json j;
+  j["version"] = WSGATE_VERSION;
+  std::size_t sessions = 0;
+  for (Worker* w : workers_) sessions += w->sessionCount();
+  j["workers"] = workers_.size();
+  j["sessions"] = sessions;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, entry] : runtime_->pools) {
+    nlohmann::json backends = nlohmann::json::array();
+    for (const auto& b : entry.pool->backends()) {
+      backends.push_back({{"name", b->spec().name},
+                          {"address", b->spec().host + ":" + std::to_string(b->spec().port)},
+                          {"active", b->active()},
+                          {"available", b->available(now)},
+                          {"health_up", b->activeUp()},
+                          {"draining", b->draining()}});
+    }
+    j["pools"][name] = {{"backends", backends}};
+  }
+  return j.dump(2) + "\n";
+}
+
+std::string AdminServer::metrics() const {
+  std::ostringstream out;
+  std::size_t sessions = 0;
+  for (Worker* w : workers_) sessions += w->sessionCount();
+  out << "# HELP wsgate_sessions Open client connections.\n# TYPE wsgate_sessions gauge\n"
+      << "wsgate_sessions " << sessions << "\n";
+  const auto now = std::chrono::steady_clock::now();
+  out << "# HELP wsgate_backend_active Sessions using the backend.\n"
+         "# TYPE wsgate_backend_active gauge\n";
+  for (const auto& [name, entry] : runtime_->pools) {
+    for (const auto& b : entry.pool->backends()) {
+      out << "wsgate_backend_active{pool=\"" << name << "\",backend=\"" << b->spec().name
+          << "\"} " << b->active() << "\n";
+    }
+  }
+  out << "# HELP wsgate_backend_available 1 when the backend takes new sessions.\n"
+         "# TYPE wsgate_backend_available gauge\n";
+  for (const auto& [name, entry] : runtime_->pools) {
+    for (const auto& b : entry.pool->backends()) {
+      out << "wsgate_backend_available{pool=\"" << name << "\",backend=\"" << b->spec().name
+          << "\"} " << (b->available(now) ? 1 : 0) << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace wsgate::proxy

@@ -1,0 +1,49 @@
+#pragma once
+// The admin endpoint (admin.listen): GET /status (JSON), GET /metrics (Prometheus text),
+// POST /pools/NAME/backends/NAME/drain and .../enable, POST /reload (501 until the reload
+// issue). Served by libevent's evhttp on the main thread's loop: it is a management plane,
+// never on a worker's path.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/runtime.h"
+
+struct evhttp;
+struct evhttp_request;
+struct event_base;
+
+namespace wsgate::proxy {
+
+class Worker;
+
+class AdminServer {
+public:
+  // Binds admin.listen; nullptr with `error` set when it cannot.
+  static std::unique_ptr<AdminServer> start(event_base* base, const conf::AdminConfig& cfg,
+                                            RuntimePtr runtime, std::vector<Worker*> workers,
+                                            std::string& error);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  const std::string& address() const { return address_; }
+
+private:
+  AdminServer(RuntimePtr runtime, std::vector<Worker*> workers);
+  static void onRequestCb(evhttp_request* req, void* self) noexcept;
+  void onRequest(evhttp_request* req);
+  void backendAction(evhttp_request* req, const std::string& pool, const std::string& backend,
+                     const std::string& action);
+  std::string status() const;
+  std::string metrics() const;
+
+  RuntimePtr runtime_;
+  std::vector<Worker*> workers_;
+  evhttp* http_ = nullptr;
+  std::string address_;
+};
+
+}  // namespace wsgate::proxy

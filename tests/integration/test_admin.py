@@ -1,0 +1,86 @@
+"""The admin endpoint: drain a backend (no new sessions; its tunnels get close 1012 spread
+over drain_spread, the others are untouched) and enable it again; status, metrics, errors."""
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+import harness
+import wsproto
+from harness import gateway_config, route
+
+
+def start_gateway(start_wsgate, backends, **timeouts):
+    cfg = gateway_config([route("app", path_prefix="/")], {"app": harness.pool(*backends)},
+                         timeouts={"drain": "5s", "drain_spread": "1s", **timeouts})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = start_wsgate(cfg)
+    m = re.search(r"admin listening address=127\.0\.0\.1:(\d+)", gate.stderr())
+    assert m, gate.stderr()
+    return gate, int(m.group(1))
+
+
+def admin(port, method, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def open_session(gate, connect):
+    conn = connect(gate.port)
+    response = conn.upgrade("/ws")
+    assert response.status == 101
+    return conn, response.header("x-backend")
+
+
+def test_drain_closes_the_backends_sessions_with_1012_and_sends_new_ones_elsewhere(
+        start_wsgate, echo_backend, connect):
+    a, b = echo_backend("a"), echo_backend("b")
+    gate, port = start_gateway(start_wsgate, [a, b])
+    sessions = [open_session(gate, connect) for _ in range(6)]
+    assert {name for _, name in sessions} == {"a", "b"}
+
+    status, body = admin(port, "POST", "/pools/app/backends/a/drain")
+    assert status == 200 and json.loads(body)["state"] == "draining"
+    started = time.monotonic()
+    for conn, name in sessions:
+        if name != "a":
+            continue
+        close = conn.recv_frame(timeout=5)
+        assert close.opcode == wsproto.OP_CLOSE
+        assert wsproto.parse_close(close.payload)[0] == 1012
+        assert time.monotonic() - started < 3.0  # within drain_spread (1s), with slack
+        conn.send_frame(wsproto.OP_CLOSE, close.payload)
+    for conn, name in sessions:
+        if name == "b":  # untouched: still echoing
+            conn.send_frame(wsproto.OP_TEXT, b"still here")
+            assert conn.recv_message() == (wsproto.OP_TEXT, b"still here")
+    assert {open_session(gate, connect)[1] for _ in range(4)} == {"b"}
+
+    _, body = admin(port, "GET", "/status")
+    backends = {x["name"]: x for x in json.loads(body)["pools"]["app"]["backends"]}
+    assert backends["a"]["draining"] and not backends["b"]["draining"]
+
+    status, body = admin(port, "POST", "/pools/app/backends/a/enable")
+    assert status == 200 and json.loads(body)["state"] == "enabled"
+    assert "a" in {open_session(gate, connect)[1] for _ in range(6)}
+
+
+def test_admin_answers_errors_status_and_metrics(start_wsgate, echo_backend):
+    a = echo_backend("a")
+    gate, port = start_gateway(start_wsgate, [a])
+    assert admin(port, "POST", "/pools/nope/backends/a/drain")[0] == 404
+    assert admin(port, "POST", "/pools/app/backends/nope/drain")[0] == 404
+    assert admin(port, "GET", "/pools/app/backends/a/drain")[0] == 405
+    assert admin(port, "POST", "/reload")[0] == 501
+    assert admin(port, "GET", "/nothing")[0] == 404
+    status, body = admin(port, "GET", "/metrics")
+    assert status == 200
+    assert 'wsgate_backend_active{pool="app",backend="a"} 0' in body
+    assert 'wsgate_backend_available{pool="app",backend="a"} 1' in body
