@@ -159,8 +159,8 @@ std::string AdminServer::metrics() const {
          "# TYPE wsgate_backend_active gauge\n";
   for (const auto& [name, entry] : runtime_->pools) {
     for (const auto& b : entry.pool->backends()) {
-      out << "wsgate_backend_active{pool=\"" << name << "\",backend=\"" << b->spec().name
-          << "\"} " << b->active() << "\n";
+      out << "wsgate_backend_active{pool=\"" << name << "\",backend=\"" << b->spec().name << "\"} "
+          << b->active() << "\n";
     }
   }
   out << "# HELP wsgate_backend_available 1 when the backend takes new sessions.\n"

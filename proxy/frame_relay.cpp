@@ -51,9 +51,9 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
         return Status::Control;
       }
       if (h.opcode != static_cast<uint8_t>(ws::Opcode::Continuation)) {
-        checkingText_ =
-            options_.validateUtf8 && h.opcode == static_cast<uint8_t>(ws::Opcode::Text) &&
-            (h.rsv & 0x4) == 0;  // a compressed text message is not UTF-8 on the wire
+        checkingText_ = options_.validateUtf8 &&
+                        h.opcode == static_cast<uint8_t>(ws::Opcode::Text) &&
+                        (h.rsv & 0x4) == 0;  // a compressed text message is not UTF-8 on the wire
         utf8_.reset();
       }
       // The header leaves together with the first payload bytes, once they are checked:

@@ -50,9 +50,7 @@ public:
 
   // True when dst holds no partial frame from this relay, so another frame (a ping, a
   // close) may be written to dst now without corrupting the stream.
-  bool atFrameBoundary() const noexcept {
-    return phase_ == Phase::Header || headerPending_ > 0;
-  }
+  bool atFrameBoundary() const noexcept { return phase_ == Phase::Header || headerPending_ > 0; }
 
   uint64_t frames() const noexcept { return checker_.frames(); }
   uint64_t messages() const noexcept { return checker_.messages(); }
@@ -70,10 +68,10 @@ private:
   ws::Utf8Validator utf8_;
   Phase phase_ = Phase::Header;
   ws::FrameHeader header_;
-  uint64_t remaining_ = 0;     // payload bytes of the current data frame still to move
+  uint64_t remaining_ = 0;         // payload bytes of the current data frame still to move
   std::size_t headerPending_ = 0;  // header bytes at the front of src not moved yet
-  std::size_t maskOffset_ = 0; // position in the mask key for the next payload byte
-  bool checkingText_ = false;  // the open message is text and validateUtf8 is on
+  std::size_t maskOffset_ = 0;     // position in the mask key for the next payload byte
+  bool checkingText_ = false;      // the open message is text and validateUtf8 is on
   uint64_t payloadBytes_ = 0;
   ws::Violation violation_{};
   std::array<char, 125> control_{};

@@ -14,7 +14,8 @@ namespace wsgate::proxy {
 namespace {
 
 timeval toTimeval(std::chrono::milliseconds d) {
-  return {static_cast<time_t>(d.count() / 1000), static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+  return {static_cast<time_t>(d.count() / 1000),
+          static_cast<suseconds_t>((d.count() % 1000) * 1000)};
 }
 
 std::string base64Key() {
@@ -44,7 +45,7 @@ struct HealthChecker::Probe {
   std::size_t index = 0;
   net::EventPtr timer;
   net::BufferEventPtr conn;
-  ws::Offer offer;  // the key of a WebSocket probe
+  ws::Offer offer;   // the key of a WebSocket probe
   std::string name;  // pool/backend, for logs
 };
 
@@ -92,17 +93,17 @@ void HealthChecker::start(Probe& p) {
   const auto& backend = *p.pool->pool->backends()[p.index];
   const net::SocketAddress& addr = p.pool->addresses[p.index];
   p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
-  bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb,
-                    &p);
+  bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb, &p);
   const timeval timeout = toTimeval(hc.timeout);
   bufferevent_set_timeouts(p.conn.get(), &timeout, &timeout);
   std::string request = "GET " + hc.path + " HTTP/1.1\r\nHost: " + backend.spec().host + ":" +
-                        std::to_string(backend.spec().port) +
-                        "\r\nUser-Agent: wsgate-health\r\n";
+                        std::to_string(backend.spec().port) + "\r\nUser-Agent: wsgate-health\r\n";
   if (hc.websocket) {
     p.offer = ws::Offer{base64Key(), {}, {}};
-    request += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-               "Sec-WebSocket-Key: " + p.offer.key + "\r\n\r\n";
+    request +=
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: " +
+        p.offer.key + "\r\n\r\n";
   } else {
     request += "Connection: close\r\n\r\n";
   }

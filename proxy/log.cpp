@@ -16,19 +16,25 @@ std::atomic<bool> gAccessJson{true};
 
 spdlog::level::level_enum toSpd(conf::LogLevel l) {
   switch (l) {
-    case conf::LogLevel::Trace: return spdlog::level::trace;
-    case conf::LogLevel::Debug: return spdlog::level::debug;
-    case conf::LogLevel::Info: return spdlog::level::info;
-    case conf::LogLevel::Warn: return spdlog::level::warn;
-    case conf::LogLevel::Error: return spdlog::level::err;
-    case conf::LogLevel::Off: return spdlog::level::off;
+    case conf::LogLevel::Trace:
+      return spdlog::level::trace;
+    case conf::LogLevel::Debug:
+      return spdlog::level::debug;
+    case conf::LogLevel::Info:
+      return spdlog::level::info;
+    case conf::LogLevel::Warn:
+      return spdlog::level::warn;
+    case conf::LogLevel::Error:
+      return spdlog::level::err;
+    case conf::LogLevel::Off:
+      return spdlog::level::off;
   }
   return spdlog::level::info;
 }
 
 std::shared_ptr<spdlog::logger> makeErrorLog() {
-  auto l = std::make_shared<spdlog::logger>("wsgate",
-                                            std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto l =
+      std::make_shared<spdlog::logger>("wsgate", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   l->flush_on(spdlog::level::trace);  // stderr is read by people and tests as it happens
   return l;

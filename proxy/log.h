@@ -17,15 +17,15 @@ namespace wsgate::proxy {
 struct TunnelStats {
   uint64_t framesFromClient = 0, framesToClient = 0;
   uint64_t messagesFromClient = 0, messagesToClient = 0;
-  uint16_t closeCode = 0;      // first close code seen or sent; 1006 when a side vanished
-  std::string_view closeBy;    // "client" | "backend" | "wsgate"
+  uint16_t closeCode = 0;    // first close code seen or sent; 1006 when a side vanished
+  std::string_view closeBy;  // "client" | "backend" | "wsgate"
 };
 
 // What one access-log line says.
 struct AccessRecord {
   uint64_t session = 0;
-  std::string_view client;   // ip:port
-  std::string_view kind;     // "http" | "websocket"
+  std::string_view client;  // ip:port
+  std::string_view kind;    // "http" | "websocket"
   std::string_view method;
   std::string_view path;
   std::string_view host;

@@ -5,10 +5,14 @@ namespace {
 
 balancer::PolicyKind toKind(conf::Policy p) {
   switch (p) {
-    case conf::Policy::RoundRobin: return balancer::PolicyKind::RoundRobin;
-    case conf::Policy::LeastConn: return balancer::PolicyKind::LeastConn;
-    case conf::Policy::RandomTwo: return balancer::PolicyKind::RandomTwo;
-    case conf::Policy::Hash: return balancer::PolicyKind::Hash;
+    case conf::Policy::RoundRobin:
+      return balancer::PolicyKind::RoundRobin;
+    case conf::Policy::LeastConn:
+      return balancer::PolicyKind::LeastConn;
+    case conf::Policy::RandomTwo:
+      return balancer::PolicyKind::RandomTwo;
+    case conf::Policy::Hash:
+      return balancer::PolicyKind::Hash;
   }
   return balancer::PolicyKind::RoundRobin;
 }
@@ -50,8 +54,8 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
         return nullptr;
       }
       entry.addresses.push_back(*addr);
-      balancer::BackendSpec spec{pc.name, bc.name, bc.address.host, bc.address.port, bc.weight,
-                                 bc.maxConnections};
+      balancer::BackendSpec spec{pc.name,         bc.name,   bc.address.host,
+                                 bc.address.port, bc.weight, bc.maxConnections};
       backends.push_back(reuseOrCreate(previous, std::move(spec)));
       weights.push_back(bc.weight);
     }
@@ -62,8 +66,8 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     }
     balancer::PoolOptions options;
     options.slowStart = pc.slowStart;
-    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy),
-                                                  options);
+    entry.pool =
+        std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy), options);
     rt->pools.emplace(pc.name, std::move(entry));
   }
   return rt;

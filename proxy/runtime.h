@@ -17,8 +17,8 @@ namespace wsgate::proxy {
 
 struct PoolEntry {
   const conf::PoolConfig* config = nullptr;
-  std::shared_ptr<balancer::Pool> pool;        // pick() mutates only atomics
-  std::vector<net::SocketAddress> addresses;   // parallel to pool->backends()
+  std::shared_ptr<balancer::Pool> pool;       // pick() mutates only atomics
+  std::vector<net::SocketAddress> addresses;  // parallel to pool->backends()
 };
 
 struct Runtime {
@@ -26,7 +26,8 @@ struct Runtime {
   std::unordered_map<std::string, PoolEntry> pools;
   Router router;
 
-  explicit Runtime(std::shared_ptr<const conf::Config> c) : config(std::move(c)), router(config->routes) {}
+  explicit Runtime(std::shared_ptr<const conf::Config> c)
+      : config(std::move(c)), router(config->routes) {}
   const PoolEntry* findPool(const std::string& name) const;
 };
 

@@ -449,8 +449,8 @@ void Session::connectBackend() {
         return;
       }
       leaveQueue();
-      answer(503, "every backend of pool " + ex_.pool + " is at max_connections",
-             "backends full", false);
+      answer(503, "every backend of pool " + ex_.pool + " is at max_connections", "backends full",
+             false);
       return;
     }
     leaveQueue();
@@ -601,8 +601,8 @@ void Session::readResponseHead() {
       return;
     }
     if (r.status == http::ParseStatus::Error) {
-      log().info("[s{} {} response b={}] invalid response head: {}", id_, clientAddr_,
-                 backendName_, r.errorReason);
+      log().info("[s{} {} response b={}] invalid response head: {}", id_, clientAddr_, backendName_,
+                 r.errorReason);
       releaseBackend();
       answer(502, "invalid response from backend: " + std::string(r.errorReason),
              "invalid backend response", false);
@@ -622,8 +622,8 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     if (!v.ok) {
       log().info("[s{} {} response b={}] bad 101: {}", id_, clientAddr_, backendName_, v.reason);
       releaseBackend();
-      answer(502, "invalid upgrade response from backend: " + std::string(v.reason),
-             "invalid 101", false);
+      answer(502, "invalid upgrade response from backend: " + std::string(v.reason), "invalid 101",
+             false);
       return;
     }
     bool deflate = false;
@@ -759,8 +759,8 @@ void Session::releaseBackend() {
 
 // ---- answers, timers, teardown ------------------------------------------------------
 
-void Session::answer(int status, std::string_view detail, std::string_view reason,
-                     bool keepAlive, std::string_view extraHeaders) {
+void Session::answer(int status, std::string_view detail, std::string_view reason, bool keepAlive,
+                     std::string_view extraHeaders) {
   std::string body = http::errorBody(status, detail);
   std::string text;
   http::appendLocalResponse({.status = status,
@@ -835,14 +835,16 @@ void Session::close(std::string_view reason) {
 
 void Session::logExchange(std::string_view reason) {
   const bool tunnel = ex_.websocket && ex_.status == 101;
-  const double ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
   TunnelStats stats;
   if (tunnel_) {
     const TunnelState& t = *tunnel_;
-    stats = {t.relay[kClient].frames(),   t.relay[kBackend].frames(),
-             t.relay[kClient].messages(), t.relay[kBackend].messages(),
-             t.closeCode,                 t.closeBy};
+    stats = {t.relay[kClient].frames(),
+             t.relay[kBackend].frames(),
+             t.relay[kClient].messages(),
+             t.relay[kBackend].messages(),
+             t.closeCode,
+             t.closeBy};
   }
   writeAccess({.session = id_,
                .client = clientAddr_,

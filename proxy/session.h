@@ -9,16 +9,16 @@
 // later (deferred delete), never inside one of its callbacks.
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
-#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "balancer/backend.h"
+#include "proxy/frame_relay.h"
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
-#include "proxy/frame_relay.h"
 #include "proxy/net/handles.h"
 #include "proxy/runtime.h"
 #include "proxy/ws/handshake.h"
@@ -42,8 +42,8 @@ public:
   // The two ends of a session; tunnel state is indexed by them.
   enum Side : uint8_t { kClient = 0, kBackend = 1 };
 
-  Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd,
-          const sockaddr* peer, int peerLen);
+  Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd, const sockaddr* peer,
+          int peerLen);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -64,7 +64,14 @@ public:
 
 private:
   enum class Timer : uint8_t {
-    None, Handshake, KeepAlive, Connect, BackendResponse, Idle, Linger, Queue
+    None,
+    Handshake,
+    KeepAlive,
+    Connect,
+    BackendResponse,
+    Idle,
+    Linger,
+    Queue
   };
 
   // Per-exchange facts that must outlive the request buffer.
@@ -82,16 +89,16 @@ private:
     uint64_t responseRemaining = 0;
     http::ChunkedDecoder responseChunked;
     int status = 0;
-    std::string pool;                 // routed pool
-    std::string forwardedHead;        // kept until the response head, for a retry
+    std::string pool;           // routed pool
+    std::string forwardedHead;  // kept until the response head, for a retry
     std::chrono::steady_clock::time_point started;
     uint64_t bytesFromClient = 0;
     uint64_t bytesToClient = 0;
-    std::vector<bool> tried;          // backends of the pool already tried
+    std::vector<bool> tried;  // backends of the pool already tried
     uint32_t attempts = 0;
-    bool reusedBackend = false;       // sent over a kept-alive backend connection
-    bool usedBackend = false;         // a backend was picked (for the access log)
-    bool backendKeepAlive = false;    // the response allows reusing the backend connection
+    bool reusedBackend = false;     // sent over a kept-alive backend connection
+    bool usedBackend = false;       // a backend was picked (for the access log)
+    bool backendKeepAlive = false;  // the response allows reusing the backend connection
     // Stickiness (pools with `sticky`): the hashed key of a header/query/source_ip source,
     // or the backend a valid cookie names; `setCookie` is the Set-Cookie line to add.
     std::optional<uint64_t> stickyKey;
@@ -184,7 +191,7 @@ private:
 
   Exchange ex_;
   bool inExchange_ = false;
-  http::RequestHead head_;    // reused across requests (keeps the headers' capacity)
+  http::RequestHead head_;       // reused across requests (keeps the headers' capacity)
   std::size_t headScanned_ = 0;  // bytes of an incomplete head already parsed once
   http::ResponseHead resp_;
   const PoolEntry* backendPool_ = nullptr;  // the pool backend_ belongs to

@@ -2,6 +2,8 @@
 // both ways by two FrameRelays; wsgate enforces RFC 6455 at the edge, pings clients,
 // and runs (or completes) the closing handshake itself when a side fails or goes idle.
 
+#include "proxy/session_tunnel.h"
+
 #include <event2/buffer.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
@@ -11,7 +13,6 @@
 
 #include "proxy/log.h"
 #include "proxy/session.h"
-#include "proxy/session_tunnel.h"
 #include "proxy/ws/close_code.h"
 
 namespace wsgate::proxy {
@@ -25,7 +26,9 @@ evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
 evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
 std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
 
-Session::Side other(Session::Side s) { return s == Session::kClient ? Session::kBackend : Session::kClient; }
+Session::Side other(Session::Side s) {
+  return s == Session::kClient ? Session::kBackend : Session::kClient;
+}
 std::string_view sideName(Session::Side s) { return s == Session::kClient ? "client" : "backend"; }
 
 // wsgate's own pings carry "wsgate:<n>"; only a pong with the payload of the latest one is

@@ -21,9 +21,9 @@ struct Session::TunnelState {
   bool closeFrom[2] = {};  // a Close (or the end of the stream) came from that side
   bool closeTo[2] = {};    // a Close went (or can no longer go) toward that side
   bool eof[2] = {};
-  bool finPending[2] = {};  // pass a FIN toward that side once its output is written
-  uint16_t closeCode = 0;          // the first close code seen or sent (0: none yet)
-  std::string_view closeBy = "";   // "client", "backend" or "wsgate"
+  bool finPending[2] = {};        // pass a FIN toward that side once its output is written
+  uint16_t closeCode = 0;         // the first close code seen or sent (0: none yet)
+  std::string_view closeBy = "";  // "client", "backend" or "wsgate"
   std::chrono::steady_clock::time_point closeDeadline{};  // set once closing started
   std::chrono::steady_clock::time_point nextPing{};
   std::chrono::steady_clock::time_point drainAt{};  // set when its backend is drained

@@ -8,7 +8,9 @@
 namespace wsgate::proxy {
 
 Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime)
-    : index_(index), workerCount_(workerCount), base_(event_base_new()),
+    : index_(index),
+      workerCount_(workerCount),
+      base_(event_base_new()),
       runtime_(std::move(runtime)) {
   const uint64_t limit = runtime_->config->limits.maxConnections;
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
@@ -68,9 +70,8 @@ void Worker::onDrainCb(evutil_socket_t, short, void* arg) noexcept {
   sessions.reserve(w.sessions_.size());
   for (auto& [ptr, _] : w.sessions_) sessions.push_back(ptr);
   for (Session* s : sessions) {
-    const auto delay = spread.count() > 0
-                           ? std::chrono::milliseconds(w.rng_() % spread.count())
-                           : std::chrono::milliseconds(0);
+    const auto delay = spread.count() > 0 ? std::chrono::milliseconds(w.rng_() % spread.count())
+                                          : std::chrono::milliseconds(0);
     s->drainIfOn(req->backend.get(), delay);
   }
 }

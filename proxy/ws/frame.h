@@ -10,7 +10,12 @@
 namespace wsgate::ws {
 
 enum class Opcode : uint8_t {
-  Continuation = 0x0, Text = 0x1, Binary = 0x2, Close = 0x8, Ping = 0x9, Pong = 0xA
+  Continuation = 0x0,
+  Text = 0x1,
+  Binary = 0x2,
+  Close = 0x8,
+  Ping = 0x9,
+  Pong = 0xA
 };
 
 struct FrameHeader {

@@ -52,16 +52,16 @@ TEST_P(FindQueryParamTest, FindsTheNamedParameter) {
   EXPECT_EQ(findQueryParam(c.query, c.param), c.expect);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Table, FindQueryParamTest,
-    ::testing::Values(QueryCase{"Only", "room=42", "room", "42"},
-                      QueryCase{"Middle", "a=1&room=42&b=2", "room", "42"},
-                      QueryCase{"WithoutValue", "a=1&room", "room", ""},
-                      QueryCase{"Missing", "a=1&b=2", "room", std::nullopt},
-                      QueryCase{"PrefixIsNotAMatch", "rooms=1", "room", std::nullopt},
-                      QueryCase{"EmptyQuery", "", "room", std::nullopt},
-                      QueryCase{"KeptEncoded", "room=a%20b", "room", "a%20b"}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Table, FindQueryParamTest,
+                         ::testing::Values(QueryCase{"Only", "room=42", "room", "42"},
+                                           QueryCase{"Middle", "a=1&room=42&b=2", "room", "42"},
+                                           QueryCase{"WithoutValue", "a=1&room", "room", ""},
+                                           QueryCase{"Missing", "a=1&b=2", "room", std::nullopt},
+                                           QueryCase{"PrefixIsNotAMatch", "rooms=1", "room",
+                                                     std::nullopt},
+                                           QueryCase{"EmptyQuery", "", "room", std::nullopt},
+                                           QueryCase{"KeptEncoded", "room=a%20b", "room", "a%20b"}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace wsgate::http
