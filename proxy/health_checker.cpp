@@ -1,6 +1,7 @@
 #include "proxy/health_checker.h"
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -18,23 +19,13 @@ timeval toTimeval(std::chrono::milliseconds d) {
           static_cast<suseconds_t>((d.count() % 1000) * 1000)};
 }
 
-std::string base64Key() {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+// A fresh Sec-WebSocket-Key: base64 of 16 random bytes (RFC 6455 4.1).
+std::string newWebSocketKey() {
   unsigned char raw[16];
   RAND_bytes(raw, sizeof raw);
-  std::string out;
-  for (int i = 0; i < 15; i += 3) {
-    const unsigned v = (raw[i] << 16) | (raw[i + 1] << 8) | raw[i + 2];
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  out += kAlphabet[raw[15] >> 2];
-  out += kAlphabet[(raw[15] & 3) << 4];
-  out += "==";
-  return out;
+  unsigned char encoded[25];  // 4 * ceil(16 / 3) characters + NUL
+  const int n = EVP_EncodeBlock(encoded, raw, sizeof raw);
+  return {reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(n)};
 }
 
 }  // namespace
@@ -99,7 +90,7 @@ void HealthChecker::start(Probe& p) {
   std::string request = "GET " + hc.path + " HTTP/1.1\r\nHost: " + backend.spec().host + ":" +
                         std::to_string(backend.spec().port) + "\r\nUser-Agent: wsgate-health\r\n";
   if (hc.websocket) {
-    p.offer = ws::Offer{base64Key(), {}, {}};
+    p.offer = ws::Offer{newWebSocketKey(), {}, {}};
     request +=
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         "Sec-WebSocket-Key: " +
