@@ -10,9 +10,16 @@ constexpr std::size_t kScratch = 4096;  // unmasking window for UTF-8 checks
 
 bool isControl(uint8_t opcode) { return (opcode & 0x8) != 0; }
 
+// The unmasked payload of the last control frame a relay of this thread stopped at.
+thread_local std::array<char, 125> tControlPayload;
+
 }  // namespace
 
 FrameRelay::FrameRelay(const Options& options) : options_(options), checker_(options.rules) {}
+
+std::string_view FrameRelay::controlPayload() const noexcept {
+  return {tControlPayload.data(), static_cast<std::size_t>(header_.payloadLength)};
+}
 
 FrameRelay::Status FrameRelay::fail(ws::Violation v) {
   violation_ = v;
@@ -46,8 +53,8 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
       if (isControl(h.opcode)) {
         evbuffer_ptr at;
         evbuffer_ptr_set(src, &at, h.headerBytes, EVBUFFER_PTR_SET);
-        evbuffer_copyout_from(src, &at, control_.data(), h.payloadLength);
-        if (h.masked) ws::applyMask(control_.data(), h.payloadLength, h.mask);
+        evbuffer_copyout_from(src, &at, tControlPayload.data(), h.payloadLength);
+        if (h.masked) ws::applyMask(tControlPayload.data(), h.payloadLength, h.mask);
         return Status::Control;
       }
       if (h.opcode != static_cast<uint8_t>(ws::Opcode::Continuation)) {

@@ -37,11 +37,11 @@ public:
   // (after a Close went to the destination, nothing more may follow it).
   Status pump(evbuffer* src, evbuffer* dst, bool discard = false);
 
-  // With Status::Control: the frame's header and its payload, unmasked.
+  // With Status::Control: the frame's header and its payload, unmasked. The payload lives
+  // in a per-thread buffer (a tunnel holds none of its own): it is valid until the next
+  // pump() of any relay on this thread.
   const ws::FrameHeader& controlHeader() const noexcept { return header_; }
-  std::string_view controlPayload() const noexcept {
-    return {control_.data(), static_cast<std::size_t>(header_.payloadLength)};
-  }
+  std::string_view controlPayload() const noexcept;
   // Moves the pending control frame to dst as it came (mask included), or drops it.
   void forwardControl(evbuffer* src, evbuffer* dst);
   void dropControl(evbuffer* src);
@@ -74,7 +74,6 @@ private:
   bool checkingText_ = false;      // the open message is text and validateUtf8 is on
   uint64_t payloadBytes_ = 0;
   ws::Violation violation_{};
-  std::array<char, 125> control_{};
 };
 
 }  // namespace wsgate::proxy

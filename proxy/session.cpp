@@ -136,9 +136,8 @@ void Session::onClientReadable() {
     case State::AwaitingResponse:
     case State::RelayingResponse:
       if (inExchange_ && !ex_.requestDone) pumpRequestBody();
-      break;  // otherwise: pipelined requests or held frames wait (input is capped)
-    case State::Tunnel:
-      pumpTunnel(kClient);
+      break;             // otherwise: pipelined requests or held frames wait (input is capped)
+    case State::Tunnel:  // the tunnel reads its sockets itself (session_tunnel.cpp)
       break;
     case State::Lingering:
       evbuffer_drain(in(client_.get()), len(in(client_.get())));
@@ -156,9 +155,6 @@ void Session::onClientWritable() {
           len(out(client_.get())) < max) {
         bufferevent_enable(backend_.get(), EV_READ);
       }
-      break;
-    case State::Tunnel:
-      onTunnelWritable(kClient);
       break;
     case State::Lingering:
       if (!clientShutdown_ && len(out(client_.get())) == 0) {
@@ -196,7 +192,6 @@ void Session::onClientEvent(short what) {
       }
       break;
     case State::Tunnel:
-      onTunnelEof(kClient, false);
       break;
     case State::Lingering:
       close(closeReason_);
@@ -231,7 +226,8 @@ void Session::readHead() {
   }
   const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
   const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
-  auto r = http::parseRequestHead({data, n}, limits, head_);
+  if (!head_) head_ = std::make_unique<http::RequestHead>();
+  auto r = http::parseRequestHead({data, n}, limits, *head_);
   headScanned_ = r.status == http::ParseStatus::Incomplete ? n : 0;
   switch (r.status) {
     case http::ParseStatus::Incomplete:
@@ -244,7 +240,7 @@ void Session::readHead() {
       answer(r.errorStatus, r.errorReason, r.errorReason, false);
       return;
     case http::ParseStatus::Complete:
-      onHeadComplete(head_, r.headBytes);
+      onHeadComplete(*head_, r.headBytes);
       return;
   }
 }
@@ -302,7 +298,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
       return;
     }
     ex_.websocket = true;
-    ex_.offer = ws::offerOf(head);
+    ex_.offer = std::make_unique<ws::Offer>(ws::offerOf(head));
   }
   const PoolEntry* pool = runtime_->findPool(route->pool);
   if (pool == nullptr) {  // conf validation makes this unreachable; answer rather than crash
@@ -366,7 +362,8 @@ void Session::pumpRequestBody() {
   } else if (ex_.requestBody == http::BodyKind::Chunked) {
     http::ChunkedDecoder::Status st;
     std::string_view why;
-    moved = scanChunked(ex_.requestChunked, src, st, why);
+    if (!ex_.requestChunked) ex_.requestChunked = std::make_unique<http::ChunkedDecoder>();
+    moved = scanChunked(*ex_.requestChunked, src, st, why);
     if (st == http::ChunkedDecoder::Status::Error) {
       releaseBackend();
       if (state_ == State::RelayingResponse) {
@@ -517,9 +514,6 @@ void Session::onBackendReadable() {
     case State::RelayingResponse:
       pumpResponseBody();
       break;
-    case State::Tunnel:
-      pumpTunnel(kBackend);
-      break;
     default:
       // Bytes from an idle kept-alive backend answer nothing: the connection is unusable.
       releaseBackend();
@@ -528,10 +522,6 @@ void Session::onBackendReadable() {
 }
 
 void Session::onBackendWritable() {
-  if (state_ == State::Tunnel) {
-    onTunnelWritable(kBackend);
-    return;
-  }
   if (inExchange_ && !ex_.requestDone && !clientEof_ &&
       !(bufferevent_get_enabled(client_.get()) & EV_READ) &&
       len(out(backend_.get())) < runtime_->config->limits.maxBufferBytes) {
@@ -572,10 +562,6 @@ void Session::onBackendEvent(short what) {
         close(reset ? "backend reset mid-response" : "backend closed mid-response");
       }
       break;
-    case State::Tunnel:
-      backendEof_ = true;
-      onTunnelEof(kBackend, reset);
-      break;
     default:
       releaseBackend();  // an idle kept-alive connection went away
       break;
@@ -592,7 +578,8 @@ void Session::readResponseHead() {
     if (available == 0) return;
     const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
     const char* data = reinterpret_cast<const char*>(evbuffer_pullup(input, n));
-    auto r = http::parseResponseHead({data, n}, limits, {ex_.isHead}, resp_);
+    if (!resp_) resp_ = std::make_unique<http::ResponseHead>();
+    auto r = http::parseResponseHead({data, n}, limits, {ex_.isHead}, *resp_);
     if (r.status == http::ParseStatus::Incomplete) {
       if (n > limits.maxHeaderBytes) {
         releaseBackend();
@@ -608,7 +595,7 @@ void Session::readResponseHead() {
              "invalid backend response", false);
       return;
     }
-    onResponseHead(resp_, r.headBytes);
+    onResponseHead(*resp_, r.headBytes);
   }
 }
 
@@ -617,7 +604,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
   std::string head;
   if (resp.status == 101) {
     ws::Verdict v = ex_.websocket
-                        ? ws::checkUpgradeResponse(resp, ex_.offer)
+                        ? ws::checkUpgradeResponse(resp, *ex_.offer)
                         : ws::Verdict::reject(502, "101 to a request that asked for no upgrade");
     if (!v.ok) {
       log().info("[s{} {} response b={}] bad 101: {}", id_, clientAddr_, backendName_, v.reason);
@@ -687,7 +674,8 @@ void Session::pumpResponseBody() {
     case http::BodyKind::Chunked: {
       http::ChunkedDecoder::Status st;
       std::string_view why;
-      moved = scanChunked(ex_.responseChunked, src, st, why);
+      if (!ex_.responseChunked) ex_.responseChunked = std::make_unique<http::ChunkedDecoder>();
+      moved = scanChunked(*ex_.responseChunked, src, st, why);
       if (st == http::ChunkedDecoder::Status::Error) {
         log().info("[s{} {} response b={}] invalid chunked body: {}", id_, clientAddr_,
                    backendName_, why);
@@ -827,6 +815,7 @@ void Session::close(std::string_view reason) {
   }
   state_ = State::Closed;
   disarm();
+  if (tunnel_) tunnel_->release();  // the sockets close now; the stats stay for the log
   backend_.reset();
   lease_.reset();
   client_.reset();
@@ -909,7 +898,10 @@ void Session::onTimeout() {
       break;
     case Timer::Idle:
       // Lazy: activity only stores a time; the tunnel timer re-arms when it fires early.
-      if (state_ == State::Tunnel) onTunnelTimeout();
+      if (state_ == State::Tunnel) {
+        onTunnelTimeout();
+        endTunnelTurn();
+      }
       break;
     case Timer::Linger:
       close(closeReason_);

@@ -80,14 +80,15 @@ private:
     bool isHead = false;
     bool websocket = false;
     bool clientKeepAlive = true;
-    ws::Offer offer;
+    // Allocated only by the requests that need them, so an Exchange stays small.
+    std::unique_ptr<ws::Offer> offer;  // a WebSocket upgrade's offer, until the 101
     http::BodyKind requestBody = http::BodyKind::None;
     uint64_t requestRemaining = 0;
-    http::ChunkedDecoder requestChunked;
+    std::unique_ptr<http::ChunkedDecoder> requestChunked;
     bool requestDone = false;
     http::BodyKind responseBody = http::BodyKind::None;
     uint64_t responseRemaining = 0;
-    http::ChunkedDecoder responseChunked;
+    std::unique_ptr<http::ChunkedDecoder> responseChunked;
     int status = 0;
     std::string pool;           // routed pool
     std::string forwardedHead;  // kept until the response head, for a retry
@@ -145,11 +146,21 @@ private:
   void awaitNextRequest();
   void releaseBackend();
   // Tunnel (session_tunnel.cpp): the frame-aware WebSocket relay after a valid 101.
+  static void onTunnelIoCb(evutil_socket_t fd, short what, void* self) noexcept;
   void startTunnel(bool permessageDeflate);
+  void onTunnelIo(Side side, short what);
+  // Reads `from` until a short read, EAGAIN, backpressure or the per-turn budget.
+  void readTunnel(Side from);
   void pumpTunnel(Side from);
+  // Ends a callback's turn: one write per side with output, FINs passed on, a paused side
+  // resumed, leftovers kept in the tunnel's own buffers (the worker's scratch left empty).
+  void endTunnelTurn();
+  // Where a side's input is read to / its output is queued: the tunnel's own buffer when it
+  // holds leftovers, else the worker's scratch buffer.
+  evbuffer* tunnelIn(Side s) const;
+  evbuffer* tunnelOut(Side s) const;
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);
-  void onTunnelWritable(Side side);
   void onTunnelTimeout();
   void drainTunnel(std::chrono::milliseconds delay);
   // Writes a Close frame toward `side` (once; skipped when a frame is half-written there).
@@ -191,9 +202,11 @@ private:
 
   Exchange ex_;
   bool inExchange_ = false;
-  http::RequestHead head_;       // reused across requests (keeps the headers' capacity)
-  std::size_t headScanned_ = 0;  // bytes of an incomplete head already parsed once
-  http::ResponseHead resp_;
+  // Parsed heads, reused across requests (they keep their headers' capacity); a tunnel
+  // frees them.
+  std::unique_ptr<http::RequestHead> head_;
+  std::unique_ptr<http::ResponseHead> resp_;
+  std::size_t headScanned_ = 0;             // bytes of an incomplete head already parsed once
   const PoolEntry* backendPool_ = nullptr;  // the pool backend_ belongs to
   std::size_t backendIndex_ = 0;
   balancer::BackendLease lease_;

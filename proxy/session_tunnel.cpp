@@ -7,12 +7,15 @@
 #include <event2/buffer.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <string>
 
 #include "proxy/log.h"
 #include "proxy/session.h"
+#include "proxy/worker.h"
 #include "proxy/ws/close_code.h"
 
 namespace wsgate::proxy {
@@ -25,6 +28,49 @@ constexpr std::string_view kPingPrefix = "wsgate:";
 evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
 evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
 std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
+bool retriable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+
+// One read per call; a read shorter than this means the socket had no more for now.
+constexpr std::size_t kReadSize = 16 * 1024;
+// Bytes one side may read in one callback before the loop serves other connections.
+constexpr std::size_t kReadBudget = 256 * 1024;
+
+// Reads up to kReadSize bytes from `fd` straight into `buf` (no FIONREAD first, unlike
+// evbuffer_read). Returns what read(2) returns.
+ssize_t readInto(evbuffer* buf, evutil_socket_t fd) {
+  evbuffer_iovec space[2];
+  const int n = evbuffer_reserve_space(buf, kReadSize, space, 2);
+  if (n <= 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  iovec iov[2];
+  for (int i = 0; i < n; ++i) iov[i] = {space[i].iov_base, space[i].iov_len};
+  const ssize_t got = readv(fd, iov, n);
+  if (got <= 0) return got;
+  std::size_t left = static_cast<std::size_t>(got);
+  int used = 0;
+  for (; used < n && left > 0; ++used) {
+    space[used].iov_len = std::min(left, space[used].iov_len);
+    left -= space[used].iov_len;
+  }
+  evbuffer_commit_space(buf, space, used);
+  return got;
+}
+
+// Keeps what `scratch` still holds in the tunnel's own buffer `own` (allocated on demand),
+// and frees `own` once it is empty: between callbacks an idle tunnel holds no buffer.
+void keepLeftovers(evbuffer* scratch, evbuffer*& own) {
+  if (own == nullptr && len(scratch) > 0) {
+    own = evbuffer_new();
+    evbuffer_add_buffer(own, scratch);
+  }
+  if (own != nullptr && len(own) == 0) {
+    evbuffer_free(own);
+    own = nullptr;
+  }
+}
 
 Session::Side other(Session::Side s) {
   return s == Session::kClient ? Session::kBackend : Session::kClient;
@@ -43,6 +89,33 @@ uint16_t closeCodeOf(std::string_view payload) {
 
 }  // namespace
 
+void Session::TunnelState::release() {
+  for (Conn& c : conn) {
+    if (c.registered) event_del(&c.ev);
+    c.registered = false;
+    if (c.fd >= 0) evutil_closesocket(c.fd);
+    c.fd = -1;
+    if (c.in != nullptr) evbuffer_free(c.in);
+    if (c.out != nullptr) evbuffer_free(c.out);
+    c.in = c.out = nullptr;
+  }
+}
+
+void Session::onTunnelIoCb(evutil_socket_t fd, short what, void* self) noexcept {
+  auto* s = static_cast<Session*>(self);
+  s->onTunnelIo(fd == s->tunnel_->conn[kClient].fd ? kClient : kBackend, what);
+}
+
+evbuffer* Session::tunnelIn(Side s) const {
+  evbuffer* own = tunnel_->conn[s].in;
+  return own != nullptr ? own : worker_.tunnelInput(s);
+}
+
+evbuffer* Session::tunnelOut(Side s) const {
+  evbuffer* own = tunnel_->conn[s].out;
+  return own != nullptr ? own : worker_.tunnelOutput(s);
+}
+
 void Session::startTunnel(bool permessageDeflate) {
   const auto& cfg = *runtime_->config;
   FrameRelay::Options up{{true, permessageDeflate, cfg.limits.maxMessageBytes},
@@ -50,39 +123,150 @@ void Session::startTunnel(bool permessageDeflate) {
   FrameRelay::Options down{{false, permessageDeflate, cfg.limits.maxMessageBytes},
                            cfg.websocket.validateUtf8};
   tunnel_ = std::make_unique<TunnelState>(up, down);
+  TunnelState& t = *tunnel_;
   state_ = State::Tunnel;
   inExchange_ = true;  // the access line is written when the tunnel ends
-  ex_.forwardedHead.clear();
-  ex_.forwardedHead.shrink_to_fit();
-  bufferevent_enable(client_.get(), EV_READ);
-  bufferevent_enable(backend_.get(), EV_READ);
+  // The HTTP state is done with: give back its heap memory for the tunnel's lifetime.
+  ex_.forwardedHead = std::string();
+  ex_.setCookie = std::string();
+  ex_.tried = std::vector<bool>();
+  ex_.offer.reset();
+  head_.reset();
+  resp_.reset();  // the caller's `resp` is not used after this call
+  // Each socket leaves its bufferevent for one edge-triggered event; bytes still buffered
+  // (frames the client pipelined behind its request, the 101 not written yet, frames the
+  // backend sent right behind its 101) move over without a copy.
+  for (Side s : {kClient, kBackend}) {
+    bufferevent* b = sideBev(s);
+    TunnelState::Conn& c = t.conn[s];
+    c.fd = bufferevent_getfd(b);
+    bufferevent_setcb(b, nullptr, nullptr, nullptr, nullptr);
+    bufferevent_disable(b, EV_READ | EV_WRITE);
+    bufferevent_setfd(b, -1);  // the socket is the tunnel's now: freeing b must not close it
+    evbuffer_add_buffer(tunnelIn(s), in(b));
+    evbuffer_add_buffer(tunnelOut(s), out(b));
+    event_assign(&c.ev, worker_.base(), c.fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST,
+                 &Session::onTunnelIoCb, this);
+    event_add(&c.ev, nullptr);
+    c.registered = true;
+  }
+  client_.reset();
+  backend_.reset();
   lastActivity_ = Clock::now();
   if (cfg.timeouts.pingInterval.count() > 0) {
-    tunnel_->nextPing = lastActivity_ + cfg.timeouts.pingInterval;
+    t.nextPing = lastActivity_ + cfg.timeouts.pingInterval;
   }
   armTunnelTimer();
   // Frames the client pipelined behind its request were held until now.
-  if (len(in(client_.get())) > 0) pumpTunnel(kClient);
-  if (state_ == State::Tunnel && len(in(backend_.get())) > 0) pumpTunnel(kBackend);
-  if (state_ == State::Tunnel && clientEof_) onTunnelEof(kClient, false);
+  if (len(tunnelIn(kClient)) > 0) pumpTunnel(kClient);
+  if (state_ == State::Tunnel && len(tunnelIn(kBackend)) > 0) pumpTunnel(kBackend);
+  if (state_ == State::Tunnel && clientEof_) {
+    t.conn[kClient].readable = false;
+    onTunnelEof(kClient, false);
+  }
+  endTunnelTurn();
+}
+
+void Session::onTunnelIo(Side side, short what) {
+  if (what & EV_READ) {
+    tunnel_->conn[side].readable = true;
+    readTunnel(side);
+  }
+  // EV_WRITE: the socket takes bytes again; the end of the turn writes what waits.
+  endTunnelTurn();
+}
+
+void Session::readTunnel(Side from) {
+  TunnelState& t = *tunnel_;
+  TunnelState::Conn& c = t.conn[from];
+  const Side to = other(from);
+  const std::size_t maxBuffer = runtime_->config->limits.maxBufferBytes;
+  std::size_t budget = kReadBudget;
+  while (state_ == State::Tunnel && c.readable && !t.eof[from]) {
+    // Backpressure: the other side is not taking its bytes; endTunnelTurn resumes this.
+    if (len(tunnelOut(to)) >= maxBuffer) return;
+    if (budget == 0) {
+      event_active(&c.ev, EV_READ, 0);  // the rest next turn, after other connections
+      return;
+    }
+    const ssize_t n = readInto(tunnelIn(from), c.fd);
+    if (n > 0) {
+      // A short read emptied the socket: the next bytes bring a new edge.
+      if (static_cast<std::size_t>(n) < kReadSize) c.readable = false;
+      budget -= std::min(budget, static_cast<std::size_t>(n));
+      pumpTunnel(from);
+      continue;
+    }
+    if (n < 0 && retriable(errno)) {
+      c.readable = false;
+      return;
+    }
+    const bool reset = n < 0;
+    c.readable = false;
+    (from == kClient ? clientEof_ : backendEof_) = true;
+    onTunnelEof(from, reset);
+    return;
+  }
+}
+
+void Session::endTunnelTurn() {
+  const std::size_t maxBuffer = runtime_->config->limits.maxBufferBytes;
+  // A failed write can queue a Close toward the other side: go round again for it.
+  for (int round = 0; round < 2 && state_ == State::Tunnel; ++round) {
+    bool failed = false;
+    for (Side s : {kClient, kBackend}) {
+      if (state_ != State::Tunnel) break;
+      TunnelState& t = *tunnel_;
+      evbuffer* o = tunnelOut(s);
+      if (len(o) > 0 && evbuffer_write(o, t.conn[s].fd) < 0 && !retriable(errno)) {
+        evbuffer_drain(o, len(o));  // the peer is gone: nothing more reaches it
+        if (!t.eof[s]) {
+          failed = true;
+          (s == kClient ? clientEof_ : backendEof_) = true;
+          onTunnelEof(s, true);
+          continue;
+        }
+      }
+      if (len(o) == 0 && t.finPending[s]) {
+        t.finPending[s] = false;
+        shutdown(t.conn[s].fd, SHUT_WR);
+      }
+      // The side feeding s stopped reading on a full buffer: it may go on.
+      const Side from = other(s);
+      if (len(o) < maxBuffer && t.conn[from].readable && !t.eof[from]) {
+        event_active(&t.conn[from].ev, EV_READ, 0);
+      }
+    }
+    if (!failed) break;
+  }
+  checkTunnelDone();
+  for (Side s : {kClient, kBackend}) {
+    if (state_ == State::Tunnel) {
+      keepLeftovers(worker_.tunnelInput(s), tunnel_->conn[s].in);
+      keepLeftovers(worker_.tunnelOutput(s), tunnel_->conn[s].out);
+    } else {
+      evbuffer_drain(worker_.tunnelInput(s), len(worker_.tunnelInput(s)));
+      evbuffer_drain(worker_.tunnelOutput(s), len(worker_.tunnelOutput(s)));
+    }
+  }
 }
 
 void Session::pumpTunnel(Side from) {
   TunnelState& t = *tunnel_;
   const Side to = other(from);
-  bufferevent* src = sideBev(from);
-  bufferevent* dst = sideBev(to);
+  evbuffer* src = tunnelIn(from);
+  evbuffer* dst = tunnelOut(to);
   if (t.closeFrom[from]) {
     // Nothing is relayed after a Close (RFC 6455 5.5.1): what follows is dropped.
-    evbuffer_drain(in(src), len(in(src)));
+    evbuffer_drain(src, len(src));
     return;
   }
   FrameRelay& relay = t.relay[from];
   const uint64_t framesBefore = relay.frames();
-  const std::size_t outBefore = len(out(dst));
+  const std::size_t outBefore = len(dst);
   bool stop = false;
   while (!stop) {
-    switch (relay.pump(in(src), out(dst), t.closeTo[to])) {
+    switch (relay.pump(src, dst, t.closeTo[to])) {
       case FrameRelay::Status::NeedMore:
         stop = true;
         break;
@@ -94,7 +278,7 @@ void Session::pumpTunnel(Side from) {
         const std::string_view payload = relay.controlPayload();
         if (op == ws::Opcode::Close) {
           if (ws::Violation v = ws::checkClosePayload(payload)) {
-            relay.dropControl(in(src));
+            relay.dropControl(src);
             onTunnelViolation(from, v);
             return;
           }
@@ -104,12 +288,12 @@ void Session::pumpTunnel(Side from) {
             t.closeBy = sideName(from);
           }
           if (t.closeTo[to]) {
-            relay.dropControl(in(src));  // the echo of a close wsgate sent: ends here
+            relay.dropControl(src);  // the echo of a close wsgate sent: ends here
           } else {
-            relay.forwardControl(in(src), out(dst));
+            relay.forwardControl(src, dst);
             t.closeTo[to] = true;
           }
-          evbuffer_drain(in(src), len(in(src)));
+          evbuffer_drain(src, len(src));
           if (!t.closing()) {
             t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
             armTunnelTimer();  // the echo has `timeouts.close` to come back
@@ -119,28 +303,25 @@ void Session::pumpTunnel(Side from) {
         }
         if (op == ws::Opcode::Pong && from == kClient && t.pingSeq > 0 &&
             payload == pingPayload(t.pingSeq)) {
-          relay.dropControl(in(src));  // answers wsgate's own ping: never reaches the backend
+          relay.dropControl(src);  // answers wsgate's own ping: never reaches the backend
           t.pingOutstanding = false;
           t.missedPongs = 0;
           break;
         }
         if (t.closeTo[to]) {
-          relay.dropControl(in(src));
+          relay.dropControl(src);
         } else {
-          relay.forwardControl(in(src), out(dst));
+          relay.forwardControl(src, dst);
         }
         break;
       }
     }
   }
-  if (relay.frames() != framesBefore || len(out(dst)) != outBefore) lastActivity_ = Clock::now();
+  if (relay.frames() != framesBefore || len(dst) != outBefore) lastActivity_ = Clock::now();
   if (from == kClient) {
-    ex_.bytesFromClient += len(out(dst)) - std::min(len(out(dst)), outBefore);
+    ex_.bytesFromClient += len(dst) - std::min(len(dst), outBefore);
   } else {
-    ex_.bytesToClient += len(out(dst)) - std::min(len(out(dst)), outBefore);
-  }
-  if (len(out(dst)) >= runtime_->config->limits.maxBufferBytes) {
-    bufferevent_disable(src, EV_READ);  // resumed by onTunnelWritable(to)
+    ex_.bytesToClient += len(dst) - std::min(len(dst), outBefore);
   }
   checkTunnelDone();
 }
@@ -150,8 +331,7 @@ void Session::onTunnelViolation(Side from, const ws::Violation& v) {
   log().info("[s{} {} tunnel b={}] {} broke the protocol: {} (close {})", id_, clientAddr_,
              backendName_, sideName(from), v.reason, v.code);
   t.closeFrom[from] = true;  // whatever else it sends is dropped
-  bufferevent* src = sideBev(from);
-  evbuffer_drain(in(src), len(in(src)));
+  evbuffer_drain(tunnelIn(from), len(tunnelIn(from)));
   // The violator gets the code; the other side learns the peer went away (or, for a
   // broken backend, that the gateway failed: 1014).
   const uint16_t otherCode = from == kClient ? cc::kGoingAway : cc::kBadGateway;
@@ -171,7 +351,10 @@ void Session::onTunnelEof(Side from, bool reset) {
   t.eof[from] = true;
   const bool hadClose = t.closeFrom[from];
   t.closeFrom[from] = true;
-  if (reset) t.closeTo[from] = true;  // nothing can be written to a reset connection
+  if (reset) {
+    t.closeTo[from] = true;  // nothing can be written to a reset connection
+    evbuffer_drain(tunnelOut(from), len(tunnelOut(from)));
+  }
   if (!hadClose) {
     // The side vanished without a Close: the other side gets one from wsgate.
     if (t.closeCode == 0) {
@@ -186,11 +369,8 @@ void Session::onTunnelEof(Side from, bool reset) {
   }
   // A clean FIN is passed on after the Close (half-close): the other side can still send
   // its last frames, which are relayed to the half-closed side until its Close comes.
-  if (!reset) {
-    t.finPending[other(from)] = true;
-    onTunnelWritable(other(from));
-    if (state_ != State::Tunnel) return;
-  }
+  // endTunnelTurn sends it once the output toward that side is written.
+  if (!reset) t.finPending[other(from)] = true;
   if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
   armTunnelTimer();
   checkTunnelDone();
@@ -211,7 +391,7 @@ void Session::sendClose(Side side, uint16_t code, std::string_view reason) {
   } else {
     frame = ws::closeFrame(code, reason);
   }
-  bufferevent_write(sideBev(side), frame.data(), frame.size());
+  evbuffer_add(tunnelOut(side), frame.data(), frame.size());
 }
 
 void Session::originateClose(uint16_t toClient, uint16_t toBackend, std::string_view reason) {
@@ -236,24 +416,8 @@ void Session::sendPing() {
   std::string frame;
   ws::appendFrameHeader(frame, true, ws::Opcode::Ping, payload.size());
   frame += payload;
-  bufferevent_write(client_.get(), frame.data(), frame.size());
+  evbuffer_add(tunnelOut(kClient), frame.data(), frame.size());
   t.pingOutstanding = true;
-}
-
-void Session::onTunnelWritable(Side side) {
-  TunnelState& t = *tunnel_;
-  bufferevent* dst = sideBev(side);
-  const Side from = other(side);
-  if (!t.eof[from] && !(bufferevent_get_enabled(sideBev(from)) & EV_READ) &&
-      len(out(dst)) < runtime_->config->limits.maxBufferBytes) {
-    bufferevent_enable(sideBev(from), EV_READ);
-  }
-  if (t.finPending[side] && len(out(dst)) == 0) {
-    t.finPending[side] = false;
-    evutil_socket_t fd = bufferevent_getfd(dst);
-    if (fd >= 0) shutdown(fd, SHUT_WR);
-  }
-  checkTunnelDone();
 }
 
 void Session::checkTunnelDone() {
@@ -262,7 +426,7 @@ void Session::checkTunnelDone() {
   if (!t.sideDone(kClient) || !t.sideDone(kBackend)) return;
   // Both closes are through: once the last frames are written, wsgate (the server toward
   // the client, RFC 6455 7.1.1) closes the TCP connections.
-  if (len(out(client_.get())) == 0 && len(out(backend_.get())) == 0) {
+  if (len(tunnelOut(kClient)) == 0 && len(tunnelOut(kBackend)) == 0) {
     close(closeReason_.empty() ? "closed" : closeReason_);
   }
 }

@@ -1,6 +1,16 @@
 #pragma once
-// The state a Session keeps only while it is a WebSocket tunnel: the two frame relays,
-// the closing handshake and keepalive pings. Private to session*.cpp.
+// The state a Session keeps only while it is a WebSocket tunnel: the two sockets on plain
+// edge-triggered events, the two frame relays, the closing handshake and keepalive pings.
+// Private to session*.cpp.
+//
+// I/O: after the 101 the session's bufferevents are freed and each socket gets one event,
+// EV_READ|EV_WRITE|EV_ET, added once: no epoll_ctl per message. A callback reads until a
+// short read (or EAGAIN), relays through the worker's scratch buffers, and ends its turn
+// with one write per side that has output. Only what is left over (a partial frame, bytes
+// the socket did not take) moves into buffers of the tunnel's own, freed once empty again:
+// an idle tunnel holds no buffer.
+
+#include <event2/event_struct.h>
 
 #include <chrono>
 #include <cstdint>
@@ -14,7 +24,24 @@ namespace wsgate::proxy {
 struct Session::TunnelState {
   TunnelState(const FrameRelay::Options& up, const FrameRelay::Options& down)
       : relay{FrameRelay(up), FrameRelay(down)} {}
+  ~TunnelState() { release(); }
+  TunnelState(const TunnelState&) = delete;
+  TunnelState& operator=(const TunnelState&) = delete;
 
+  // One socket of the tunnel.
+  struct Conn {
+    evutil_socket_t fd = -1;
+    event ev{};               // EV_READ | EV_WRITE | EV_ET | EV_PERSIST, added once
+    evbuffer* in = nullptr;   // a partial frame kept between reads (null: none)
+    evbuffer* out = nullptr;  // bytes the socket has not taken yet (null: none)
+    bool readable = true;     // not read down to a short read since the last edge
+    bool registered = false;  // ev is assigned and added
+  };
+
+  // Deletes the events, closes the sockets, frees the buffers (idempotent).
+  void release();
+
+  Conn conn[2];
   // relay[kClient] carries client -> backend, relay[kBackend] backend -> client: each is
   // indexed by the side its frames come from.
   FrameRelay relay[2];

@@ -2,15 +2,30 @@
 
 #include <unistd.h>
 
+#include <stdexcept>
+
 #include "proxy/log.h"
 #include "proxy/session.h"
 
 namespace wsgate::proxy {
+namespace {
+
+// Tunnels register each socket once, edge-triggered (EV_ET), and never touch epoll again.
+event_base* newEdgeTriggeredBase() {
+  event_config* cfg = event_config_new();
+  event_config_require_features(cfg, EV_FEATURE_ET | EV_FEATURE_O1);
+  event_base* base = event_base_new_with_config(cfg);
+  event_config_free(cfg);
+  if (base == nullptr) throw std::runtime_error("no edge-triggered event backend (epoll)");
+  return base;
+}
+
+}  // namespace
 
 Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime)
     : index_(index),
       workerCount_(workerCount),
-      base_(event_base_new()),
+      base_(newEdgeTriggeredBase()),
       runtime_(std::move(runtime)) {
   const uint64_t limit = runtime_->config->limits.maxConnections;
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
@@ -25,6 +40,10 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
     listeners_.emplace_back(l);
   }
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
+  for (int side = 0; side < 2; ++side) {
+    scratchIn_[side].reset(evbuffer_new());
+    scratchOut_[side].reset(evbuffer_new());
+  }
 }
 
 Worker::~Worker() {

@@ -46,6 +46,13 @@ public:
   bool enterQueue();
   void leaveQueue() { --queued_; }
 
+  // Scratch buffers for the tunnels of this worker, one input and one output per side
+  // (Session::Side). A tunnel reads and relays through them and keeps only what is left
+  // over (a partial frame, unwritten output) in buffers of its own, so an idle tunnel
+  // holds no buffer at all. Empty between two callbacks.
+  evbuffer* tunnelInput(int side) const { return scratchIn_[side].get(); }
+  evbuffer* tunnelOutput(int side) const { return scratchOut_[side].get(); }
+
 private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
                          void* self) noexcept;
@@ -63,6 +70,8 @@ private:
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Session>> retired_;
   net::EventPtr reaper_;
+  net::EvBufferPtr scratchIn_[2];
+  net::EvBufferPtr scratchOut_[2];
   uint64_t nextId_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   std::size_t queued_ = 0;

@@ -1,6 +1,7 @@
 #pragma once
 // Owning handles for libevent objects: each C handle is wrapped once, here.
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -20,6 +21,7 @@ struct Deleter {
 using EventBasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
 using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
 using BufferEventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
+using EvBufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
 
 }  // namespace wsgate::net
