@@ -15,6 +15,7 @@
 #include "proxy/health_checker.h"
 #include "proxy/log.h"
 #include "proxy/net/address.h"
+#include "proxy/net/buffer_pool.h"
 #include "proxy/net/handles.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
@@ -69,6 +70,8 @@ int checkConfig(const std::string& configPath) {
 }
 
 int runServer(const std::string& configPath) {
+  // Before libevent allocates anything: its buffer chains come from per-worker pools.
+  net::installBufferPool();
   auto loaded = load(configPath);
   if (!loaded) return 1;
   const conf::Config& cfg = *loaded->config;

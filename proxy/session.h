@@ -51,6 +51,14 @@ public:
   // Starts reading the first request.
   void start();
 
+  // The fixed memory of a WebSocket tunnel, for the budget test: the Session, the state
+  // only tunnels allocate (it embeds both sockets' events), and the session's timer. An
+  // idle tunnel holds nothing else of its own but these three blocks (no buffer).
+  struct Footprint {
+    std::size_t session, tunnel, timer;
+  };
+  static Footprint footprint();
+
   uint64_t id() const { return id_; }
   State state() const { return state_; }
 

@@ -89,6 +89,10 @@ uint16_t closeCodeOf(std::string_view payload) {
 
 }  // namespace
 
+Session::Footprint Session::footprint() {
+  return {sizeof(Session), sizeof(TunnelState), event_get_struct_event_size()};
+}
+
 void Session::TunnelState::release() {
   for (Conn& c : conn) {
     if (c.registered) event_del(&c.ev);
