@@ -1,0 +1,411 @@
+// wsload: the project's load generator and echo backend. The command line, the scenarios as
+// the main thread runs them (start workers, wait, print), and the JSON lines other scripts read.
+//
+//   wsload serve --listen HOST:PORT [--threads T]
+//   wsload echo  --url ws://HOST:PORT/PATH --connections N [--size BYTES] [--pipeline P]
+//                [--duration SEC] [--warmup SEC] [--threads T] [--binary|--text]
+//   wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]
+//   wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]
+//
+// Exit codes: 0 success, 1 errors (reported in the result's "error"), 2 bad usage.
+
+#include <event2/thread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "tests/bench/wsload_client.h"
+#include "tests/bench/wsload_net.h"
+#include "tests/bench/wsload_server.h"
+#include "tests/bench/wsload_worker.h"
+
+namespace wsgate::bench {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitErrors = 1;
+constexpr int kExitUsage = 2;
+constexpr std::size_t kHandshakesInFlight = 256;  // per process: stays under listen backlogs
+constexpr double kIdleEchoTimeout = 10;
+constexpr double kChurnEchoTimeout = 5;
+constexpr std::size_t kMaxSize = std::size_t{1} << 30;
+
+constexpr std::string_view kUsage =
+    "usage:\n"
+    "  wsload serve --listen HOST:PORT [--threads T]\n"
+    "  wsload echo  --url ws://HOST:PORT/PATH --connections N [--size BYTES] [--pipeline P]\n"
+    "               [--duration SEC] [--warmup SEC] [--threads T] [--binary|--text]\n"
+    "  wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]\n"
+    "  wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]\n";
+
+// --- command line ------------------------------------------------------------------------
+
+struct Options {
+  std::string command;
+  std::map<std::string, std::string, std::less<>> values;  // "--name" -> value ("" for flags)
+
+  bool has(std::string_view name) const { return values.find(name) != values.end(); }
+  std::string_view get(std::string_view name) const { return values.find(name)->second; }
+};
+
+struct CommandSpec {
+  std::set<std::string, std::less<>> valued;
+  std::set<std::string, std::less<>> flags;
+  std::vector<std::string> required;
+};
+
+const std::map<std::string, CommandSpec, std::less<>>& commandSpecs() {
+  static const std::map<std::string, CommandSpec, std::less<>> specs = {
+      {"serve", {{"--listen", "--threads"}, {}, {"--listen"}}},
+      {"echo",
+       {{"--url", "--connections", "--size", "--pipeline", "--duration", "--warmup", "--threads"},
+        {"--binary", "--text"},
+        {"--url", "--connections"}}},
+      {"idle", {{"--url", "--connections", "--hold", "--size"}, {}, {"--url", "--connections"}}},
+      {"churn",
+       {{"--url", "--concurrency", "--duration", "--size"}, {}, {"--url", "--concurrency"}}},
+  };
+  return specs;
+}
+
+struct UsageError {
+  std::string message;
+};
+
+// Parses "COMMAND --name value --flag --name=value ...": names must belong to the command.
+Options parseCommandLine(int argc, char** argv) {
+  if (argc < 2) throw UsageError{"missing command"};
+  Options options;
+  options.command = argv[1];
+  const auto spec = commandSpecs().find(options.command);
+  if (spec == commandSpecs().end()) throw UsageError{"unknown command " + options.command};
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::optional<std::string> value;
+    if (const std::size_t eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg.resize(eq);
+    }
+    if (spec->second.flags.contains(arg) && !value) {
+      options.values[arg] = "";
+    } else if (spec->second.valued.contains(arg)) {
+      if (!value) {
+        if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
+        value = argv[++i];
+      }
+      options.values[arg] = *value;
+    } else {
+      throw UsageError{"unknown option " + arg + " for " + options.command};
+    }
+  }
+  for (const std::string& name : spec->second.required) {
+    if (!options.has(name)) throw UsageError{options.command + " needs " + name};
+  }
+  if (options.has("--binary") && options.has("--text")) {
+    throw UsageError{"--binary and --text exclude each other"};
+  }
+  return options;
+}
+
+uint64_t integerOption(const Options& o, std::string_view name, uint64_t fallback, uint64_t min,
+                       uint64_t max) {
+  if (!o.has(name)) return fallback;
+  const std::string_view text = o.get(name);
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max) {
+    throw UsageError{std::string(name) + ": expected an integer in [" + std::to_string(min) + ", " +
+                     std::to_string(max) + "], got \"" + std::string(text) + "\""};
+  }
+  return value;
+}
+
+double secondsOption(const Options& o, std::string_view name, double fallback, bool allowZero) {
+  if (!o.has(name)) return fallback;
+  const std::string text(o.get(name));
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(value >= 0) || value > 1e6 || (!allowZero && value == 0)) {
+    throw UsageError{std::string(name) + ": expected seconds, got \"" + text + "\""};
+  }
+  return value;
+}
+
+// --- output ------------------------------------------------------------------------------
+
+// One JSON object on one line, fields in the order added.
+class JsonLine {
+public:
+  JsonLine& add(std::string_view key, std::string_view value) {
+    field(key);
+    text_ += '"';
+    for (const char c : value) {
+      if (c == '"' || c == '\\') {
+        text_ += '\\';
+        text_ += c;
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        char escaped[8];
+        std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+        text_ += escaped;
+      } else {
+        text_ += c;
+      }
+    }
+    text_ += '"';
+    return *this;
+  }
+  JsonLine& add(std::string_view key, uint64_t value) {
+    field(key);
+    text_ += std::to_string(value);
+    return *this;
+  }
+  JsonLine& add(std::string_view key, double value, int decimals) {
+    field(key);
+    char number[64];
+    std::snprintf(number, sizeof number, "%.*f", decimals, value);
+    text_ += number;
+    return *this;
+  }
+  // Prints and flushes at once: another process times its samples by these lines.
+  void print() {
+    std::printf("%s}\n", text_.c_str());
+    std::fflush(stdout);
+  }
+
+private:
+  void field(std::string_view key) {
+    text_ += text_.empty() ? "{\"" : ",\"";
+    text_.append(key);
+    text_ += "\":";
+  }
+  std::string text_;
+};
+
+void addError(JsonLine& line, const std::string& error) {
+  if (!error.empty()) line.add("error", error);
+}
+
+// --- scenarios ---------------------------------------------------------------------------
+
+void sleepUntil(uint64_t deadlineNs) {
+  for (uint64_t now = nowNs(); now < deadlineNs; now = nowNs()) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(deadlineNs - now));
+  }
+}
+
+uint64_t toNs(double seconds) { return static_cast<uint64_t>(seconds * 1e9); }
+
+// Workers on their own threads, sharing `count` connections; joined on destruction.
+class Crew {
+public:
+  Crew(const Plan& plan, std::size_t threads, std::size_t count) : rendezvous_(threads) {
+    std::size_t firstId = 0;
+    for (std::size_t i = 0; i < threads; ++i) {
+      const std::size_t share = count / threads + (i < count % threads ? 1 : 0);
+      workers_.push_back(std::make_unique<ClientWorker>(plan, i, firstId, share, rendezvous_));
+      firstId += share;
+    }
+    for (auto& worker : workers_) threads_.emplace_back([w = worker.get()] { w->run(); });
+  }
+  ~Crew() {
+    for (auto& thread : threads_) thread.join();
+  }
+  Crew(const Crew&) = delete;
+  Crew& operator=(const Crew&) = delete;
+
+  void post(const Command& command) {
+    for (auto& worker : workers_) worker->post(command);
+  }
+  Report waitAll(Phase phase) { return rendezvous_.waitAll(phase); }
+
+private:
+  Rendezvous rendezvous_;
+  std::vector<std::unique_ptr<ClientWorker>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+int runEcho(const Options& o, Plan plan) {
+  const uint64_t connections = integerOption(o, "--connections", 0, 1, 1'000'000);
+  plan.pipeline = static_cast<unsigned>(integerOption(o, "--pipeline", 1, 1, 4096));
+  const double duration = secondsOption(o, "--duration", 5, false);
+  const double warmup = secondsOption(o, "--warmup", 1, true);
+  const auto threads = static_cast<std::size_t>(
+      std::min<uint64_t>(integerOption(o, "--threads", 1, 1, 256), connections));
+  plan.opcode = o.has("--text") ? ws::Opcode::Text : ws::Opcode::Binary;
+  plan.handshakeLimit = std::max<std::size_t>(1, kHandshakesInFlight / threads);
+
+  Crew crew(plan, threads, connections);
+  const Report setup = crew.waitAll(Phase::SetupDone);
+  Report result;
+  if (setup.failed > 0) {
+    crew.post({CommandKind::Stop});
+    result = crew.waitAll(Phase::Measured);
+  } else {
+    const uint64_t windowStart = nowNs() + toNs(warmup);
+    const uint64_t windowEnd = windowStart + toNs(duration);
+    crew.post({CommandKind::Go, windowStart, windowEnd});
+    sleepUntil(windowStart);
+    JsonLine().add("event", "start").print();
+    sleepUntil(windowEnd);
+    crew.post({CommandKind::Stop});
+    result = crew.waitAll(Phase::Measured);
+  }
+  const double seconds = setup.failed > 0 ? 0 : duration;
+  JsonLine line;
+  line.add("mode", "echo")
+      .add("connections", connections)
+      .add("size", static_cast<uint64_t>(plan.size))
+      .add("pipeline", static_cast<uint64_t>(plan.pipeline))
+      .add("seconds", seconds, 3)
+      .add("messages", result.completed)
+      .add("msgs_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
+      .add("p50_us", result.latency.percentile(0.50))
+      .add("p99_us", result.latency.percentile(0.99))
+      .add("p999_us", result.latency.percentile(0.999))
+      .add("errors", result.errors);
+  addError(line, result.firstError);
+  line.print();
+  return result.errors == 0 && result.open == connections ? kExitOk : kExitErrors;
+}
+
+// Returns after a line (or end of file) on stdin.
+void waitForStdin() {
+  char c = 0;
+  while (true) {
+    const ssize_t n = ::read(STDIN_FILENO, &c, 1);
+    if (n <= 0 || c == '\n') return;
+  }
+}
+
+int runIdle(const Options& o, Plan plan) {
+  const uint64_t connections = integerOption(o, "--connections", 0, 1, 1'000'000);
+  const double hold = secondsOption(o, "--hold", 0, true);
+  plan.echoTimeout = kIdleEchoTimeout;
+
+  const uint64_t startNs = nowNs();
+  Crew crew(plan, 1, connections);
+  const Report setup = crew.waitAll(Phase::SetupDone);
+  const double setupSeconds = static_cast<double>(nowNs() - startNs) / 1e9;
+  JsonLine()
+      .add("event", "ready")
+      .add("open", static_cast<uint64_t>(setup.open))
+      .add("failed", static_cast<uint64_t>(setup.failed))
+      .add("setup_s", setupSeconds, 3)
+      .print();
+  if (hold > 0) {
+    sleepUntil(nowNs() + toNs(hold));
+  } else {
+    waitForStdin();
+  }
+  crew.post({CommandKind::Probe});
+  const Report result = crew.waitAll(Phase::Measured);
+  JsonLine line;
+  line.add("mode", "idle")
+      .add("connections", connections)
+      .add("open", static_cast<uint64_t>(setup.open))
+      .add("echoed", result.completed)
+      .add("errors", result.errors)
+      .add("setup_s", setupSeconds, 3);
+  addError(line, result.firstError);
+  line.print();
+  const bool ok = setup.open == connections && result.completed == connections;
+  return ok && result.errors == 0 ? kExitOk : kExitErrors;
+}
+
+int runChurn(const Options& o, Plan plan) {
+  const uint64_t concurrency = integerOption(o, "--concurrency", 0, 1, 100'000);
+  const double duration = secondsOption(o, "--duration", 5, false);
+  plan.echoTimeout = kChurnEchoTimeout;
+  plan.handshakeTimeout = kChurnEchoTimeout;
+
+  Crew crew(plan, 1, concurrency);
+  crew.waitAll(Phase::SetupDone);
+  const uint64_t start = nowNs();
+  crew.post({CommandKind::Go, start, start + toNs(duration)});
+  sleepUntil(start + toNs(duration));
+  crew.post({CommandKind::Stop});
+  const Report result = crew.waitAll(Phase::Measured);
+  const double seconds = static_cast<double>(result.elapsedNs) / 1e9;
+  JsonLine line;
+  line.add("mode", "churn")
+      .add("concurrency", concurrency)
+      .add("seconds", seconds, 3)
+      .add("sessions", result.completed)
+      .add("sessions_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
+      .add("p50_us", result.latency.percentile(0.50))
+      .add("p99_us", result.latency.percentile(0.99))
+      .add("errors", result.errors);
+  addError(line, result.firstError);
+  line.print();
+  return result.errors == 0 ? kExitOk : kExitErrors;
+}
+
+int runServeCommand(const Options& o) {
+  ServeOptions serve;
+  if (std::string err = parseHostPort(o.get("--listen"), serve.listen); !err.empty()) {
+    throw UsageError{"--listen: " + err};
+  }
+  serve.threads = static_cast<unsigned>(integerOption(o, "--threads", 1, 1, 256));
+  return runServe(serve);
+}
+
+// What every client scenario shares: the target and the message size.
+int runClientCommand(const Options& o) {
+  Url url;
+  if (std::string err = parseUrl(o.get("--url"), url); !err.empty()) {
+    throw UsageError{"--url: " + err};
+  }
+  if (url.tls) {
+    std::fprintf(stderr, "wsload: wss:// is not supported yet\n");
+    return kExitUsage;
+  }
+  Plan plan;
+  plan.size = static_cast<std::size_t>(integerOption(o, "--size", 64, 0, kMaxSize));
+  plan.hostHeader = url.hostHeader;
+  plan.path = url.path;
+  if (std::string err = resolve(url.endpoint, plan.address); !err.empty()) {
+    std::fprintf(stderr, "wsload: %s\n", err.c_str());
+    JsonLine().add("mode", o.command).add("errors", uint64_t{1}).add("error", err).print();
+    return kExitErrors;
+  }
+  if (o.command == "echo") {
+    plan.mode = Mode::Echo;
+    return runEcho(o, plan);
+  }
+  if (o.command == "idle") {
+    plan.mode = Mode::Idle;
+    return runIdle(o, plan);
+  }
+  plan.mode = Mode::Churn;
+  return runChurn(o, plan);
+}
+
+}  // namespace
+}  // namespace wsgate::bench
+
+int main(int argc, char** argv) {
+  using namespace wsgate::bench;
+  signal(SIGPIPE, SIG_IGN);
+  raiseFileLimit();
+  evthread_use_pthreads();  // the main thread posts commands into the workers' loops
+  try {
+    const Options options = parseCommandLine(argc, argv);
+    return options.command == "serve" ? runServeCommand(options) : runClientCommand(options);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "wsload: %s\n%.*s", e.message.c_str(), static_cast<int>(kUsage.size()),
+                 kUsage.data());
+    return kExitUsage;
+  }
+}

@@ -1,0 +1,527 @@
+// ClientConn: connect, upgrade, send stamped messages from a shared template, check echoes
+// as they stream in, close with a Close handshake.
+
+#include "tests/bench/wsload_client.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "proxy/http/response_parser.h"
+#include "tests/bench/wsload_worker.h"
+
+namespace wsgate::bench {
+
+namespace {
+
+constexpr std::string_view kStampAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view kFill = "abcdefghijklmnopqrstuvwxyz0123456789";
+constexpr std::size_t kMaxResponseHead = 16 * 1024;
+constexpr std::size_t kMaxQueuedBehind = 64;  // compact the queue once this many chunks went
+
+// Writes the low 48 bits of `v`, six bits per character, most significant first.
+void putStampField(char* out, uint64_t v) noexcept {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = kStampAlphabet[v & 63];
+    v >>= 6;
+  }
+}
+
+std::string errnoText(int err) { return std::strerror(err); }
+
+timeval toTimeval(double seconds) {
+  const auto us = static_cast<int64_t>(seconds * 1e6);
+  return timeval{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+}
+
+}  // namespace
+
+void writeStamp(char* out, std::size_t len, uint64_t seq, uint64_t sentUs) noexcept {
+  std::array<char, kStampBytes> stamp;
+  putStampField(stamp.data(), seq);
+  putStampField(stamp.data() + 8, sentUs);
+  std::memcpy(out, stamp.data(), std::min(len, kStampBytes));
+}
+
+MessageTemplate::MessageTemplate(ws::Opcode opcode, std::size_t size, std::array<uint8_t, 4> mask)
+    : opcode(opcode), size(size), stampLength(std::min(size, kStampBytes)), mask(mask) {
+  ws::appendFrameHeader(header, /*fin=*/true, opcode, size, mask.data());
+  plain.resize(size);
+  for (std::size_t i = 0; i < size; ++i) plain[i] = kFill[i % kFill.size()];
+  masked = plain;
+  ws::applyMask(masked.data(), masked.size(), mask);
+}
+
+ClientConn::ClientConn(ClientWorker& worker, std::size_t id) : worker_(worker), id_(id) {}
+
+// --- session lifecycle ----------------------------------------------------------------
+
+void ClientConn::start(uint64_t now) {
+  const Plan& plan = worker_.plan();
+  closeSocket();
+  readEv_.reset();  // safe: start() never runs inside this connection's I/O callbacks
+  writeEv_.reset();
+  state_ = State::Connecting;
+  opened_ = false;
+  startedNs_ = now;
+  headIn_.clear();
+  rawOut_.clear();
+  rawSent_ = 0;
+  queue_.clear();
+  queue_.reserve(plan.pipeline + 2);  // messages in flight plus a Close and a Pong
+  queueHead_ = headSent_ = 0;
+  sentAt_.assign(plan.pipeline, 0);
+  sendSeq_ = recvSeq_ = 0;
+  inFlight_ = 0;
+  frames_.reset();
+  inMessage_ = false;
+
+  if (!transport_) transport_ = makePlainTransport();
+  const IoResult r = transport_->connect(plan.address);
+  if (r.status == Io::Error) {
+    fail("connect: " + errnoText(r.error));
+    return;
+  }
+  const int fd = transport_->fd();
+  readEv_.reset(event_new(worker_.base(), fd, EV_READ | EV_PERSIST, &onReadCb, this));
+  writeEv_.reset(event_new(worker_.base(), fd, EV_WRITE | EV_PERSIST, &onWriteCb, this));
+
+  const std::array<uint8_t, 16> nonce = worker_.randomBytes();
+  std::array<unsigned char, 25> key{};  // 4 * ceil(16 / 3) characters and a NUL
+  EVP_EncodeBlock(key.data(), nonce.data(), static_cast<int>(nonce.size()));
+  offer_.key.assign(reinterpret_cast<const char*>(key.data()), 24);
+  rawOut_ = "GET " + plan.path + " HTTP/1.1\r\nHost: " + plan.hostHeader +
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + offer_.key +
+            "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+  armTimer(plan.handshakeTimeout);
+  if (r.status == Io::Done) {
+    onConnected();
+  } else {
+    armWrite(true);  // writable = the connect finished, one way or the other
+  }
+}
+
+void ClientConn::startAfter(double seconds) {
+  state_ = State::Scheduled;
+  armTimer(seconds);
+}
+
+void ClientConn::onConnected() {
+  state_ = State::Handshaking;
+  event_add(readEv_.get(), nullptr);
+  flush();
+}
+
+void ClientConn::close() {
+  if (state_ == State::Closing || state_ == State::Draining) return;
+  if (state_ != State::Open) {
+    abort();
+    return;
+  }
+  static constexpr char kNormalClosure[2] = {0x03, static_cast<char>(0xE8)};  // 1000
+  queueControl(ws::Opcode::Close, kNormalClosure, sizeof kNormalClosure);
+  state_ = State::Closing;
+  armTimer(worker_.plan().closeTimeout);
+  flush();
+}
+
+void ClientConn::abort() noexcept {
+  closeSocket();
+  disarmTimer();
+  if (state_ != State::Failed) state_ = State::Done;
+}
+
+bool ClientConn::alive() const {
+  return state_ == State::Connecting || state_ == State::Handshaking || state_ == State::Open ||
+         state_ == State::Closing || state_ == State::Draining;
+}
+
+bool ClientConn::fail(std::string_view why) {
+  if (!alive()) return false;
+  closeSocket();
+  disarmTimer();
+  state_ = State::Failed;
+  worker_.onConnFailed(*this, why, nowNs());
+  return false;
+}
+
+void ClientConn::finishClean() {
+  closeSocket();
+  disarmTimer();
+  state_ = State::Done;
+  worker_.onConnClosed(*this, nowNs());
+}
+
+void ClientConn::closeSocket() noexcept {
+  if (readEv_) event_del(readEv_.get());
+  if (writeEv_) event_del(writeEv_.get());
+  writeArmed_ = false;
+  if (transport_) transport_->close();
+}
+
+// --- events ----------------------------------------------------------------------------
+
+void ClientConn::onReadCb(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<ClientConn*>(arg)->onReadable();
+}
+
+void ClientConn::onWriteCb(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<ClientConn*>(arg)->onWritable();
+}
+
+void ClientConn::onTimerCb(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<ClientConn*>(arg)->onTimeout();
+}
+
+void ClientConn::onReadable() {
+  char* buf = worker_.scratch();
+  const IoResult r = transport_->read(buf, worker_.scratchSize());
+  if (r.status == Io::WouldBlock) return;
+  now_ = nowNs();  // one clock read per wakeup: receive time of every echo in it
+  if (r.status == Io::Eof) {
+    onEof();
+    return;
+  }
+  if (r.status == Io::Error) {
+    fail("read: " + errnoText(r.error));
+    return;
+  }
+  const bool ok = state_ == State::Handshaking ? onHandshakeBytes(buf, r.bytes)
+                                               : frames_.feed(buf, r.bytes, *this);
+  if (ok) flush();  // one write per wakeup for everything the echoes asked for
+}
+
+void ClientConn::onWritable() {
+  if (state_ != State::Connecting) {
+    flush();
+    return;
+  }
+  const IoResult r = transport_->finishConnect();
+  if (r.status == Io::WouldBlock) return;
+  if (r.status == Io::Error) {
+    fail("connect: " + errnoText(r.error));
+    return;
+  }
+  onConnected();
+}
+
+void ClientConn::onTimeout() {
+  switch (state_) {
+    case State::Scheduled:
+      start(nowNs());
+      break;
+    case State::Connecting:
+    case State::Handshaking:
+      fail("handshake timeout");
+      break;
+    case State::Open:
+      fail("echo timeout");
+      break;
+    case State::Closing:
+      fail("close timeout: no Close frame from the server");
+      break;
+    case State::Draining:  // Close exchanged but the server keeps TCP open: close anyway
+      finishClean();
+      break;
+    default:
+      break;
+  }
+}
+
+bool ClientConn::onEof() {
+  switch (state_) {
+    case State::Draining:  // RFC 6455 7.1.1: the server closed TCP first, as it should
+      finishClean();
+      return false;
+    case State::Closing:
+      return fail("connection closed by peer before its Close frame");
+    case State::Connecting:
+    case State::Handshaking:
+      return fail("handshake: connection closed by peer");
+    default:
+      return fail("connection closed by peer");
+  }
+}
+
+bool ClientConn::onHandshakeBytes(const char* data, std::size_t len) {
+  headIn_.append(data, len);
+  http::ResponseHead head;
+  const http::ParseResult parsed =
+      http::parseResponseHead(headIn_, http::ParseLimits{}, http::ResponseContext{}, head);
+  if (parsed.status == http::ParseStatus::Incomplete) {
+    if (headIn_.size() > kMaxResponseHead) return fail("handshake: response head too large");
+    return true;
+  }
+  if (parsed.status == http::ParseStatus::Error) {
+    return fail("handshake: invalid response (" + std::string(parsed.errorReason) + ")");
+  }
+  if (head.status != 101) return fail("handshake: status " + std::to_string(head.status));
+  const ws::Verdict verdict = ws::checkUpgradeResponse(head, offer_);
+  if (!verdict.ok) return fail("handshake: " + std::string(verdict.reason));
+
+  state_ = State::Open;
+  opened_ = true;
+  disarmTimer();
+  std::string early = headIn_.substr(parsed.headBytes);  // frames right behind the 101
+  std::string().swap(headIn_);
+  worker_.onConnOpen(*this, now_);
+  if (!alive()) return false;
+  return early.empty() || frames_.feed(early.data(), early.size(), *this);
+}
+
+// --- output ----------------------------------------------------------------------------
+
+void ClientConn::send(unsigned count, uint64_t now) {
+  if (state_ != State::Open) return;
+  queueMessages(count, now);
+  flush();
+}
+
+void ClientConn::queueMessages(unsigned count, uint64_t now) {
+  const double echoTimeout = worker_.plan().echoTimeout;
+  if (inFlight_ == 0 && count > 0 && echoTimeout > 0) armTimer(echoTimeout);
+  for (unsigned i = 0; i < count; ++i) queueMessage(now);
+}
+
+void ClientConn::queueMessage(uint64_t now) {
+  const MessageTemplate& m = worker_.message();
+  Chunk& c = queue_.emplace_back();
+  std::memcpy(c.bytes.data(), m.header.data(), m.header.size());
+  char* stamp = c.bytes.data() + m.header.size();
+  writeStamp(stamp, m.stampLength, sendSeq_, now / 1000);
+  ws::applyMask(stamp, m.stampLength, m.mask);  // the stamp is payload[0, 16): mask offset 0
+  c.length = static_cast<uint32_t>(m.header.size() + m.stampLength);
+  c.tail = m.masked.data() + m.stampLength;
+  c.tailLength = m.size - m.stampLength;
+  sentAt_[sendSeq_ % sentAt_.size()] = now;
+  ++sendSeq_;
+  ++inFlight_;
+}
+
+void ClientConn::queueControl(ws::Opcode op, const char* payload, std::size_t len) {
+  const MessageTemplate& m = worker_.message();
+  Chunk& c = queue_.emplace_back();
+  c.bytes[0] = static_cast<char>(0x80 | static_cast<uint8_t>(op));
+  c.bytes[1] = static_cast<char>(0x80 | len);  // control payloads are at most 125 bytes
+  std::memcpy(c.bytes.data() + 2, m.mask.data(), 4);
+  std::memcpy(c.bytes.data() + 6, payload, len);
+  ws::applyMask(c.bytes.data() + 6, len, m.mask);
+  c.length = static_cast<uint32_t>(6 + len);
+}
+
+bool ClientConn::flush() {
+  iovec* iov = worker_.iov();
+  int count = 0;
+  if (rawSent_ < rawOut_.size()) {
+    iov[count++] = {rawOut_.data() + rawSent_, rawOut_.size() - rawSent_};
+  }
+  std::size_t skip = headSent_;
+  for (std::size_t i = queueHead_; i < queue_.size() && count + 2 <= kMaxIov; ++i) {
+    Chunk& c = queue_[i];
+    if (skip < c.length) iov[count++] = {c.bytes.data() + skip, c.length - skip};
+    skip = skip > c.length ? skip - c.length : 0;
+    if (skip < c.tailLength) {
+      iov[count++] = {const_cast<char*>(c.tail) + skip, c.tailLength - skip};
+    }
+    skip = 0;
+  }
+  if (count == 0) {
+    armWrite(false);
+    return true;
+  }
+  const IoResult r = transport_->writev(iov, count);
+  if (r.status == Io::Error) return fail("write: " + errnoText(r.error));
+  if (r.status == Io::Done) consume(r.bytes);
+  armWrite(rawSent_ < rawOut_.size() || queueHead_ < queue_.size());
+  return true;
+}
+
+void ClientConn::consume(std::size_t bytes) {
+  const std::size_t raw = std::min(bytes, rawOut_.size() - rawSent_);
+  rawSent_ += raw;
+  bytes -= raw;
+  if (rawSent_ == rawOut_.size()) {
+    rawOut_.clear();
+    rawSent_ = 0;
+  }
+  while (bytes > 0 && queueHead_ < queue_.size()) {
+    const Chunk& c = queue_[queueHead_];
+    const std::size_t left = c.length + c.tailLength - headSent_;
+    if (bytes < left) {
+      headSent_ += bytes;
+      break;
+    }
+    bytes -= left;
+    headSent_ = 0;
+    ++queueHead_;
+  }
+  if (queueHead_ == queue_.size()) {
+    queue_.clear();  // keeps its capacity: no allocation in steady state
+    queueHead_ = 0;
+  } else if (queueHead_ >= kMaxQueuedBehind && 2 * queueHead_ >= queue_.size()) {
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queueHead_));
+    queueHead_ = 0;
+  }
+}
+
+void ClientConn::armWrite(bool want) {
+  if (want == writeArmed_ || !writeEv_) return;
+  if (want) {
+    event_add(writeEv_.get(), nullptr);
+  } else {
+    event_del(writeEv_.get());
+  }
+  writeArmed_ = want;
+}
+
+void ClientConn::armTimer(double seconds) {
+  if (!timer_) timer_.reset(evtimer_new(worker_.base(), &onTimerCb, this));
+  const timeval tv = toTimeval(seconds);
+  evtimer_add(timer_.get(), &tv);
+}
+
+void ClientConn::disarmTimer() {
+  if (timer_) evtimer_del(timer_.get());
+}
+
+uint64_t ClientConn::oldestSentNs() const {
+  return inFlight_ == 0 ? 0 : sentAt_[recvSeq_ % sentAt_.size()];
+}
+
+// --- input: the echoes -------------------------------------------------------------------
+
+bool ClientConn::onFrameHeader(const ws::FrameHeader& h) {
+  // RFC 6455 5.1-5.5: a server never masks; no extension was offered, so no RSV bit.
+  if (h.masked) return fail("protocol: masked frame from the server");
+  if (h.rsv != 0) return fail("protocol: RSV bit set");
+  const auto op = static_cast<ws::Opcode>(h.opcode);
+  control_ = h.opcode >= 0x8;
+  if (control_) {
+    if (op != ws::Opcode::Close && op != ws::Opcode::Ping && op != ws::Opcode::Pong) {
+      return fail("protocol: reserved opcode");
+    }
+    if (!h.fin || h.payloadLength > controlPayload_.size()) {
+      return fail("protocol: invalid control frame");
+    }
+    controlLength_ = 0;
+    return true;
+  }
+  if (op == ws::Opcode::Continuation) {
+    if (!inMessage_) return fail("protocol: continuation without a message");
+  } else if (op == ws::Opcode::Text || op == ws::Opcode::Binary) {
+    if (inMessage_) return fail("protocol: new message inside a fragmented one");
+    beginMessage(h.opcode);
+  } else {
+    return fail("protocol: reserved opcode");
+  }
+  if (messageProblem_.empty() && messageOffset_ + h.payloadLength > worker_.message().size) {
+    messageProblem_ = "echo mismatch (longer than sent)";
+  }
+  return true;
+}
+
+void ClientConn::beginMessage(uint8_t opcode) {
+  inMessage_ = true;
+  messageOpcode_ = opcode;
+  messageOffset_ = 0;
+  messageProblem_ = {};
+  if (inFlight_ == 0) {
+    messageProblem_ = "unexpected message: nothing in flight";
+    return;
+  }
+  const MessageTemplate& m = worker_.message();
+  if (opcode != static_cast<uint8_t>(m.opcode)) messageProblem_ = "echo mismatch (opcode)";
+  const uint64_t sent = sentAt_[recvSeq_ % sentAt_.size()];
+  writeStamp(expectedStamp_.data(), m.stampLength, recvSeq_, sent / 1000);
+}
+
+bool ClientConn::onPayload(char* data, std::size_t len) {
+  if (control_) {
+    std::memcpy(controlPayload_.data() + controlLength_, data, len);
+    controlLength_ += len;
+    return true;
+  }
+  if (messageProblem_.empty()) {
+    const MessageTemplate& m = worker_.message();
+    std::size_t i = 0;
+    if (messageOffset_ < m.stampLength) {
+      i = std::min<std::size_t>(len, m.stampLength - messageOffset_);
+      if (std::memcmp(data, expectedStamp_.data() + messageOffset_, i) != 0) {
+        messageProblem_ = "echo mismatch (sequence number or timestamp)";
+      }
+    }
+    if (messageProblem_.empty() && i < len &&
+        std::memcmp(data + i, m.plain.data() + messageOffset_ + i, len - i) != 0) {
+      messageProblem_ = "echo mismatch (payload)";
+    }
+  }
+  messageOffset_ += len;
+  return true;
+}
+
+bool ClientConn::onFrameEnd(const ws::FrameHeader& h) {
+  if (control_) {
+    const auto op = static_cast<ws::Opcode>(h.opcode);
+    if (op == ws::Opcode::Ping)
+      queueControl(ws::Opcode::Pong, controlPayload_.data(), controlLength_);
+    if (op == ws::Opcode::Close) return onServerClose();
+    return true;
+  }
+  return h.fin ? endMessage() : true;
+}
+
+void ClientConn::onFrameError(std::string_view why) { fail("protocol: " + std::string(why)); }
+
+bool ClientConn::onServerClose() {
+  if (state_ == State::Closing) {
+    state_ = State::Draining;
+    armTimer(worker_.plan().closeTimeout);
+    return true;
+  }
+  if (state_ == State::Draining) return true;
+  std::string why = "connection closed by peer (Close";
+  if (controlLength_ >= 2) {
+    const auto hi = static_cast<uint8_t>(controlPayload_[0]);
+    const auto lo = static_cast<uint8_t>(controlPayload_[1]);
+    why += " " + std::to_string((hi << 8) | lo);
+  }
+  return fail(why + ")");
+}
+
+bool ClientConn::endMessage() {
+  inMessage_ = false;
+  const MessageTemplate& m = worker_.message();
+  if (messageProblem_.empty() && messageOffset_ != m.size) {
+    messageProblem_ = "echo mismatch (shorter than sent)";
+  }
+  if (inFlight_ == 0) {  // nothing was in flight: no sequence to advance
+    if (worker_.onMismatch(*this, messageProblem_) == Next::Fail) return fail(messageProblem_);
+    return alive();
+  }
+  const uint64_t sent = sentAt_[recvSeq_ % sentAt_.size()];
+  ++recvSeq_;
+  --inFlight_;
+  if (inFlight_ == 0 && state_ == State::Open && worker_.plan().echoTimeout > 0) disarmTimer();
+  const Next next = messageProblem_.empty() ? worker_.onEcho(*this, sent, now_)
+                                            : worker_.onMismatch(*this, messageProblem_);
+  if (state_ != State::Open) return alive();  // the worker may have started closing us
+  switch (next) {
+    case Next::SendAnother:
+      queueMessages(1, now_);
+      break;
+    case Next::Close:
+      close();
+      break;
+    case Next::Fail:
+      return fail(messageProblem_);
+    case Next::Nothing:
+      break;
+  }
+  return alive();
+}
+
+}  // namespace wsgate::bench
