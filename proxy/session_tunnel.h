@@ -31,14 +31,17 @@ struct Session::TunnelState {
   // One socket of the tunnel.
   struct Conn {
     evutil_socket_t fd = -1;
-    event ev{};               // EV_READ | EV_WRITE | EV_ET | EV_PERSIST, added once
+    event ev{};               // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, added once
     evbuffer* in = nullptr;   // a partial frame kept between reads (null: none)
     evbuffer* out = nullptr;  // bytes the socket has not taken yet (null: none)
     bool readable = true;     // not read down to a short read since the last edge
+    bool finQueued = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
     bool registered = false;  // ev is assigned and added
   };
 
-  // Deletes the events, closes the sockets, frees the buffers (idempotent).
+  // Deletes a side's event, closes its socket, frees its buffers (idempotent).
+  void closeConn(int side);
+  // Both sides (idempotent).
   void release();
 
   Conn conn[2];
@@ -57,6 +60,7 @@ struct Session::TunnelState {
   uint64_t pingSeq = 0;
   int missedPongs = 0;
   bool pingOutstanding = false;
+  bool lingering = false;  // both closes done: FIN sent to the client, waiting for its FIN
 
   bool closing() const { return closeDeadline != std::chrono::steady_clock::time_point{}; }
   bool sideDone(int s) const { return closeFrom[s] && (closeTo[s] || eof[s]); }

@@ -14,6 +14,7 @@ namespace {
 event_base* newEdgeTriggeredBase() {
   event_config* cfg = event_config_new();
   event_config_require_features(cfg, EV_FEATURE_ET | EV_FEATURE_O1);
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
   event_base* base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   if (base == nullptr) throw std::runtime_error("no edge-triggered event backend (epoll)");

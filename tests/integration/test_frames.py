@@ -398,6 +398,24 @@ def test_close_1009_frame_over_max_message_bytes_before_its_payload(start_wsgate
     assert MARK not in raw_of(backend)
 
 
+def test_violator_still_sending_after_the_close_gets_a_fin_not_a_reset(start_wsgate,
+                                                                       fake_backend, connect):
+    # Both closes are through once the backend echoes its 1001, while the client that broke
+    # the rule has not read its 1009 yet and still sends. wsgate lingers: FIN, then reads and
+    # drops until the client's own FIN. An RST here could destroy the 1009 unread.
+    backend = fake_backend(Recorder(echo=False))
+    gate = start_gate(start_wsgate, backend, limits=LIMITS_1K)
+    conn = open_ws(gate, connect)
+    conn.send(frame(BINARY, MARK * 128)[:8])  # a header over max_message_bytes
+    assert_backend_told(backend, 1001)
+    time.sleep(0.3)  # the backend's Close echo is back: the session is lingering now
+    conn.send(frame(BINARY, MARK * 128)[8:] + frame(TEXT, b"late"))  # no reset
+    expect_close(conn, 1009)
+    echo_close_and_expect_eof(conn, 1009)
+    record = gate.access_for(conn)[0]
+    assert (record["close_code"], record["close_by"]) == (1009, "wsgate")
+
+
 def test_backend_message_over_max_message_bytes_gives_backend_1009_and_client_1014(
         start_wsgate, fake_backend, connect):
     def sends_big(conn, backend):
