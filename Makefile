@@ -44,7 +44,7 @@ fuzz: deps
 	@bash tests/fuzz/run-all.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-60}
 
 bench: build
-	@bash tests/bench/run.sh $(BUILD)
+	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i

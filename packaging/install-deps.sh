@@ -14,6 +14,11 @@ PACKAGES=(
   procps
 )
 
+# `make bench` compares wsgate with HAProxy and nginx from Debian (install-deps.sh --bench).
+if [[ "${1:-}" == "--bench" ]]; then
+  PACKAGES+=(haproxy nginx)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

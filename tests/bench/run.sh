@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# `make bench`: the project's speed regression guard. Today: the frame-path
-# micro-benchmarks; the load comparison against HAProxy and nginx joins it with the
-# performance issue (tests/bench/peers/).
+# `make bench`: the project's speed regression guard.
+#   1. wsgate against HAProxy 2.6 and nginx 1.22 (Debian's), same backends, same loads,
+#      alternating, several rounds (tests/bench/bench.py; configs in tests/bench/peers/).
+#   2. The frame-path micro-benchmarks (Google Benchmark).
+# BENCH_ROUNDS, BENCH_SECONDS and BENCH_IDLE shorten a run; extra arguments go to bench.py.
 set -euo pipefail
 build=${1:?build dir}
-cmake --build "$build" --target frame_bench >/dev/null
+shift
+cd "$(dirname "$0")/../.."
+bash packaging/install-deps.sh --bench
+cmake --build "$build" --target wsgate wsload frame_bench >/dev/null
+echo "== wsgate vs HAProxy vs nginx =="
+/usr/bin/python3 tests/bench/bench.py --build "$build" "$@"
 echo "== frame path (parse + check + unmask, UTF-8) =="
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 "$build/tests/bench/frame_bench" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
   --benchmark_min_time=0.2

@@ -3,7 +3,8 @@
 //
 //   wsload serve --listen HOST:PORT [--threads T]
 //   wsload echo  --url ws://HOST:PORT/PATH --connections N [--size BYTES] [--pipeline P]
-//                [--duration SEC] [--warmup SEC] [--threads T] [--binary|--text]
+//                [--rate MSGS_PER_S] [--duration SEC] [--warmup SEC] [--threads T]
+//                [--binary|--text]
 //   wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]
 //   wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]
 //
@@ -46,7 +47,8 @@ constexpr std::string_view kUsage =
     "usage:\n"
     "  wsload serve --listen HOST:PORT [--threads T]\n"
     "  wsload echo  --url ws://HOST:PORT/PATH --connections N [--size BYTES] [--pipeline P]\n"
-    "               [--duration SEC] [--warmup SEC] [--threads T] [--binary|--text]\n"
+    "               [--rate MSGS_PER_S] [--duration SEC] [--warmup SEC] [--threads T]\n"
+    "               [--binary|--text]\n"
     "  wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]\n"
     "  wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]\n";
 
@@ -70,7 +72,8 @@ const std::map<std::string, CommandSpec, std::less<>>& commandSpecs() {
   static const std::map<std::string, CommandSpec, std::less<>> specs = {
       {"serve", {{"--listen", "--threads"}, {}, {"--listen"}}},
       {"echo",
-       {{"--url", "--connections", "--size", "--pipeline", "--duration", "--warmup", "--threads"},
+       {{"--url", "--connections", "--size", "--pipeline", "--rate", "--duration", "--warmup",
+        "--threads"},
         {"--binary", "--text"},
         {"--url", "--connections"}}},
       {"idle", {{"--url", "--connections", "--hold", "--size"}, {}, {"--url", "--connections"}}},
@@ -239,12 +242,14 @@ private:
 int runEcho(const Options& o, Plan plan) {
   const uint64_t connections = integerOption(o, "--connections", 0, 1, 1'000'000);
   plan.pipeline = static_cast<unsigned>(integerOption(o, "--pipeline", 1, 1, 4096));
+  const uint64_t rate = integerOption(o, "--rate", 0, 0, 100'000'000);
   const double duration = secondsOption(o, "--duration", 5, false);
   const double warmup = secondsOption(o, "--warmup", 1, true);
   const auto threads = static_cast<std::size_t>(
       std::min<uint64_t>(integerOption(o, "--threads", 1, 1, 256), connections));
   plan.opcode = o.has("--text") ? ws::Opcode::Text : ws::Opcode::Binary;
   plan.handshakeLimit = std::max<std::size_t>(1, kHandshakesInFlight / threads);
+  plan.rate = static_cast<double>(rate) / static_cast<double>(threads);
 
   Crew crew(plan, threads, connections);
   const Report setup = crew.waitAll(Phase::SetupDone);
@@ -268,6 +273,7 @@ int runEcho(const Options& o, Plan plan) {
       .add("connections", connections)
       .add("size", static_cast<uint64_t>(plan.size))
       .add("pipeline", static_cast<uint64_t>(plan.pipeline))
+      .add("rate", rate)
       .add("seconds", seconds, 3)
       .add("messages", result.completed)
       .add("msgs_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)

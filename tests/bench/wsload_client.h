@@ -30,6 +30,9 @@ struct Plan {
   ws::Opcode opcode = ws::Opcode::Binary;
   std::size_t size = 64;             // payload bytes per message
   unsigned pipeline = 1;             // messages in flight per connection
+  // Echo: messages per second this worker offers (0: the next goes as soon as an echo is
+  // back). With a rate the load is the same whatever the proxy, so CPU per message compares.
+  double rate = 0;
   std::size_t handshakeLimit = 256;  // handshakes in flight per worker
   // Seconds; an echo timeout of 0 means none (echo mode checks stalls when it stops instead).
   double handshakeTimeout = 10;

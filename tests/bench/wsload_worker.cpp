@@ -76,6 +76,7 @@ ClientWorker::ClientWorker(const Plan& plan, std::size_t index, std::size_t firs
       scratch_(kScratchBytes) {
   command_.reset(event_new(base_.get(), -1, 0, &onCommandCb, this));
   deadline_.reset(evtimer_new(base_.get(), &onDeadlineCb, this));
+  tick_.reset(event_new(base_.get(), -1, EV_PERSIST, &onTickCb, this));
   for (std::size_t i = 0; i < connections; ++i) {
     conns_.push_back(std::make_unique<ClientConn>(*this, firstId + i));
   }
@@ -139,6 +140,31 @@ void ClientWorker::onCommands() {
   }
 }
 
+void ClientWorker::onTickCb(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<ClientWorker*>(arg)->onTick();
+}
+
+void ClientWorker::onTick() {
+  if (stage_ != Stage::Running) return;
+  const uint64_t now = nowNs();
+  const auto due = static_cast<uint64_t>(static_cast<double>(now - goNs_) * plan_.rate / 1e9);
+  // Connections with a free pipeline slot take the due messages in turn; when none is free
+  // the proxy is behind, and the rest waits for the next tick (the rate is then not met,
+  // which msgs_per_s shows).
+  std::size_t tried = 0;
+  while (rateSent_ < due && tried < conns_.size()) {
+    ClientConn& conn = *conns_[rateNext_];
+    rateNext_ = (rateNext_ + 1) % conns_.size();
+    if (conn.state() == ClientConn::State::Open && conn.inFlight() < plan_.pipeline) {
+      conn.send(1, now);
+      ++rateSent_;
+      tried = 0;
+    } else {
+      ++tried;
+    }
+  }
+}
+
 void ClientWorker::onDeadline() {
   if (stage_ == Stage::Finishing) finishChurn(nowNs());
   if (stage_ == Stage::Closing) event_base_loopexit(base_.get(), nullptr);
@@ -182,7 +208,12 @@ void ClientWorker::go(const Command& command, uint64_t now) {
   if (plan_.mode == Mode::Echo) {
     windowStartNs_ = command.windowStartNs;
     windowEndNs_ = command.windowEndNs;
-    for (auto& conn : conns_) conn->send(plan_.pipeline, now);
+    if (plan_.rate > 0) {
+      const timeval every{0, 1000};  // 1 ms
+      event_add(tick_.get(), &every);
+    } else {
+      for (auto& conn : conns_) conn->send(plan_.pipeline, now);
+    }
   } else if (plan_.mode == Mode::Churn) {
     active_ = conns_.size();
     for (auto& conn : conns_) conn->start(now);
@@ -210,7 +241,8 @@ ClientConn::Next ClientWorker::onEcho(ClientConn& conn, uint64_t sentNs, uint64_
         report_.latency.record((now - sentNs) / 1000);
         ++report_.completed;
       }
-      return stage_ == Stage::Running ? ClientConn::Next::SendAnother : ClientConn::Next::Nothing;
+      return stage_ == Stage::Running && plan_.rate == 0 ? ClientConn::Next::SendAnother
+                                                         : ClientConn::Next::Nothing;
     case Mode::Idle:
       ++report_.completed;
       probeAnswered();
@@ -229,7 +261,8 @@ ClientConn::Next ClientWorker::onMismatch(ClientConn& conn, std::string_view why
     return ClientConn::Next::Nothing;
   }
   // Echo: the sequence advanced with the bad echo, so the pipeline stays full and in step.
-  return stage_ == Stage::Running ? ClientConn::Next::SendAnother : ClientConn::Next::Nothing;
+  return stage_ == Stage::Running && plan_.rate == 0 ? ClientConn::Next::SendAnother
+                                                     : ClientConn::Next::Nothing;
 }
 
 void ClientWorker::probeAnswered() {
@@ -301,6 +334,7 @@ void ClientWorker::stop(uint64_t now) {
       noteError(*conn, "echo timeout: no echo for 5 s");
     }
   }
+  event_del(tick_.get());
   rendezvous_.arrive(Phase::Measured, index_, report_);
   closeAll();
 }

@@ -100,6 +100,8 @@ private:
 
   static void onCommandCb(evutil_socket_t, short, void* arg) noexcept;
   static void onDeadlineCb(evutil_socket_t, short, void* arg) noexcept;
+  static void onTickCb(evutil_socket_t, short, void* arg) noexcept;
+  void onTick();  // rate mode: sends what is due since go, round robin over free connections
   void onCommands();
   void onDeadline();
 
@@ -119,7 +121,7 @@ private:
   const std::size_t index_;
   Rendezvous& rendezvous_;
   net::EventBasePtr base_;
-  net::EventPtr command_, deadline_;
+  net::EventPtr command_, deadline_, tick_;
   std::mutex commandsMutex_;
   std::vector<Command> commands_;  // guarded by commandsMutex_
 
@@ -137,6 +139,8 @@ private:
   std::size_t probeLeft_ = 0;  // idle: probes not yet echoed or failed
   std::size_t active_ = 0;     // churn: slots with a session running or scheduled
   std::size_t closing_ = 0;    // Closing: connections still closing
+  uint64_t rateSent_ = 0;      // rate mode: messages sent since go
+  std::size_t rateNext_ = 0;   // rate mode: the connection to try first
 };
 
 }  // namespace wsgate::bench
