@@ -473,7 +473,7 @@ void Session::checkTunnelDone() {
   // Both closes are through: once the last frames are written, wsgate (the server toward
   // the client, RFC 6455 7.1.1) closes the TCP connections.
   if (len(tunnelOut(kClient)) != 0 || len(tunnelOut(kBackend)) != 0) return;
-  const std::string_view reason = closeReason_.empty() ? "closed" : closeReason_;
+  const std::string reason = closeReason_.empty() ? "closed" : closeReason_;
   if (t.eof[kClient]) {
     close(reason);
     return;

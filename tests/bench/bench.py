@@ -5,12 +5,16 @@ Starts two `wsload serve` echo backends, then wsgate, HAProxy and nginx with one
 and with two (configs in tests/bench/peers/), and runs the same loads against each in
 alternation, round after round:
 
-- echo:  N connections, one 64-byte message in flight each -> msgs/s, p50/p99 latency,
-         and the proxy's CPU time per echoed message (utime+stime from /proc/PID/stat,
-         summed over the proxy's processes, sampled when wsload starts and stops counting).
+- echo at full speed: N connections, one 64-byte message in flight each -> msgs/s.
+- echo at a fixed rate (the same offered load for every proxy) -> p50/p99 latency and the
+         proxy's CPU time per relayed message (utime+stime from /proc/PID/stat, summed over
+         the proxy's processes, sampled when wsload starts and stops counting; an echo is
+         two relayed messages, one each way), with its user-space part.
 - churn: connect, handshake, one echo, close -> sessions/s and CPU per session.
 - idle:  5,000 WebSockets opened and held -> (VmRSS after - VmRSS before) / 5,000, then
-         every one must still echo.
+         every one must still echo. Measured in the first round only, after that round's
+         echo and churn loads (so every proxy is warm, and no round re-uses memory that the
+         previous round's idle connections left behind).
 
 A direct-to-backend row shows the machine's limit. Each figure is the median over the
 rounds; the ratios compare wsgate with HAProxy at the same worker count. Results also go
@@ -79,16 +83,18 @@ def process_tree(pid: int) -> List[int]:
     return tree
 
 
-def cpu_seconds(pids: List[int]) -> float:
-    total = 0
+def cpu_times(pids: List[int]) -> tuple:
+    """(user, system) seconds, summed over the processes."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            user += int(fields[11])  # utime (field 14)
+            system += int(fields[12])  # stime (field 15)
         except OSError:
             pass
-    return total / TICKS
+    return user / TICKS, system / TICKS
 
 
 def rss_bytes(pids: List[int]) -> int:
@@ -194,18 +200,20 @@ class Bench:
     # --- loads ----------------------------------------------------------------
 
     def run_load(self, target: Target, argv: List[str]) -> tuple:
-        """Runs wsload; returns (result JSON, proxy CPU seconds between start and result)."""
+        """Runs wsload; returns (result JSON, proxy (user, system) CPU seconds between its
+        start line, or its launch, and its result line)."""
         url = f"ws://127.0.0.1:{target.port}/bench"
         pids = target.pids()
-        cpu0, result = cpu_seconds(pids), None  # loads without a start line count it all
+        cpu0, result = cpu_times(pids), None  # loads without a start line count it all
         proc = subprocess.Popen([str(self.wsload)] + argv[:1] + ["--url", url] + argv[1:],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # loads without a start line count it all
         for line in proc.stdout:
             msg = json.loads(line)
             if msg.get("event") == "start":
-                cpu0 = cpu_seconds(pids)
+                cpu0 = cpu_times(pids)
             elif "mode" in msg:
-                cpu = cpu_seconds(pids) - cpu0
+                now = cpu_times(pids)
+                cpu = (now[0] - cpu0[0], now[1] - cpu0[1])
                 result = (msg, cpu)
         proc.wait(timeout=60)
         if proc.returncode != 0 or result is None:
@@ -215,20 +223,24 @@ class Bench:
 
     def echo(self, target: Target, samples: Samples) -> None:
         a = self.args
-        res, cpu = self.run_load(target, ["echo", "--connections", str(a.connections), "--size", str(a.size),
-                                          "--pipeline", "1", "--duration", str(a.seconds), "--warmup", "1"])
+        common = ["--connections", str(a.connections), "--size", str(a.size), "--pipeline", "1",
+                  "--duration", str(a.seconds), "--warmup", "1"]
+        res, _ = self.run_load(target, ["echo"] + common)
         samples.add("msgs_per_s", res["msgs_per_s"])
+        res, (user, system) = self.run_load(target, ["echo", "--rate", str(a.rate)] + common)
         samples.add("p50_us", res["p50_us"])
         samples.add("p99_us", res["p99_us"])
         if target.proc and res["messages"]:
-            samples.add("cpu_us_per_msg", cpu * 1e6 / res["messages"])
+            relayed = 2 * res["messages"]  # each echo crosses the proxy twice
+            samples.add("cpu_us_per_msg", (user + system) * 1e6 / relayed)
+            samples.add("user_us_per_msg", user * 1e6 / relayed)
 
     def churn(self, target: Target, samples: Samples) -> None:
         a = self.args
         res, cpu = self.run_load(target, ["churn", "--concurrency", str(a.churn), "--duration", str(a.seconds)])
         samples.add("sessions_per_s", res["sessions_per_s"])
         if target.proc and res["sessions"]:
-            samples.add("cpu_us_per_session", cpu * 1e6 / res["sessions"])
+            samples.add("cpu_us_per_session", sum(cpu) * 1e6 / res["sessions"])
 
     def idle(self, target: Target, samples: Samples) -> None:
         n = self.args.idle
@@ -265,15 +277,16 @@ class Bench:
                 print(f"round {r + 1}/{a.rounds}: {t.label}", file=sys.stderr, flush=True)
                 self.echo(t, results[t.label])
                 self.churn(t, results[t.label])
-                if r == 0 or not a.idle_once:
+                if r == 0:
                     self.idle(t, results[t.label])
         self.report(targets, results)
         return 0
 
     def report(self, targets: List[Target], results: Dict[str, Samples]) -> None:
         a = self.args
-        cols = [("msgs_per_s", "echo msgs/s", "{:.0f}"), ("p50_us", "p50 us", "{:.0f}"),
-                ("p99_us", "p99 us", "{:.0f}"), ("cpu_us_per_msg", "CPU us/msg", "{:.2f}"),
+        cols = [("msgs_per_s", "echo msgs/s (max)", "{:.0f}"), ("p50_us", "p50 us", "{:.0f}"),
+                ("p99_us", "p99 us", "{:.0f}"), ("cpu_us_per_msg", "CPU us/relayed msg", "{:.2f}"),
+                ("user_us_per_msg", "of which user", "{:.2f}"),
                 ("rss_per_idle", f"RSS B/idle conn ({a.idle})", "{:.0f}"),
                 ("sessions_per_s", "sessions/s", "{:.0f}"), ("cpu_us_per_session", "CPU us/session", "{:.1f}")]
         lines = ["| target | " + " | ".join(c[1] for c in cols) + " |",
@@ -282,8 +295,8 @@ class Bench:
             s = results[t.label]
             cells = [(fmt.format(s.median(k)) if s.median(k) is not None else "-") for k, _, fmt in cols]
             lines.append(f"| {t.label} | " + " | ".join(cells) + " |")
-        ratios = ["", "| wsgate / HAProxy | CPU us/msg (<= 0.8) | RSS/idle (<= 0.5) | sessions/s (>= 1.1) "
-                  "| p99 (<= 1.0) |", "|---|---:|---:|---:|---:|"]
+        ratios = ["", "| wsgate / HAProxy | CPU us/msg (<= 0.8) | user CPU us/msg | RSS/idle (<= 0.5) "
+                  "| sessions/s (>= 1.1) | p99 (<= 1.0) |", "|---|---:|---:|---:|---:|---:|"]
         for workers in a.workers:
             w, h = results.get(f"wsgate ({workers}w)"), results.get(f"haproxy ({workers}w)")
             if not w or not h:
@@ -293,13 +306,15 @@ class Bench:
                 x, y = w.median(key), h.median(key)
                 return f"{x / y:.2f}" if x is not None and y else "-"
 
-            ratios.append(f"| {workers} worker(s) | {ratio('cpu_us_per_msg')} | {ratio('rss_per_idle')} "
+            ratios.append(f"| {workers} worker(s) | {ratio('cpu_us_per_msg')} | {ratio('user_us_per_msg')} "
+                          f"| {ratio('rss_per_idle')} "
                           f"| {ratio('sessions_per_s')} | {ratio('p99_us')} |")
         machine = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         model = next((l.split(":", 1)[1].strip() for l in machine.splitlines() if l.startswith("Model name")), "?")
         header = (f"machine: {model}, {os.cpu_count()} cores; rounds: {a.rounds} (medians); echo: "
-                  f"{a.connections} connections x 1 message of {a.size} B in flight, {a.seconds}s; churn: "
-                  f"{a.churn} concurrent; idle: {a.idle} connections")
+                  f"{a.connections} connections x 1 message of {a.size} B in flight, {a.seconds}s, "
+                  f"at full speed (msgs/s) and at {a.rate} msgs/s (latency, CPU); churn: "
+                  f"{a.churn} concurrent; idle: {a.idle} connections (first round)")
         text = "\n".join([header, ""] + lines + (ratios if len(ratios) > 3 else [])) + "\n"
         print(text)
         out = self.build / "bench"
@@ -317,7 +332,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=64, help="echo message bytes")
     p.add_argument("--churn", type=int, default=8, help="concurrent churn sessions")
     p.add_argument("--idle", type=int, default=int(os.environ.get("BENCH_IDLE", 5000)))
-    p.add_argument("--idle-once", action="store_true", help="measure idle RSS in the first round only")
+    p.add_argument("--rate", type=int, default=int(os.environ.get("BENCH_RATE", 20000)),
+                   help="offered echo load (msgs/s) for latency and CPU per message")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--proxies", nargs="+", default=["wsgate", "haproxy", "nginx"])
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs)")
