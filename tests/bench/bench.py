@@ -221,13 +221,18 @@ class Bench:
                                f"{proc.stderr.read().strip()[:500]} {result}")
         return result
 
-    def echo(self, target: Target, samples: Samples) -> None:
+    def echo_args(self) -> List[str]:
         a = self.args
-        common = ["--connections", str(a.connections), "--size", str(a.size), "--pipeline", "1",
-                  "--duration", str(a.seconds), "--warmup", "1"]
-        res, _ = self.run_load(target, ["echo"] + common)
+        return ["--connections", str(a.connections), "--size", str(a.size), "--pipeline", "1",
+                "--duration", str(a.seconds), "--warmup", "1"]
+
+    def echo_max(self, target: Target, samples: Samples) -> None:
+        res, _ = self.run_load(target, ["echo"] + self.echo_args())
         samples.add("msgs_per_s", res["msgs_per_s"])
-        res, (user, system) = self.run_load(target, ["echo", "--rate", str(a.rate)] + common)
+
+    def echo_rated(self, target: Target, samples: Samples) -> None:
+        a = self.args
+        res, (user, system) = self.run_load(target, ["echo", "--rate", str(a.rate)] + self.echo_args())
         samples.add("p50_us", res["p50_us"])
         samples.add("p99_us", res["p99_us"])
         if target.proc and res["messages"]:
@@ -272,12 +277,15 @@ class Bench:
             for name in a.proxies:
                 targets.append(self.start_proxy(name, workers))
         results = {t.label: Samples() for t in targets}
+        # Each load runs against every target back to back, so the figures compared with
+        # each other are seconds apart, not minutes (this machine's background load drifts).
         for r in range(a.rounds):
-            for t in targets:
-                print(f"round {r + 1}/{a.rounds}: {t.label}", file=sys.stderr, flush=True)
-                self.echo(t, results[t.label])
-                self.churn(t, results[t.label])
-                if r == 0:
+            for load in (self.echo_max, self.echo_rated, self.churn):
+                print(f"round {r + 1}/{a.rounds}: {load.__name__}", file=sys.stderr, flush=True)
+                for t in targets:
+                    load(t, results[t.label])
+            if r == 0:
+                for t in targets:
                     self.idle(t, results[t.label])
         self.report(targets, results)
         return 0
@@ -295,7 +303,8 @@ class Bench:
             s = results[t.label]
             cells = [(fmt.format(s.median(k)) if s.median(k) is not None else "-") for k, _, fmt in cols]
             lines.append(f"| {t.label} | " + " | ".join(cells) + " |")
-        ratios = ["", "| wsgate / HAProxy | CPU us/msg (<= 0.8) | user CPU us/msg | RSS/idle (<= 0.5) "
+        ratios = ["", "Ratios: the median over rounds of wsgate's figure over HAProxy's in the same round.",
+                  "", "| wsgate / HAProxy | CPU us/msg (<= 0.8) | user CPU us/msg | RSS/idle (<= 0.5) "
                   "| sessions/s (>= 1.1) | p99 (<= 1.0) |", "|---|---:|---:|---:|---:|---:|"]
         for workers in a.workers:
             w, h = results.get(f"wsgate ({workers}w)"), results.get(f"haproxy ({workers}w)")
@@ -303,8 +312,10 @@ class Bench:
                 continue
 
             def ratio(key: str) -> str:
-                x, y = w.median(key), h.median(key)
-                return f"{x / y:.2f}" if x is not None and y else "-"
+                # The median of the rounds' ratios: each pair was measured seconds apart.
+                pairs = list(zip(w.values.get(key, []), h.values.get(key, [])))
+                pairs = [x / y for x, y in pairs if y]
+                return f"{statistics.median(pairs):.2f}" if pairs else "-"
 
             ratios.append(f"| {workers} worker(s) | {ratio('cpu_us_per_msg')} | {ratio('user_us_per_msg')} "
                           f"| {ratio('rss_per_idle')} "
@@ -315,7 +326,7 @@ class Bench:
                   f"{a.connections} connections x 1 message of {a.size} B in flight, {a.seconds}s, "
                   f"at full speed (msgs/s) and at {a.rate} msgs/s (latency, CPU); churn: "
                   f"{a.churn} concurrent; idle: {a.idle} connections (first round)")
-        text = "\n".join([header, ""] + lines + (ratios if len(ratios) > 3 else [])) + "\n"
+        text = "\n".join([header, ""] + lines + (ratios if len(ratios) > 5 else [])) + "\n"
         print(text)
         out = self.build / "bench"
         out.mkdir(exist_ok=True)
