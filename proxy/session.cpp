@@ -81,11 +81,11 @@ Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_
   clientAddr_ = addr.str();
   clientIp_ = addr.ip();
   client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
-  timer_.reset(evtimer_new(worker_.base(), &Session::onTimerCb, this));
+  evtimer_assign(&timer_, worker_.base(), &Session::onTimerCb, this);
   ex_.started = Clock::now();
 }
 
-Session::~Session() = default;
+Session::~Session() { evtimer_del(&timer_); }
 
 void Session::start() {
   const auto& limits = runtime_->config->limits;
@@ -446,13 +446,14 @@ void Session::connectBackend() {
         return;
       }
       leaveQueue();
-      answer(503, "every backend of pool " + ex_.pool + " is at max_connections", "backends full",
-             false);
+      answer(503, "every backend of pool " + std::string(ex_.pool) + " is at max_connections",
+             "backends full", false);
       return;
     }
     leaveQueue();
     if (ex_.attempts == 0) {
-      answer(503, "no backend available in pool " + ex_.pool, "no backend available", false);
+      answer(503, "no backend available in pool " + std::string(ex_.pool), "no backend available",
+             false);
     } else {
       answer(502, "every backend tried failed", "backends failed", false);
     }
@@ -854,12 +855,12 @@ void Session::arm(Timer kind, std::chrono::milliseconds after) {
   timerKind_ = kind;
   timeval tv{static_cast<time_t>(after.count() / 1000),
              static_cast<suseconds_t>((after.count() % 1000) * 1000)};
-  evtimer_add(timer_.get(), &tv);
+  evtimer_add(&timer_, &tv);
 }
 
 void Session::disarm() {
   timerKind_ = Timer::None;
-  evtimer_del(timer_.get());
+  evtimer_del(&timer_);
 }
 
 void Session::onTimeout() {

@@ -8,6 +8,8 @@
 // Every path out goes through close() or finishAndLinger(); the worker frees the object
 // later (deferred delete), never inside one of its callbacks.
 
+#include <event2/event_struct.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -51,11 +53,11 @@ public:
   // Starts reading the first request.
   void start();
 
-  // The fixed memory of a WebSocket tunnel, for the budget test: the Session, the state
-  // only tunnels allocate (it embeds both sockets' events), and the session's timer. An
-  // idle tunnel holds nothing else of its own but these three blocks (no buffer).
+  // The fixed memory of a WebSocket tunnel, for the budget test: the Session (it embeds
+  // its timer event) and the state only tunnels allocate (it embeds both sockets' events).
+  // An idle tunnel holds nothing else of its own but these two blocks (no buffer).
   struct Footprint {
-    std::size_t session, tunnel, timer;
+    std::size_t session, tunnel;
   };
   static Footprint footprint();
 
@@ -98,7 +100,7 @@ private:
     uint64_t responseRemaining = 0;
     std::unique_ptr<http::ChunkedDecoder> responseChunked;
     int status = 0;
-    std::string pool;           // routed pool
+    std::string_view pool;      // routed pool (the name lives in the runtime's config)
     std::string forwardedHead;  // kept until the response head, for a retry
     std::chrono::steady_clock::time_point started;
     uint64_t bytesFromClient = 0;
@@ -201,7 +203,7 @@ private:
   State state_ = State::ReadingHead;
   net::BufferEventPtr client_;
   net::BufferEventPtr backend_;
-  net::EventPtr timer_;
+  event timer_;  // embedded: one allocation less per session
   Timer timerKind_ = Timer::None;
   std::chrono::steady_clock::time_point lastActivity_;
 

@@ -117,9 +117,7 @@ uint16_t closeCodeOf(std::string_view payload) {
 
 }  // namespace
 
-Session::Footprint Session::footprint() {
-  return {sizeof(Session), sizeof(TunnelState), event_get_struct_event_size()};
-}
+Session::Footprint Session::footprint() { return {sizeof(Session), sizeof(TunnelState)}; }
 
 void Session::TunnelState::closeConn(int side) {
   Conn& c = conn[side];
