@@ -73,7 +73,7 @@ const std::map<std::string, CommandSpec, std::less<>>& commandSpecs() {
       {"serve", {{"--listen", "--threads"}, {}, {"--listen"}}},
       {"echo",
        {{"--url", "--connections", "--size", "--pipeline", "--rate", "--duration", "--warmup",
-        "--threads"},
+         "--threads"},
         {"--binary", "--text"},
         {"--url", "--connections"}}},
       {"idle", {{"--url", "--connections", "--hold", "--size"}, {}, {"--url", "--connections"}}},
@@ -360,9 +360,10 @@ int runChurn(const Options& o, Plan plan) {
 
 int runServeCommand(const Options& o) {
   ServeOptions serve;
-  if (std::string err = parseHostPort(o.get("--listen"), serve.listen); !err.empty()) {
-    throw UsageError{"--listen: " + err};
-  }
+  std::string_view why;
+  const auto listen = conf::parseHostPort(o.get("--listen"), /*allowZeroPort=*/true, why);
+  if (!listen) throw UsageError{"--listen: " + std::string(why)};
+  serve.listen = *listen;
   serve.threads = static_cast<unsigned>(integerOption(o, "--threads", 1, 1, 256));
   return runServe(serve);
 }
@@ -381,7 +382,9 @@ int runClientCommand(const Options& o) {
   plan.size = static_cast<std::size_t>(integerOption(o, "--size", 64, 0, kMaxSize));
   plan.hostHeader = url.hostHeader;
   plan.path = url.path;
-  if (std::string err = resolve(url.endpoint, plan.address); !err.empty()) {
+  std::string err;
+  if (auto address = net::resolve(url.endpoint, err)) plan.address = *address;
+  if (!err.empty()) {
     std::fprintf(stderr, "wsload: %s\n", err.c_str());
     JsonLine().add("mode", o.command).add("errors", uint64_t{1}).add("error", err).print();
     return kExitErrors;

@@ -28,8 +28,8 @@ struct Plan {
   std::string hostHeader;
   std::string path;
   ws::Opcode opcode = ws::Opcode::Binary;
-  std::size_t size = 64;             // payload bytes per message
-  unsigned pipeline = 1;             // messages in flight per connection
+  std::size_t size = 64;  // payload bytes per message
+  unsigned pipeline = 1;  // messages in flight per connection
   // Echo: messages per second this worker offers (0: the next goes as soon as an echo is
   // back). With a rate the load is the same whatever the proxy, so CPU per message compares.
   double rate = 0;

@@ -1,9 +1,7 @@
-// Addresses, the ws:// URL, socket options and the plain TCP transport.
+// The ws:// URL, the clock, socket options and the plain TCP transport.
 
 #include "tests/bench/wsload_net.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -63,15 +61,6 @@ bool splitAuthority(std::string_view text, std::string& host, std::string_view& 
 
 }  // namespace
 
-std::string parseHostPort(std::string_view text, HostPort& out) {
-  std::string_view port;
-  bool hasPort = false;
-  if (!splitAuthority(text, out.host, port, hasPort) || !hasPort || !parsePort(port, out.port)) {
-    return "expected HOST:PORT, got \"" + std::string(text) + "\"";
-  }
-  return {};
-}
-
 std::string parseUrl(std::string_view text, Url& out) {
   const std::string bad = "expected ws://HOST:PORT/PATH, got \"" + std::string(text) + "\"";
   constexpr std::string_view kWs = "ws://";
@@ -100,35 +89,6 @@ std::string parseUrl(std::string_view text, Url& out) {
   out.path.clear();
   if (target.empty() || target.front() != '/') out.path = "/";
   out.path.append(target);
-  return {};
-}
-
-std::string SocketAddress::text() const {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (storage.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-  }
-  const auto* in4 = reinterpret_cast<const sockaddr_in*>(&storage);
-  inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(in4->sin_port));
-}
-
-std::string resolve(const HostPort& hp, SocketAddress& out) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(hp.port);
-  const int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0 || found == nullptr) {
-    return "cannot resolve " + hp.host + ": " + gai_strerror(rc);
-  }
-  std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
-  out.length = found->ai_addrlen;
-  freeaddrinfo(found);
   return {};
 }
 

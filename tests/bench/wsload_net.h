@@ -11,18 +11,19 @@
 #include <string>
 #include <string_view>
 
+#include "conf/config.h"
+#include "conf/units.h"
+#include "proxy/net/address.h"
+
 namespace wsgate::bench {
 
 // Nanoseconds of CLOCK_MONOTONIC; comparable across threads.
 uint64_t nowNs() noexcept;
 
-// "127.0.0.1:8080", "[::1]:0", "localhost:80".
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-};
-// Empty on success, else why `text` is not HOST:PORT.
-std::string parseHostPort(std::string_view text, HostPort& out);
+// Addresses are the proxy's own: conf::parseHostPort reads "127.0.0.1:8080", "[::1]:0" or
+// "localhost:80"; net::resolve turns one into a socket address.
+using conf::HostPort;
+using net::SocketAddress;
 
 // ws://host[:port][/path]. `tls` is set for wss://, which callers refuse for now.
 struct Url {
@@ -32,15 +33,6 @@ struct Url {
   std::string path;        // request target: starts with '/', query included
 };
 std::string parseUrl(std::string_view text, Url& out);
-
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-  std::string text() const;  // "127.0.0.1:8080", "[::1]:8080"
-};
-// Resolves `hp` (numeric or a name) to its first stream address; empty on success.
-std::string resolve(const HostPort& hp, SocketAddress& out);
 
 // Raises the soft open-file limit to the hard one: every connection costs a descriptor.
 void raiseFileLimit() noexcept;

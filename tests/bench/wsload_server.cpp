@@ -32,7 +32,6 @@ namespace {
 using net::EventBasePtr;
 using net::EventPtr;
 
-constexpr int kBacklog = 4096;
 constexpr std::size_t kScratchBytes = 256 * 1024;
 constexpr int kAcceptsPerWakeup = 64;
 // Output beyond this pauses reading until it drains: a client that does not read its echoes
@@ -378,24 +377,17 @@ bool ServerConn::failProtocol() {
   return false;
 }
 
+// The proxy's own listener code: non-blocking, SO_REUSEADDR/SO_REUSEPORT, a deep backlog.
 int openListener(const HostPort& where, std::string& boundText) {
-  SocketAddress addr;
-  if (std::string err = resolve(where, addr); !err.empty()) {
-    std::fprintf(stderr, "wsload serve: %s\n", err.c_str());
+  std::string error;
+  const auto addr = net::resolve(where, error);
+  const int fd = addr ? net::openListener(*addr, error) : -1;
+  if (fd < 0) {
+    std::fprintf(stderr, "wsload serve: listen on %s: %s\n", where.str().c_str(), error.c_str());
     return -1;
   }
-  const int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-      bind(fd, addr.get(), addr.length) != 0 || listen(fd, kBacklog) != 0) {
-    std::fprintf(stderr, "wsload serve: listen on %s: %s\n", addr.text().c_str(), strerror(errno));
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  SocketAddress bound;
-  bound.length = sizeof bound.storage;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound.storage), &bound.length);
-  boundText = bound.text();
+  const auto bound = net::localAddress(fd);
+  boundText = bound ? bound->str() : where.str();
   return fd;
 }
 
