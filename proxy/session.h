@@ -73,6 +73,8 @@ public:
   void drainIfOn(const balancer::Backend* backend, std::chrono::milliseconds delay);
 
 private:
+  friend class Worker;  // links sessions into its list (hook_)
+
   enum class Timer : uint8_t {
     None,
     Handshake,
@@ -226,6 +228,12 @@ private:
   bool backendEof_ = false;
   bool clientShutdown_ = false;  // SHUT_WR sent toward the client (lingering close)
   std::string closeReason_;
+  // The worker's list of its open sessions runs through here: no node allocated per session.
+  struct Hook {
+    Session* prev = nullptr;
+    Session* next = nullptr;
+    bool linked = false;
+  } hook_;
 };
 
 }  // namespace wsgate::proxy

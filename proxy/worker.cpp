@@ -49,7 +49,10 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
 
 Worker::~Worker() {
   listeners_.clear();
-  sessions_.clear();
+  for (Session* s : openSessions()) {
+    unlink(s);
+    delete s;
+  }
   retired_.clear();
   reaper_.reset();
 }
@@ -58,10 +61,7 @@ void Worker::run() {
   event_base_dispatch(base_.get());
   // Shutdown: drain is the reload issue's business; for now sessions are cut here.
   listeners_.clear();
-  std::vector<Session*> open;
-  open.reserve(sessions_.size());
-  for (auto& [ptr, _] : sessions_) open.push_back(ptr);
-  for (Session* s : open) s->abort("shutdown");
+  for (Session* s : openSessions()) s->abort("shutdown");
   reap();
 }
 
@@ -86,10 +86,7 @@ void Worker::onDrainCb(evutil_socket_t, short, void* arg) noexcept {
   std::unique_ptr<DrainRequest> req(static_cast<DrainRequest*>(arg));
   Worker& w = *req->worker;
   const auto spread = w.runtime_->config->timeouts.drainSpread;
-  std::vector<Session*> sessions;
-  sessions.reserve(w.sessions_.size());
-  for (auto& [ptr, _] : w.sessions_) sessions.push_back(ptr);
-  for (Session* s : sessions) {
+  for (Session* s : w.openSessions()) {
     const auto delay = spread.count() > 0 ? std::chrono::milliseconds(w.rng_() % spread.count())
                                           : std::chrono::milliseconds(0);
     s->drainIfOn(req->backend.get(), delay);
@@ -111,22 +108,47 @@ void Worker::onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int
 
 void Worker::onAccept(evutil_socket_t fd, sockaddr* peer, int len) {
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
-  auto session = std::make_unique<Session>(*this, runtime_, id, fd, peer, len);
-  Session* raw = session.get();
-  sessions_.emplace(raw, std::move(session));
-  sessionCount_.store(sessions_.size(), std::memory_order_relaxed);
-  raw->start();
+  auto* session = new Session(*this, runtime_, id, fd, peer, len);
+  link(session);
+  session->start();
   updateAccepting();
 }
 
 void Worker::retire(Session* s) {
-  auto it = sessions_.find(s);
-  if (it == sessions_.end()) return;
-  retired_.push_back(std::move(it->second));
-  sessions_.erase(it);
-  sessionCount_.store(sessions_.size(), std::memory_order_relaxed);
+  if (!s->hook_.linked) return;
+  unlink(s);
+  retired_.emplace_back(s);
   event_active(reaper_.get(), EV_TIMEOUT, 0);
   updateAccepting();
+}
+
+void Worker::link(Session* s) {
+  Session::Hook& h = s->hook_;
+  h.prev = nullptr;
+  h.next = head_;
+  if (head_ != nullptr) head_->hook_.prev = s;
+  head_ = s;
+  h.linked = true;
+  sessionCount_.store(++open_, std::memory_order_relaxed);
+}
+
+void Worker::unlink(Session* s) {
+  Session::Hook& h = s->hook_;
+  if (h.prev != nullptr) {
+    h.prev->hook_.next = h.next;
+  } else {
+    head_ = h.next;
+  }
+  if (h.next != nullptr) h.next->hook_.prev = h.prev;
+  h = {};
+  sessionCount_.store(--open_, std::memory_order_relaxed);
+}
+
+std::vector<Session*> Worker::openSessions() const {
+  std::vector<Session*> out;
+  out.reserve(open_);
+  for (Session* s = head_; s != nullptr; s = s->hook_.next) out.push_back(s);
+  return out;
 }
 
 void Worker::onReapCb(evutil_socket_t, short, void* self) noexcept {
@@ -137,7 +159,7 @@ void Worker::reap() { retired_.clear(); }
 
 void Worker::updateAccepting() {
   // Over the limit, new connections wait in the kernel's accept queue (not refused).
-  const bool want = sessions_.size() < maxSessions_;
+  const bool want = open_ < maxSessions_;
   if (want == accepting_) return;
   accepting_ = want;
   for (auto& l : listeners_) {
@@ -148,8 +170,7 @@ void Worker::updateAccepting() {
     }
   }
   if (!want) {
-    log().warn("worker {} at max_connections ({} sessions): accepting paused", index_,
-               sessions_.size());
+    log().warn("worker {} at max_connections ({} sessions): accepting paused", index_, open_);
   }
 }
 

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <memory>
 #include <random>
-#include <unordered_map>
 #include <vector>
 
 #include "proxy/net/handles.h"
@@ -67,7 +66,12 @@ private:
   net::EventBasePtr base_;
   RuntimePtr runtime_;
   std::vector<net::ListenerPtr> listeners_;
-  std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
+  // Open sessions, owned, linked through Session::hook_ (no allocation per session).
+  void link(Session* s);
+  void unlink(Session* s);
+  std::vector<Session*> openSessions() const;
+  Session* head_ = nullptr;
+  std::size_t open_ = 0;
   std::vector<std::unique_ptr<Session>> retired_;
   net::EventPtr reaper_;
   net::EvBufferPtr scratchIn_[2];
