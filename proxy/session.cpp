@@ -25,9 +25,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kLingerTime{5000};
 
-evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
-evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
-std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+using net::in;
+using net::len;
+using net::out;
 
 void setNoDelay(bufferevent* b) {
   int one = 1;

@@ -25,9 +25,9 @@ using Clock = std::chrono::steady_clock;
 namespace cc = ws::close_code;
 constexpr std::string_view kPingPrefix = "wsgate:";
 
-evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
-evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
-std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+using net::in;
+using net::len;
+using net::out;
 
 bool retriable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
@@ -121,9 +121,9 @@ Session::Footprint Session::footprint() { return {sizeof(Session), sizeof(Tunnel
 
 void Session::TunnelState::closeConn(int side) {
   Conn& c = conn[side];
-  if (c.registered) event_del(&c.ev);
-  c.registered = false;
-  if (c.fd >= 0) evutil_closesocket(c.fd);
+  if (c.fd < 0) return;  // closed already (or never opened)
+  event_del(&c.ev);
+  evutil_closesocket(c.fd);
   c.fd = -1;
   c.readable = false;
   eof[side] = true;
@@ -184,7 +184,6 @@ void Session::startTunnel(bool permessageDeflate) {
     event_assign(&c.ev, worker_.base(), c.fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
                  &Session::onTunnelIoCb, this);
     event_add(&c.ev, nullptr);
-    c.registered = true;
   }
   client_.reset();
   backend_.reset();

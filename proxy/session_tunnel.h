@@ -30,13 +30,12 @@ struct Session::TunnelState {
 
   // One socket of the tunnel.
   struct Conn {
-    evutil_socket_t fd = -1;
+    evutil_socket_t fd = -1;  // -1: closed; otherwise `ev` is assigned and added
     event ev{};               // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, added once
     evbuffer* in = nullptr;   // a partial frame kept between reads (null: none)
     evbuffer* out = nullptr;  // bytes the socket has not taken yet (null: none)
     bool readable = true;     // not read down to a short read since the last edge
     bool finQueued = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
-    bool registered = false;  // ev is assigned and added
   };
 
   // Deletes a side's event, closes its socket, frees its buffers (idempotent).

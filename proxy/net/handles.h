@@ -24,4 +24,9 @@ using BufferEventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
 using EvBufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
 
+// Short names for the buffer calls the session code makes on every event.
+inline evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
+inline evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
+inline std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
 }  // namespace wsgate::net

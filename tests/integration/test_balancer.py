@@ -361,35 +361,34 @@ def test_a_full_backend_queues_an_upgrade_until_a_session_closes(start_wsgate, e
     ws_close(second)
 
 
-def test_a_full_backend_answers_503_after_timeouts_queue(start_wsgate, echo_backend, connect):
+def request_to_a_full_backend(start_wsgate, echo_backend, connect, **limits):
+    """One backend with max_connections 2, both taken by WebSockets; a GET then waits for a
+    slot. Returns (gate, the GET's connection, its response, seconds it took)."""
     echo = echo_backend("solo")
-    gate = start_wsgate(balancer_config(balanced_pool(echo, max_connections=[2]),
-                                        timeouts={"queue": "300ms"}))
+    gate = start_wsgate(balancer_config(balanced_pool(echo, max_connections=[2]), **limits))
     sessions = [ws_open(gate.port)[0] for _ in range(2)]
     conn = connect(gate.port)
     started = time.monotonic()
     response = conn.request("GET", "/full", timeout=10)
     elapsed = time.monotonic() - started
+    for s in sessions:
+        ws_close(s)
+    return gate, conn, response, elapsed
+
+
+def test_a_full_backend_answers_503_after_timeouts_queue(start_wsgate, echo_backend, connect):
+    gate, conn, response, elapsed = request_to_a_full_backend(
+        start_wsgate, echo_backend, connect, timeouts={"queue": "300ms"})
     assert_503_full(response)
     assert 0.25 <= elapsed <= 3.0, f"503 after {elapsed:.2f}s with timeouts.queue: 300ms"
     assert gate.access_for(conn)[0]["status"] == 503
-    for s in sessions:
-        ws_close(s)
 
 
 def test_max_queue_zero_answers_503_at_once(start_wsgate, echo_backend, connect):
-    echo = echo_backend("solo")
-    gate = start_wsgate(balancer_config(balanced_pool(echo, max_connections=[2]),
-                                        timeouts={"queue": "20s"}, limits={"max_queue": 0}))
-    sessions = [ws_open(gate.port)[0] for _ in range(2)]
-    conn = connect(gate.port)
-    started = time.monotonic()
-    response = conn.request("GET", "/full", timeout=10)
-    elapsed = time.monotonic() - started
+    _, _, response, elapsed = request_to_a_full_backend(
+        start_wsgate, echo_backend, connect, timeouts={"queue": "20s"}, limits={"max_queue": 0})
     assert_503_full(response)
     assert elapsed < 1.5, f"503 after {elapsed:.2f}s with max_queue: 0"
-    for s in sessions:
-        ws_close(s)
 
 
 def test_a_full_queue_answers_503_at_once_while_the_queued_request_still_waits(

@@ -517,12 +517,18 @@ def test_close_1014_when_the_backend_vanishes_without_a_close(start_wsgate, fake
     assert record["close_code"] == 1006
 
 
+@pytest.mark.parametrize("one_segment", [False, True], ids=["frame-then-fin", "frame-with-fin"])
 def test_client_fin_without_close_gives_backend_1001_and_relays_its_last_frames(
-        start_wsgate, fake_backend, connect):
+        start_wsgate, fake_backend, connect, one_segment):
     backend = fake_backend(Recorder(echo=False,
                                     before_close_echo=wsproto.encode_frame(BINARY, b"last")))
     gate = start_gate(start_wsgate, backend)
     conn = open_ws(gate, connect)
+    if one_segment:
+        # TCP_CORK holds the frame back until the shutdown, which sends it with the FIN in
+        # one segment: wsgate sees data and end of stream on the same edge, and a short read
+        # of the frame must not end its reading there.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     conn.send_frame(TEXT, b"goodbye")
     conn.shutdown_write()
     assert_backend_told(backend, 1001)
