@@ -25,22 +25,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kLingerTime{5000};
 
-using net::in;
 using net::len;
-using net::out;
 
-void setNoDelay(bufferevent* b) {
+void setNoDelay(evutil_socket_t fd) {
   int one = 1;
-  evutil_socket_t fd = bufferevent_getfd(b);
-  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-void shutdownWrite(bufferevent* b) {
-  evutil_socket_t fd = bufferevent_getfd(b);
-  if (fd >= 0) shutdown(fd, SHUT_WR);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
+
+bool retriable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
 // Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
 // bytes that belong to the body; `status` says whether the body ended or is invalid.
@@ -80,103 +74,43 @@ Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_
   addr.length = peerLen;
   clientAddr_ = addr.str();
   clientIp_ = addr.ip();
-  client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
+  conn_[kClient].fd = fd;  // its event is added by start()
   evtimer_assign(&timer_, worker_.base(), &Session::onTimerCb, this);
   ex_.started = Clock::now();
 }
 
-Session::~Session() { evtimer_del(&timer_); }
+Session::~Session() {
+  evtimer_del(&timer_);
+  closeConn(kClient);
+  closeConn(kBackend);
+}
 
 void Session::start() {
-  const auto& limits = runtime_->config->limits;
-  setNoDelay(client_.get());
-  bufferevent_setcb(client_.get(), &Session::onClientReadCb, &Session::onClientWriteCb,
-                    &Session::onClientEventCb, this);
-  // The input cap doubles as backpressure for pipelined requests and held frames.
-  bufferevent_setwatermark(client_.get(), EV_READ, 0,
-                           std::max(limits.maxBufferBytes, limits.maxHeaderBytes + 1));
-  bufferevent_setwatermark(client_.get(), EV_WRITE, limits.maxBufferBytes / 2, 0);
-  bufferevent_enable(client_.get(), EV_READ);
+  const evutil_socket_t fd = conn_[kClient].fd;
+  setNoDelay(fd);
+  openConn(kClient, fd);
   arm(Timer::Handshake, runtime_->config->timeouts.handshake);
 }
 
 // ---- trampolines -------------------------------------------------------------------
 
-void Session::onClientReadCb(bufferevent*, void* self) noexcept {
-  static_cast<Session*>(self)->onClientReadable();
-}
-void Session::onClientWriteCb(bufferevent*, void* self) noexcept {
-  static_cast<Session*>(self)->onClientWritable();
-}
-void Session::onClientEventCb(bufferevent*, short what, void* self) noexcept {
-  static_cast<Session*>(self)->onClientEvent(what);
-}
-void Session::onBackendReadCb(bufferevent*, void* self) noexcept {
-  static_cast<Session*>(self)->onBackendReadable();
-}
-void Session::onBackendWriteCb(bufferevent*, void* self) noexcept {
-  static_cast<Session*>(self)->onBackendWritable();
-}
-void Session::onBackendEventCb(bufferevent*, short what, void* self) noexcept {
-  static_cast<Session*>(self)->onBackendEvent(what);
-}
 void Session::onTimerCb(evutil_socket_t, short, void* self) noexcept {
-  static_cast<Session*>(self)->onTimeout();
+  auto* s = static_cast<Session*>(self);
+  s->onTimeout();
+  s->endTurn();
 }
 
 // ---- client side ---------------------------------------------------------------------
 
-void Session::onClientReadable() {
-  switch (state_) {
-    case State::ReadingHead:
-      readHead();
-      break;
-    case State::Connecting:
-      break;  // the body waits in the input buffer until the backend is connected
-    case State::AwaitingResponse:
-    case State::RelayingResponse:
-      if (inExchange_ && !ex_.requestDone) pumpRequestBody();
-      break;             // otherwise: pipelined requests or held frames wait (input is capped)
-    case State::Tunnel:  // the tunnel reads its sockets itself (session_tunnel.cpp)
-      break;
-    case State::Lingering:
-      evbuffer_drain(in(client_.get()), len(in(client_.get())));
-      break;
-    case State::Closed:
-      break;
-  }
-}
-
-void Session::onClientWritable() {
-  const auto max = runtime_->config->limits.maxBufferBytes;
-  switch (state_) {
-    case State::RelayingResponse:
-      if (backend_ && !backendEof_ && !(bufferevent_get_enabled(backend_.get()) & EV_READ) &&
-          len(out(client_.get())) < max) {
-        bufferevent_enable(backend_.get(), EV_READ);
-      }
-      break;
-    case State::Lingering:
-      if (!clientShutdown_ && len(out(client_.get())) == 0) {
-        clientShutdown_ = true;
-        shutdownWrite(client_.get());
-      }
-      break;
-    default:
-      break;
-  }
-}
-
-void Session::onClientEvent(short what) {
-  if (what & BEV_EVENT_ERROR) {
+void Session::onClientEof(bool reset) {
+  if (reset) {
     close("client reset");
     return;
   }
-  if (!(what & BEV_EVENT_EOF)) return;
   clientEof_ = true;
   switch (state_) {
     case State::ReadingHead:
-      if (len(in(client_.get())) > 0) {
+      if (len(input(kClient)) > 0) {
         close("client closed mid-head");
       } else {
         close("client closed");
@@ -191,18 +125,54 @@ void Session::onClientEvent(short what) {
         ex_.clientKeepAlive = false;  // answer, then close
       }
       break;
-    case State::Tunnel:
-      break;
     case State::Lingering:
       close(closeReason_);
       break;
+    case State::Tunnel:  // the tunnel's own (session_io.cpp)
     case State::Closed:
       break;
   }
 }
 
+void Session::onInput(Side side) {
+  if (state_ == State::Tunnel) {
+    pumpTunnel(side);
+    return;
+  }
+  if (side == kClient) {
+    switch (state_) {
+      case State::ReadingHead:
+        readHead();
+        break;
+      case State::AwaitingResponse:
+      case State::RelayingResponse:
+        // Otherwise pipelined requests wait (their input is capped, see mayRead).
+        if (inExchange_ && !ex_.requestDone) pumpRequestBody();
+        break;
+      case State::Lingering:
+        evbuffer_drain(input(kClient), len(input(kClient)));
+        break;
+      default:
+        break;  // Connecting: the body waits until the backend is connected
+    }
+    return;
+  }
+  switch (state_) {
+    case State::AwaitingResponse:
+      readResponseHead();
+      break;
+    case State::RelayingResponse:
+      pumpResponseBody();
+      break;
+    default:
+      // Bytes from an idle kept-alive backend answer nothing: the connection is unusable.
+      releaseBackend();
+      break;
+  }
+}
+
 void Session::readHead() {
-  evbuffer* input = in(client_.get());
+  evbuffer* input = this->input(kClient);
   const std::size_t available = len(input);
   if (available == 0) return;
   const auto& cfg = *runtime_->config;
@@ -260,7 +230,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.requestRemaining = head.contentLength;
   ex_.requestDone = head.body == http::BodyKind::None;
   disarm();
-  evbuffer* input = in(client_.get());
+  evbuffer* input = this->input(kClient);
 
   const conf::RouteConfig* route = runtime_->router.match(head);
   // A local answer to a request with a body would have to discard that body first;
@@ -280,7 +250,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
         outText);
     ex_.status = r.status;
     ex_.bytesToClient += outText.size();
-    bufferevent_write(client_.get(), outText.data(), outText.size());
+    evbuffer_add(output(kClient), outText.data(), outText.size());
     logExchange("respond");
     inExchange_ = false;
     if (canContinue) {
@@ -334,11 +304,12 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
 
   // A kept-alive backend connection serves the next request of the same pool, unless the
   // pool is sticky and this request belongs on another backend.
-  if (backend_ && backendIdle_ && backendPool_ == pool && sticky) {
+  const bool idleBackend = conn_[kBackend].fd >= 0 && backendIdle_;
+  if (idleBackend && backendPool_ == pool && sticky) {
     const auto idx = pickBackend();
     if (!idx || *idx != backendIndex_) releaseBackend();
   }
-  if (backend_ && backendIdle_ && backendPool_ == pool) {
+  if (conn_[kBackend].fd >= 0 && backendIdle_ && backendPool_ == pool) {
     backendIdle_ = false;
     ex_.reusedBackend = true;
     ex_.usedBackend = true;
@@ -352,8 +323,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
 }
 
 void Session::pumpRequestBody() {
-  evbuffer* src = in(client_.get());
-  evbuffer* dst = out(backend_.get());
+  evbuffer* src = input(kClient);
+  evbuffer* dst = output(kBackend);
   std::size_t moved = 0;
   if (ex_.requestBody == http::BodyKind::ContentLength) {
     moved = std::min<uint64_t>(len(src), ex_.requestRemaining);
@@ -381,12 +352,9 @@ void Session::pumpRequestBody() {
     evbuffer_remove_buffer(src, dst, moved);
     ex_.bytesFromClient += moved;
   }
-  if (ex_.requestDone) {
-    if (state_ == State::AwaitingResponse) {
-      arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
-    }
-  } else if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
-    bufferevent_disable(client_.get(), EV_READ);  // resumed by onBackendWritable
+  // Not done: reading the client stops while the backend has a full buffer (mayRead).
+  if (ex_.requestDone && state_ == State::AwaitingResponse) {
+    arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
   }
 }
 
@@ -467,16 +435,48 @@ void Session::connectBackend() {
   const auto& backend = entry.pool->backends()[*idx];
   backendName_ = backend->spec().pool + "/" + backend->spec().name;
   lease_ = balancer::BackendLease(backend);
-  backend_.reset(bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
-  bufferevent_setcb(backend_.get(), &Session::onBackendReadCb, &Session::onBackendWriteCb,
-                    &Session::onBackendEventCb, this);
   backendEof_ = false;
   state_ = State::Connecting;
   arm(Timer::Connect, entry.config->connectTimeout);
   const net::SocketAddress& addr = entry.addresses[*idx];
-  if (bufferevent_socket_connect(backend_.get(), addr.get(), addr.length) != 0) {
+  const evutil_socket_t fd =
+      socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
     onConnectFailed(socketError());
+    return;
   }
+  if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {
+    const std::string why = socketError();
+    evutil_closesocket(fd);
+    onConnectFailed(why);
+    return;
+  }
+  setNoDelay(fd);
+  openConn(kBackend, fd);
+  conn_[kBackend].connecting = true;
+  // The request head goes out as soon as the socket takes it (on loopback, often at once):
+  // no round trip through the loop to learn that the connect went through.
+  evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
+  tryConnected();
+}
+
+void Session::tryConnected() {
+  // A send succeeds only on an established connection, and a failed connect reports its
+  // error (ECONNREFUSED, ...) through it: no getsockopt(SO_ERROR). The head is never empty.
+  evbuffer* o = output(kBackend);
+  evbuffer_iovec chain;
+  ssize_t put = 0;
+  if (evbuffer_peek(o, -1, nullptr, &chain, 1) > 0) {
+    put = send(conn_[kBackend].fd, chain.iov_base, chain.iov_len, MSG_NOSIGNAL);
+  }
+  if (put < 0 && retriable(errno)) return;  // still connecting: its event will say
+  if (put < 0) {
+    onConnectFailed(socketError());
+    return;
+  }
+  evbuffer_drain(o, static_cast<std::size_t>(put));  // endTurn writes the rest
+  conn_[kBackend].connecting = false;
+  onBackendConnected();
 }
 
 void Session::onConnectFailed(std::string_view why) {
@@ -492,58 +492,21 @@ void Session::onConnectFailed(std::string_view why) {
 }
 
 void Session::onBackendConnected() {
-  const auto& cfg = *runtime_->config;
-  if (!ex_.reusedBackend) {
-    lease_->markUp(Clock::now());
-    setNoDelay(backend_.get());
-    bufferevent_setwatermark(backend_.get(), EV_READ, 0,
-                             std::max(cfg.limits.maxBufferBytes, cfg.limits.maxHeaderBytes + 1));
-    bufferevent_setwatermark(backend_.get(), EV_WRITE, cfg.limits.maxBufferBytes / 2, 0);
+  if (ex_.reusedBackend) {
+    evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
+  } else {
+    lease_->markUp(Clock::now());  // its head is on its way already (connectBackend)
   }
-  bufferevent_enable(backend_.get(), EV_READ);
-  bufferevent_write(backend_.get(), ex_.forwardedHead.data(), ex_.forwardedHead.size());
   state_ = State::AwaitingResponse;
-  arm(Timer::BackendResponse, cfg.timeouts.backendResponse);
+  arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
   if (!ex_.requestDone) pumpRequestBody();
 }
 
-void Session::onBackendReadable() {
+void Session::onBackendEof(bool reset) {
   switch (state_) {
-    case State::AwaitingResponse:
-      readResponseHead();
-      break;
-    case State::RelayingResponse:
-      pumpResponseBody();
-      break;
-    default:
-      // Bytes from an idle kept-alive backend answer nothing: the connection is unusable.
-      releaseBackend();
-      break;
-  }
-}
-
-void Session::onBackendWritable() {
-  if (inExchange_ && !ex_.requestDone && !clientEof_ &&
-      !(bufferevent_get_enabled(client_.get()) & EV_READ) &&
-      len(out(backend_.get())) < runtime_->config->limits.maxBufferBytes) {
-    bufferevent_enable(client_.get(), EV_READ);
-  }
-}
-
-void Session::onBackendEvent(short what) {
-  if (what & BEV_EVENT_CONNECTED) {
-    onBackendConnected();
-    return;
-  }
-  if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
-  const bool reset = what & BEV_EVENT_ERROR;
-  switch (state_) {
-    case State::Connecting:
-      onConnectFailed(reset ? socketError() : "closed during connect");
-      break;
     case State::AwaitingResponse:
       if (ex_.reusedBackend && ex_.requestBody == http::BodyKind::None &&
-          len(in(backend_.get())) == 0) {
+          len(input(kBackend)) == 0) {
         // A kept-alive connection the backend closed as we reused it: the request never
         // reached the application, so a fresh connection may carry it (RFC 9112 9.3.1).
         ex_.reusedBackend = false;
@@ -574,7 +537,7 @@ void Session::readResponseHead() {
   http::ParseLimits limits{cfg.limits.maxHeaderBytes, cfg.limits.maxHeaders,
                            cfg.limits.maxUriBytes};
   while (state_ == State::AwaitingResponse) {
-    evbuffer* input = in(backend_.get());
+    evbuffer* input = this->input(kBackend);
     const std::size_t available = len(input);
     if (available == 0) return;
     const std::size_t n = std::min<std::size_t>(available, limits.maxHeaderBytes + 1);
@@ -601,7 +564,7 @@ void Session::readResponseHead() {
 }
 
 void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headBytes) {
-  evbuffer* input = in(backend_.get());
+  evbuffer* input = this->input(kBackend);
   std::string head;
   if (resp.status == 101) {
     ws::Verdict v = ex_.websocket
@@ -625,7 +588,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     evbuffer_drain(input, headBytes);  // `resp` is invalid from here on
     ex_.status = 101;
     ex_.bytesToClient += head.size();
-    bufferevent_write(client_.get(), head.data(), head.size());
+    evbuffer_add(output(kClient), head.data(), head.size());
     startTunnel(deflate);
     return;
   }
@@ -633,7 +596,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     http::appendForwardedResponse(resp, true, {}, head);
     evbuffer_drain(input, headBytes);
     ex_.bytesToClient += head.size();
-    bufferevent_write(client_.get(), head.data(), head.size());
+    evbuffer_add(output(kClient), head.data(), head.size());
     return;
   }
   ex_.status = resp.status;
@@ -650,7 +613,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
   ex_.forwardedHead.clear();
   ex_.forwardedHead.shrink_to_fit();
   ex_.bytesToClient += head.size();
-  bufferevent_write(client_.get(), head.data(), head.size());
+  evbuffer_add(output(kClient), head.data(), head.size());
   ex_.backendKeepAlive = resp.keepAlive;
   state_ = State::RelayingResponse;
   lastActivity_ = Clock::now();
@@ -659,8 +622,8 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
 }
 
 void Session::pumpResponseBody() {
-  evbuffer* src = in(backend_.get());
-  evbuffer* dst = out(client_.get());
+  evbuffer* src = input(kBackend);
+  evbuffer* dst = output(kClient);
   std::size_t moved = 0;
   bool done = false;
   switch (ex_.responseBody) {
@@ -696,18 +659,15 @@ void Session::pumpResponseBody() {
     ex_.bytesToClient += moved;
     lastActivity_ = Clock::now();
   }
-  if (done) {
-    onExchangeDone();
-  } else if (len(dst) >= runtime_->config->limits.maxBufferBytes) {
-    bufferevent_disable(backend_.get(), EV_READ);  // resumed by onClientWritable
-  }
+  // Not done: reading the backend stops while the client has a full buffer (mayRead).
+  if (done) onExchangeDone();
 }
 
 void Session::onExchangeDone() {
   logExchange("ok");
   inExchange_ = false;
   const bool backendReusable = ex_.backendKeepAlive && ex_.requestDone && !backendEof_ &&
-                               backend_ && len(in(backend_.get())) == 0;
+                               conn_[kBackend].fd >= 0 && len(input(kBackend)) == 0;
   if (backendReusable) {
     backendIdle_ = true;
     lease_.reset();  // an idle kept-alive connection is not an active session
@@ -728,19 +688,15 @@ void Session::awaitNextRequest() {
   ex_.started = Clock::now();
   headScanned_ = 0;
   arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
-  if (!(bufferevent_get_enabled(client_.get()) & EV_READ)) {
-    bufferevent_enable(client_.get(), EV_READ);
-  }
-  if (len(in(client_.get())) > 0) {
+  if (len(input(kClient)) > 0) {
     // A pipelined request is already here. It is read from the loop, not from this call
     // stack: thousands of tiny pipelined requests must not nest thousands of frames.
-    bufferevent_trigger(client_.get(), EV_READ,
-                        BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    event_active(&conn_[kClient].ev, EV_TIMEOUT, 0);
   }
 }
 
 void Session::releaseBackend() {
-  backend_.reset();  // libevent defers the free if we are inside one of its callbacks
+  closeConn(kBackend);
   lease_.reset();
   backendIdle_ = false;
   backendEof_ = false;
@@ -760,7 +716,7 @@ void Session::answer(int status, std::string_view detail, std::string_view reaso
                             text);
   ex_.status = status;
   ex_.bytesToClient += text.size();
-  bufferevent_write(client_.get(), text.data(), text.size());
+  evbuffer_add(output(kClient), text.data(), text.size());
   inExchange_ = true;
   logExchange(reason);
   inExchange_ = false;
@@ -775,20 +731,11 @@ void Session::finishAndLinger(std::string_view reason) {
   closeReason_ = reason;
   releaseBackend();
   state_ = State::Lingering;
-  if (clientEof_) {
-    // Nothing more will come: close once the answer is out (or the timer gives up).
-    if (len(out(client_.get())) == 0) {
-      close(reason);
-      return;
-    }
-  } else {
-    bufferevent_enable(client_.get(), EV_READ);  // read and discard, so no RST eats the answer
-    evbuffer_drain(in(client_.get()), len(in(client_.get())));
-  }
-  if (len(out(client_.get())) == 0 && !clientShutdown_) {
-    clientShutdown_ = true;
-    shutdownWrite(client_.get());
-  }
+  // The end of the turn writes the answer, then sends a FIN; what the client still sends is
+  // read and dropped until its own FIN (closing with unread bytes would send an RST, which
+  // can destroy the answer), or until the timer gives up. A client that closed already is
+  // closed as soon as the answer is out.
+  evbuffer_drain(input(kClient), len(input(kClient)));
   arm(Timer::Linger, kLingerTime);
 }
 
@@ -816,10 +763,9 @@ void Session::close(std::string_view reason) {
   }
   state_ = State::Closed;
   disarm();
-  if (tunnel_) tunnel_->release();  // the sockets close now; the stats stay for the log
-  backend_.reset();
+  closeConn(kClient);  // the tunnel's stats stay for the log
+  closeConn(kBackend);
   lease_.reset();
-  client_.reset();
   worker_.retire(this);
 }
 
@@ -869,7 +815,7 @@ void Session::onTimeout() {
   timerKind_ = Timer::None;
   switch (kind) {
     case Timer::Handshake:
-      if (len(in(client_.get())) > 0) {
+      if (len(input(kClient)) > 0) {
         answer(408, "request head not received in time", "handshake timeout", false);
       } else {
         close("handshake timeout, no request");
@@ -899,10 +845,7 @@ void Session::onTimeout() {
       break;
     case Timer::Idle:
       // Lazy: activity only stores a time; the tunnel timer re-arms when it fires early.
-      if (state_ == State::Tunnel) {
-        onTunnelTimeout();
-        endTunnelTurn();
-      }
+      if (state_ == State::Tunnel) onTunnelTimeout();
       break;
     case Timer::Linger:
       close(closeReason_);

@@ -7,6 +7,13 @@
 //       -> ReadingHead (keep-alive) | Tunnel (after a valid 101) | Closing.
 // Every path out goes through close() or finishAndLinger(); the worker frees the object
 // later (deferred delete), never inside one of its callbacks.
+//
+// I/O, in both phases: each socket has one edge-triggered event (EV_READ | EV_WRITE |
+// EV_CLOSED), added once when the socket opens and deleted once when it closes: no
+// epoll_ctl per request or message. A callback reads until a short read into the worker's
+// scratch buffers, acts on the bytes, and ends its turn (endTurn) with one write per side
+// that has output. Only what is left over moves into buffers of the session's own, freed
+// once empty: an idle connection holds no buffer.
 
 #include <event2/event_struct.h>
 
@@ -54,7 +61,7 @@ public:
   void start();
 
   // The fixed memory of a WebSocket tunnel, for the budget test: the Session (it embeds
-  // its timer event) and the state only tunnels allocate (it embeds both sockets' events).
+  // its timer and both sockets' events) and the state only tunnels allocate.
   // An idle tunnel holds nothing else of its own but these two blocks (no buffer).
   struct Footprint {
     std::size_t session, tunnel;
@@ -120,21 +127,48 @@ private:
     std::chrono::steady_clock::time_point queueDeadline{};  // set while queued
   };
 
-  // libevent trampolines.
-  static void onClientReadCb(bufferevent* bev, void* self) noexcept;
-  static void onClientWriteCb(bufferevent* bev, void* self) noexcept;
-  static void onClientEventCb(bufferevent* bev, short what, void* self) noexcept;
-  static void onBackendReadCb(bufferevent* bev, void* self) noexcept;
-  static void onBackendWriteCb(bufferevent* bev, void* self) noexcept;
-  static void onBackendEventCb(bufferevent* bev, short what, void* self) noexcept;
+  static Side other(Side s) { return s == kClient ? kBackend : kClient; }
+
+  // One socket of the session: a plain edge-triggered event, added once for the socket's
+  // whole life (HTTP and tunnel alike).
+  struct Conn {
+    evutil_socket_t fd = -1;  // -1: not open (or closed); otherwise `ev` is added
+    bool readable = false;    // an edge came that was not read down to a short read yet
+    bool finQueued = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
+    bool connecting = false;  // a backend connect in progress: no byte went through yet
+    bool shutWr = false;      // SHUT_WR sent
+    event ev{};               // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST
+    evbuffer* in = nullptr;   // input kept between turns (null: none)
+    evbuffer* out = nullptr;  // output the socket has not taken yet (null: none)
+  };
+
+  // libevent trampolines; both end the session's turn (endTurn).
+  static void onIoCb(evutil_socket_t fd, short what, void* self) noexcept;
   static void onTimerCb(evutil_socket_t, short, void* self) noexcept;
 
-  void onClientReadable();
-  void onClientWritable();
-  void onClientEvent(short what);
-  void onBackendReadable();
-  void onBackendWritable();
-  void onBackendEvent(short what);
+  // Socket I/O shared by both phases.
+  // `what` is libevent's: EV_READ/EV_CLOSED bring an edge; EV_TIMEOUT is the session's own
+  // "resume" (input kept or a socket left readable, with no new edge to come).
+  void onIo(Side side, short what);
+  void openConn(Side side, evutil_socket_t fd);
+  // Deletes a side's event, closes its socket and drops its buffered bytes (idempotent).
+  void closeConn(Side side);
+  // Where a side's input is read to / its output is queued: the session's own buffer when
+  // it holds leftovers, else the worker's scratch buffer.
+  evbuffer* input(Side s) const;
+  evbuffer* output(Side s) const;
+  // Reads `side` until a short read, EAGAIN, the end of the stream, a full buffer
+  // (mayRead) or the per-turn budget, acting on each read (onInput).
+  void readSide(Side side);
+  bool mayRead(Side side) const;
+  void onInput(Side side);
+  void onEof(Side side, bool reset);
+  void onClientEof(bool reset);
+  void onBackendEof(bool reset);
+  // Ends a turn: one write per side with output, FINs passed on, a stopped reader resumed,
+  // leftovers kept in the session's own buffers (the worker's scratch left empty).
+  void endTurn();
+  void shutdownWrite(Side side);
   void onTimeout();
 
   // HTTP request side.
@@ -143,6 +177,8 @@ private:
   void pumpRequestBody();
   // Backend side.
   void connectBackend();
+  // A connect in progress: writing the queued request head tells whether it went through.
+  void tryConnected();
   // Picks a backend of backendPool_ for this request: cookie, sticky key or policy.
   std::optional<std::size_t> pickBackend();
   // True when every untried backend of the pool is at max_connections.
@@ -158,19 +194,8 @@ private:
   void awaitNextRequest();
   void releaseBackend();
   // Tunnel (session_tunnel.cpp): the frame-aware WebSocket relay after a valid 101.
-  static void onTunnelIoCb(evutil_socket_t fd, short what, void* self) noexcept;
   void startTunnel(bool permessageDeflate);
-  void onTunnelIo(Side side, short what);
-  // Reads `from` until a short read, EAGAIN, backpressure or the per-turn budget.
-  void readTunnel(Side from);
   void pumpTunnel(Side from);
-  // Ends a callback's turn: one write per side with output, FINs passed on, a paused side
-  // resumed, leftovers kept in the tunnel's own buffers (the worker's scratch left empty).
-  void endTunnelTurn();
-  // Where a side's input is read to / its output is queued: the tunnel's own buffer when it
-  // holds leftovers, else the worker's scratch buffer.
-  evbuffer* tunnelIn(Side s) const;
-  evbuffer* tunnelOut(Side s) const;
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);
   void onTunnelTimeout();
@@ -182,7 +207,6 @@ private:
   void sendPing();
   void armTunnelTimer();
   void checkTunnelDone();
-  bufferevent* sideBev(Side s) const { return s == kClient ? client_.get() : backend_.get(); }
 
   // Answers the client with a response wsgate makes itself. With keepAlive the session
   // goes on reading requests; otherwise it lingers then closes.
@@ -195,7 +219,6 @@ private:
 
   void arm(Timer kind, std::chrono::milliseconds after);
   void disarm();
-  bool backpressured(bufferevent* to) const;
 
   Worker& worker_;
   RuntimePtr runtime_;
@@ -203,9 +226,8 @@ private:
   std::string clientAddr_;
   std::string clientIp_;
   State state_ = State::ReadingHead;
-  net::BufferEventPtr client_;
-  net::BufferEventPtr backend_;
-  event timer_;  // embedded: one allocation less per session
+  Conn conn_[2];  // indexed by Side
+  event timer_;   // embedded: one allocation less per session
   Timer timerKind_ = Timer::None;
   std::chrono::steady_clock::time_point lastActivity_;
 
@@ -219,14 +241,13 @@ private:
   std::unique_ptr<http::RequestHead> head_;
   std::unique_ptr<http::ResponseHead> resp_;
   std::size_t headScanned_ = 0;             // bytes of an incomplete head already parsed once
-  const PoolEntry* backendPool_ = nullptr;  // the pool backend_ belongs to
+  const PoolEntry* backendPool_ = nullptr;  // the pool the backend connection belongs to
   std::size_t backendIndex_ = 0;
   balancer::BackendLease lease_;
-  std::string backendName_;   // "pool/name" of backend_, for logs
-  bool backendIdle_ = false;  // backend_ is a kept-alive connection between exchanges
-  bool clientEof_ = false;
+  std::string backendName_;   // "pool/name" of the backend picked last, for logs
+  bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
+  bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
   bool backendEof_ = false;
-  bool clientShutdown_ = false;  // SHUT_WR sent toward the client (lingering close)
   std::string closeReason_;
   // The worker's list of its open sessions runs through here: no node allocated per session.
   struct Hook {

@@ -10,11 +10,12 @@
 namespace wsgate::proxy {
 namespace {
 
-// Tunnels register each socket once, edge-triggered (EV_ET), and never touch epoll again.
+// Sessions register each socket once, edge-triggered (EV_ET), and delete it once. No
+// changelist: it would defer the delete past the close (EBADF), or merge it with the add of
+// the next socket given the same number into a MOD that fails (ENOENT) and is retried.
 event_base* newEdgeTriggeredBase() {
   event_config* cfg = event_config_new();
   event_config_require_features(cfg, EV_FEATURE_ET | EV_FEATURE_O1);
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
   event_base* base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   if (base == nullptr) throw std::runtime_error("no edge-triggered event backend (epoll)");

@@ -45,12 +45,12 @@ public:
   bool enterQueue();
   void leaveQueue() { --queued_; }
 
-  // Scratch buffers for the tunnels of this worker, one input and one output per side
-  // (Session::Side). A tunnel reads and relays through them and keeps only what is left
-  // over (a partial frame, unwritten output) in buffers of its own, so an idle tunnel
-  // holds no buffer at all. Empty between two callbacks.
-  evbuffer* tunnelInput(int side) const { return scratchIn_[side].get(); }
-  evbuffer* tunnelOutput(int side) const { return scratchOut_[side].get(); }
+  // Scratch buffers for the sessions of this worker, one input and one output per side
+  // (Session::Side). A session reads and relays through them and keeps only what is left
+  // over (a partial head or frame, unwritten output) in buffers of its own, so an idle
+  // connection holds no buffer at all. Empty between two callbacks.
+  evbuffer* scratchIn(int side) const { return scratchIn_[side].get(); }
+  evbuffer* scratchOut(int side) const { return scratchOut_[side].get(); }
 
 private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
