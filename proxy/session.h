@@ -169,6 +169,8 @@ private:
   // leftovers kept in the session's own buffers (the worker's scratch left empty).
   void endTurn();
   void shutdownWrite(Side side);
+  // True when the end of the turn sends `side` a FIN once its output is written.
+  bool finFollows(Side side) const;
   void onTimeout();
 
   // HTTP request side.

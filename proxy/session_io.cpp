@@ -57,21 +57,25 @@ ssize_t readInto(evbuffer* buf, evutil_socket_t fd) {
 
 // Writes as much of `buf` as the socket takes in one call and drains it: send(2) for one
 // chain (the usual case: one message), sendmsg(2) over up to 64 chains otherwise.
-ssize_t writeFrom(evbuffer* buf, evutil_socket_t fd) {
+// `finFollows`: the caller sends a FIN (shutdown or close) once this is all written;
+// MSG_MORE holds the last segment back so that the FIN rides on it (one segment, one
+// wake-up of the peer, instead of two).
+ssize_t writeFrom(evbuffer* buf, evutil_socket_t fd, bool finFollows) {
+  const int flags = MSG_NOSIGNAL | (finFollows ? MSG_MORE : 0);
   constexpr int kMaxChains = 64;
   evbuffer_iovec chains[kMaxChains];
   const int n = std::min(evbuffer_peek(buf, -1, nullptr, chains, kMaxChains), kMaxChains);
   if (n <= 0) return 0;
   ssize_t put;
   if (n == 1) {
-    put = send(fd, chains[0].iov_base, chains[0].iov_len, MSG_NOSIGNAL);
+    put = send(fd, chains[0].iov_base, chains[0].iov_len, flags);
   } else {
     iovec iov[kMaxChains];
     for (int i = 0; i < n; ++i) iov[i] = {chains[i].iov_base, chains[i].iov_len};
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<std::size_t>(n);
-    put = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    put = sendmsg(fd, &msg, flags);
   }
   if (put > 0) evbuffer_drain(buf, static_cast<std::size_t>(put));
   return put;
@@ -223,6 +227,13 @@ void Session::shutdownWrite(Side side) {
   shutdown(c.fd, SHUT_WR);
 }
 
+bool Session::finFollows(Side side) const {
+  if (state_ == State::Lingering) return side == kClient;
+  if (state_ != State::Tunnel) return false;
+  // Both closes through: checkTunnelDone closes or shuts down both sockets once written.
+  return tunnel_->finPending[side] || tunnel_->bothDone();
+}
+
 void Session::endTurn() {
   // A failed write can queue a Close toward the other side: go round again for it.
   for (int round = 0; round < 2 && state_ != State::Closed; ++round) {
@@ -236,7 +247,7 @@ void Session::endTurn() {
         continue;
       }
       if (c.connecting) continue;  // tryConnected writes the first bytes
-      if (len(o) > 0 && writeFrom(o, c.fd) < 0 && !retriable(errno)) {
+      if (len(o) > 0 && writeFrom(o, c.fd, finFollows(s)) < 0 && !retriable(errno)) {
         dropAll(o);  // the peer is gone: nothing more reaches it
         if (state_ != State::Tunnel || !tunnel_->eof[s]) {
           failed = true;
@@ -245,7 +256,8 @@ void Session::endTurn() {
         continue;
       }
       if (len(o) != 0) continue;
-      if (state_ == State::Tunnel && tunnel_->finPending[s]) {
+      if (state_ == State::Tunnel && tunnel_->finPending[s] && !tunnel_->bothDone()) {
+        // (Both closes through: checkTunnelDone closes the socket, which sends the FIN.)
         tunnel_->finPending[s] = false;
         shutdownWrite(s);
       } else if (state_ == State::Lingering && s == kClient) {

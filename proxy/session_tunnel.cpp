@@ -101,6 +101,7 @@ void Session::pumpTunnel(Side from) {
             return;
           }
           t.closeFrom[from] = true;
+          if (from == kClient) t.clientSentClose = true;
           if (t.closeCode == 0) {
             t.closeCode = closeCodeOf(payload);
             t.closeBy = sideName(from);
@@ -241,7 +242,7 @@ void Session::sendPing() {
 void Session::checkTunnelDone() {
   if (state_ != State::Tunnel) return;
   TunnelState& t = *tunnel_;
-  if (!t.sideDone(kClient) || !t.sideDone(kBackend)) return;
+  if (!t.bothDone()) return;
   // Both closes are through: once the last frames are written, wsgate (the server toward
   // the client, RFC 6455 7.1.1) closes the TCP connections.
   if (len(output(kClient)) != 0 || len(output(kBackend)) != 0) return;
@@ -251,10 +252,16 @@ void Session::checkTunnelDone() {
     return;
   }
   if (t.lingering) return;
-  // Lingering close toward the client: a FIN now, then what it still sends (the rest of a
-  // frame, its Close echo) is read and dropped until its own FIN, or until the close
-  // deadline. Closing with unread bytes would send an RST, which can destroy the Close
-  // frame before the client reads it. The backend connection is done with: closed now.
+  // The client sent its Close: after it only its FIN may come (RFC 6455 5.5.1), so with
+  // everything read, closing now sends no RST; the FIN goes out with the last frame.
+  if (t.clientSentClose && !conn_[kClient].readable && len(input(kClient)) == 0) {
+    close(reason);
+    return;
+  }
+  // Otherwise a lingering close toward the client: a FIN now, then what it still sends (the rest of
+  // a frame, its Close echo) is read and dropped until its own FIN, or until the close deadline.
+  // Closing with unread bytes would send an RST, which can destroy the Close frame before the
+  // client reads it. The backend connection is done with: closed now.
   t.lingering = true;
   shutdownWrite(kClient);
   closeConn(kBackend);

@@ -33,10 +33,12 @@ struct Session::TunnelState {
   uint64_t pingSeq = 0;
   int missedPongs = 0;
   bool pingOutstanding = false;
-  bool lingering = false;  // both closes done: FIN sent to the client, waiting for its FIN
+  bool lingering = false;        // both closes done: FIN sent to the client, waiting for its FIN
+  bool clientSentClose = false;  // a Close frame (not a violation, not EOF) came from it
 
   bool closing() const { return closeDeadline != std::chrono::steady_clock::time_point{}; }
   bool sideDone(int s) const { return closeFrom[s] && (closeTo[s] || eof[s]); }
+  bool bothDone() const { return sideDone(0) && sideDone(1); }
 };
 
 }  // namespace wsgate::proxy
