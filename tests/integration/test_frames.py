@@ -248,6 +248,27 @@ def test_close_1000_client_close_and_backend_echo_are_relayed_byte_for_byte(
     assert (record["close_code"], record["close_by"]) == (1000, "client")
 
 
+def test_client_close_handshake_ends_with_a_fin_not_a_reset(start_wsgate, fake_backend,
+                                                             connect):
+    # The client started the close and sends nothing more, not even its FIN. With its Close
+    # read, wsgate closes the client socket right behind the backend's echo instead of
+    # lingering for the client's FIN (timeouts.close is 10 s here): a clean FIN, no RST.
+    backend = fake_backend(Recorder())
+    gate = start_gate(start_wsgate, backend, timeouts={"close": "10s"})
+    conn = open_ws(gate, connect)
+    conn.send_frame(TEXT, b"last words")
+    assert conn.recv_message() == (TEXT, b"last words")
+    started = time.monotonic()
+    conn.send_close(1000, "bye")
+    assert conn.recv_message() == (CLOSE, wsproto.close_payload(1000, "bye"))
+    assert conn.is_closed_within(5), "wsgate kept the client connection after both closes"
+    assert time.monotonic() - started < 3.0, "wsgate lingered for the client's FIN"
+    assert not conn.reset, "the client got an RST instead of a FIN"
+    assert backend_eof(backend) in ("fin", "reset")
+    record = gate.access_for(conn)[0]
+    assert (record["close_code"], record["close_by"]) == (1000, "client")
+
+
 def test_client_close_without_backend_echo_ends_after_timeouts_close(start_wsgate,
                                                                     fake_backend, connect):
     backend = fake_backend(Recorder(echo_close=False))
