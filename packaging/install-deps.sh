@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev
-  libevent-dev libssl-dev libyaml-cpp-dev liblua5.4-dev
+  libevent-dev libssl-dev libyaml-cpp-dev liblua5.4-dev liburing-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-websockets

@@ -29,12 +29,14 @@
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
 #include "proxy/net/handles.h"
+#include "proxy/net/io_batch.h"
 #include "proxy/runtime.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
 
 class Worker;
+struct BatchOwner;
 
 class Session {
 public:
@@ -132,17 +134,19 @@ private:
   // One socket of the session: a plain edge-triggered event, added once for the socket's
   // whole life (HTTP and tunnel alike).
   struct Conn {
-    evutil_socket_t fd = -1;  // -1: not open (or closed); otherwise `ev` is added
-    bool readable = false;    // an edge came that was not read down to a short read yet
-    bool finQueued = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
-    bool connecting = false;  // a backend connect in progress: no byte went through yet
-    bool shutWr = false;      // SHUT_WR sent
-    event ev{};               // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST
-    evbuffer* in = nullptr;   // input kept between turns (null: none)
-    evbuffer* out = nullptr;  // output the socket has not taken yet (null: none)
+    evutil_socket_t fd = -1;      // -1: not open (or closed); otherwise `ev` is added
+    bool readable : 1 = false;    // an edge came that was not read down to a short read yet
+    bool finQueued : 1 = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
+    bool connecting : 1 = false;  // a backend connect in progress: no byte went through yet
+    bool shutWr : 1 = false;      // SHUT_WR sent
+    bool blocked : 1 = false;     // a send met EAGAIN: nothing more until EV_WRITE says so
+    event ev{};                   // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST
+    evbuffer* in = nullptr;       // input kept between turns (null: none)
+    evbuffer* out = nullptr;      // output the socket has not taken yet (null: none)
   };
 
-  // libevent trampolines; both end the session's turn (endTurn).
+  // libevent trampolines; both end the session's turn (endTurn), except that a tunnel's
+  // socket events only queue it for the worker's batch (Worker::flushBatch).
   static void onIoCb(evutil_socket_t fd, short what, void* self) noexcept;
   static void onTimerCb(evutil_socket_t, short, void* self) noexcept;
 
@@ -150,6 +154,14 @@ private:
   // `what` is libevent's: EV_READ/EV_CLOSED bring an edge; EV_TIMEOUT is the session's own
   // "resume" (input kept or a socket left readable, with no new edge to come).
   void onIo(Side side, short what);
+  // What an event says about a socket: a new edge to read, a FIN queued, room to write.
+  void noteEvent(Side side, short what);
+  // The batched turn of a tunnel (Worker::flushBatch): one recv per readable side and one
+  // send per side with output go into the worker's batches; their results come back here.
+  void prepareBatchReads(std::vector<net::IoBatch::Op>& ops, std::vector<BatchOwner>& owners);
+  void completeBatchRead(int side, ssize_t result, evbuffer_iovec space);
+  void prepareBatchWrites(std::vector<net::IoBatch::Op>& ops, std::vector<BatchOwner>& owners);
+  void completeBatchWrite(int side, ssize_t result);
   void openConn(Side side, evutil_socket_t fd);
   // Deletes a side's event, closes its socket and drops its buffered bytes (idempotent).
   void closeConn(Side side);
@@ -227,17 +239,23 @@ private:
   const uint64_t id_;
   std::string clientAddr_;
   std::string clientIp_;
+  // The small fields together, so they share one word.
   State state_ = State::ReadingHead;
+  Timer timerKind_ = Timer::None;
+  uint8_t slot_ = 0;      // the worker's scratch slot this turn uses
+  bool batched_ = false;  // queued for the worker's batch
+  bool inExchange_ = false;
+  bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
+  bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
+  bool backendEof_ = false;
   Conn conn_[2];  // indexed by Side
   event timer_;   // embedded: one allocation less per session
-  Timer timerKind_ = Timer::None;
   std::chrono::steady_clock::time_point lastActivity_;
 
   struct TunnelState;  // only WebSocket sessions pay for it
   std::unique_ptr<TunnelState> tunnel_;
 
   Exchange ex_;
-  bool inExchange_ = false;
   // Parsed heads, reused across requests (they keep their headers' capacity); a tunnel
   // frees them.
   std::unique_ptr<http::RequestHead> head_;
@@ -246,10 +264,7 @@ private:
   const PoolEntry* backendPool_ = nullptr;  // the pool the backend connection belongs to
   std::size_t backendIndex_ = 0;
   balancer::BackendLease lease_;
-  std::string backendName_;   // "pool/name" of the backend picked last, for logs
-  bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
-  bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
-  bool backendEof_ = false;
+  std::string backendName_;  // "pool/name" of the backend picked last, for logs
   std::string closeReason_;
   // The worker's list of its open sessions runs through here: no node allocated per session.
   struct Hook {
@@ -257,6 +272,13 @@ private:
     Session* next = nullptr;
     bool linked = false;
   } hook_;
+};
+
+// Who made an operation of the worker's batch, and for a read, the buffer space reserved.
+struct BatchOwner {
+  Session* session;
+  int side;
+  evbuffer_iovec space;
 };
 
 }  // namespace wsgate::proxy

@@ -101,7 +101,13 @@ void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
 
 void Session::onIoCb(evutil_socket_t fd, short what, void* self) noexcept {
   auto* s = static_cast<Session*>(self);
-  s->onIo(fd == s->conn_[kClient].fd ? kClient : kBackend, what);
+  const Side side = fd == s->conn_[kClient].fd ? kClient : kBackend;
+  if (s->state_ == State::Tunnel && s->worker_.batching()) {
+    s->noteEvent(side, what);
+    s->worker_.enqueue(s);  // its reads and writes go with the loop turn's batch
+    return;
+  }
+  s->onIo(side, what);
   s->endTurn();
 }
 
@@ -128,28 +134,34 @@ void Session::closeConn(Side side) {
   if (c.out != nullptr) evbuffer_free(c.out);
   c.in = c.out = nullptr;
   // This side's bytes in the worker's scratch buffers (this session's turn) go with it.
-  dropAll(worker_.scratchIn(side));
-  dropAll(worker_.scratchOut(side));
+  dropAll(worker_.scratchIn(slot_, side));
+  dropAll(worker_.scratchOut(slot_, side));
   if (tunnel_) tunnel_->eof[side] = true;
 }
 
 evbuffer* Session::input(Side s) const {
   evbuffer* own = conn_[s].in;
-  return own != nullptr ? own : worker_.scratchIn(s);
+  return own != nullptr ? own : worker_.scratchIn(slot_, s);
 }
 
 evbuffer* Session::output(Side s) const {
   evbuffer* own = conn_[s].out;
-  return own != nullptr ? own : worker_.scratchOut(s);
+  return own != nullptr ? own : worker_.scratchOut(slot_, s);
+}
+
+void Session::noteEvent(Side side, short what) {
+  Conn& c = conn_[side];
+  // EV_CLOSED (EPOLLRDHUP): the peer's FIN is queued. A short read no longer proves the
+  // socket empty then (the FIN may sit behind the data just read): read on to the end.
+  if (what & EV_CLOSED) c.finQueued = true;
+  if (what & (EV_READ | EV_CLOSED)) c.readable = true;
+  if (what & EV_WRITE) c.blocked = false;
 }
 
 void Session::onIo(Side side, short what) {
   Conn& c = conn_[side];
   if (c.fd < 0 || state_ == State::Closed) return;
-  // EV_CLOSED (EPOLLRDHUP): the peer's FIN is queued. A short read no longer proves the
-  // socket empty then (the FIN may sit behind the data just read): read on to the end.
-  if (what & EV_CLOSED) c.finQueued = true;
-  if (what & (EV_READ | EV_CLOSED)) c.readable = true;
+  noteEvent(side, what);
   if (c.connecting) {
     // A failed connect may open the next backend's socket in `c`, with no edge seen yet.
     tryConnected();
@@ -247,13 +259,17 @@ void Session::endTurn() {
         continue;
       }
       if (c.connecting) continue;  // tryConnected writes the first bytes
-      if (len(o) > 0 && writeFrom(o, c.fd, finFollows(s)) < 0 && !retriable(errno)) {
-        dropAll(o);  // the peer is gone: nothing more reaches it
-        if (state_ != State::Tunnel || !tunnel_->eof[s]) {
-          failed = true;
-          onEof(s, true);
+      if (len(o) > 0 && !c.blocked && writeFrom(o, c.fd, finFollows(s)) < 0) {
+        if (retriable(errno)) {
+          c.blocked = true;  // the EV_WRITE edge says when it takes bytes again
+        } else {
+          dropAll(o);  // the peer is gone: nothing more reaches it
+          if (state_ != State::Tunnel || !tunnel_->eof[s]) {
+            failed = true;
+            onEof(s, true);
+          }
+          continue;
         }
-        continue;
       }
       if (len(o) != 0) continue;
       if (state_ == State::Tunnel && tunnel_->finPending[s] && !tunnel_->bothDone()) {
@@ -271,15 +287,76 @@ void Session::endTurn() {
   for (Side s : {kClient, kBackend}) {
     Conn& c = conn_[s];
     if (state_ == State::Closed || c.fd < 0) {
-      dropAll(worker_.scratchIn(s));
-      dropAll(worker_.scratchOut(s));
+      dropAll(worker_.scratchIn(slot_, s));
+      dropAll(worker_.scratchOut(slot_, s));
       continue;
     }
     // A reader stopped by a full buffer or the budget gets no new edge: resume it.
     if (c.readable && mayRead(s)) event_active(&c.ev, EV_TIMEOUT, 0);
-    keepLeftovers(worker_.scratchIn(s), c.in);
-    keepLeftovers(worker_.scratchOut(s), c.out);
+    keepLeftovers(worker_.scratchIn(slot_, s), c.in);
+    keepLeftovers(worker_.scratchOut(slot_, s), c.out);
   }
+}
+
+void Session::prepareBatchReads(std::vector<net::IoBatch::Op>& ops,
+                                std::vector<BatchOwner>& owners) {
+  if (state_ != State::Tunnel) return;
+  for (Side s : {kClient, kBackend}) {
+    Conn& c = conn_[s];
+    if (c.fd < 0 || !c.readable || !mayRead(s)) continue;
+    evbuffer_iovec space;
+    if (evbuffer_reserve_space(input(s), kReadSize, &space, 1) != 1) continue;
+    ops.push_back({.fd = c.fd, .data = space.iov_base, .size = space.iov_len});
+    owners.push_back({this, s, space});
+  }
+}
+
+void Session::completeBatchRead(int side, ssize_t result, evbuffer_iovec space) {
+  const Side s = side == kClient ? kClient : kBackend;
+  Conn& c = conn_[s];
+  // Closed by what an earlier read of this batch brought: the reserved space goes unused.
+  if (c.fd < 0 || state_ != State::Tunnel) return;
+  if (result > 0) {
+    space.iov_len = static_cast<std::size_t>(result);
+    evbuffer_commit_space(input(s), &space, 1);
+    // One read per side per batch; a full one leaves the side readable, and endTurn has it
+    // read again next loop turn.
+    if (static_cast<std::size_t>(result) < kReadSize && !c.finQueued) c.readable = false;
+    onInput(s);
+    return;
+  }
+  c.readable = false;
+  if (result < 0 && retriable(static_cast<int>(-result))) return;
+  onEof(s, result < 0);
+}
+
+void Session::prepareBatchWrites(std::vector<net::IoBatch::Op>& ops,
+                                 std::vector<BatchOwner>& owners) {
+  if (state_ != State::Tunnel) return;
+  for (Side s : {kClient, kBackend}) {
+    Conn& c = conn_[s];
+    evbuffer* o = output(s);
+    if (c.fd < 0 || c.connecting || c.blocked || len(o) == 0) continue;
+    evbuffer_iovec chain;  // the first chain; endTurn writes any others
+    if (evbuffer_peek(o, -1, nullptr, &chain, 1) < 1) continue;
+    const bool last = chain.iov_len == len(o);
+    const int flags = MSG_NOSIGNAL | (!last || finFollows(s) ? MSG_MORE : 0);
+    ops.push_back(
+        {.fd = c.fd, .write = true, .flags = flags, .data = chain.iov_base, .size = chain.iov_len});
+    owners.push_back({this, s, {}});
+  }
+}
+
+void Session::completeBatchWrite(int side, ssize_t result) {
+  const Side s = side == kClient ? kClient : kBackend;
+  Conn& c = conn_[s];
+  if (c.fd < 0 || state_ == State::Closed) return;
+  if (result > 0) {
+    evbuffer_drain(output(s), static_cast<std::size_t>(result));
+  } else if (result < 0 && retriable(static_cast<int>(-result))) {
+    c.blocked = true;
+  }
+  // An error is met again, and handled, by endTurn's own write.
 }
 
 }  // namespace wsgate::proxy

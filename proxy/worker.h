@@ -8,11 +8,13 @@
 #include <vector>
 
 #include "proxy/net/handles.h"
+#include "proxy/net/io_batch.h"
 #include "proxy/runtime.h"
 
 namespace wsgate::proxy {
 
 class Session;
+struct BatchOwner;
 
 class Worker {
 public:
@@ -46,11 +48,20 @@ public:
   void leaveQueue() { --queued_; }
 
   // Scratch buffers for the sessions of this worker, one input and one output per side
-  // (Session::Side). A session reads and relays through them and keeps only what is left
-  // over (a partial head or frame, unwritten output) in buffers of its own, so an idle
-  // connection holds no buffer at all. Empty between two callbacks.
-  evbuffer* scratchIn(int side) const { return scratchIn_[side].get(); }
-  evbuffer* scratchOut(int side) const { return scratchOut_[side].get(); }
+  // (Session::Side), in kSlots slots: a session in a callback uses slot 0; the sessions of
+  // one batch (flushBatch) use one slot each. A session reads and relays through them and
+  // keeps only what is left over (a partial head or frame, unwritten output) in buffers of
+  // its own, so an idle connection holds no buffer at all. Empty between two turns.
+  static constexpr std::size_t kSlots = 64;
+  evbuffer* scratchIn(std::size_t slot, int side) const { return scratchIn_[slot][side].get(); }
+  evbuffer* scratchOut(std::size_t slot, int side) const { return scratchOut_[slot][side].get(); }
+
+  // Tunnels' socket I/O is batched: an event only queues its session (enqueue), and after
+  // each loop turn flushBatch() reads every queued socket in one system call, relays, and
+  // writes every output in one more (net::IoBatch). Only with io_uring: without it a batch
+  // would make as many calls as the sessions make on their own.
+  bool batching() const { return io_.ringEnabled(); }
+  void enqueue(Session* s);
 
 private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
@@ -60,6 +71,7 @@ private:
   void onAccept(evutil_socket_t fd, sockaddr* peer, int len);
   void reap();
   void updateAccepting();
+  void flushBatch();
 
   const int index_;
   const int workerCount_;
@@ -74,8 +86,12 @@ private:
   std::size_t open_ = 0;
   std::vector<std::unique_ptr<Session>> retired_;
   net::EventPtr reaper_;
-  net::EvBufferPtr scratchIn_[2];
-  net::EvBufferPtr scratchOut_[2];
+  net::EvBufferPtr scratchIn_[kSlots][2];
+  net::EvBufferPtr scratchOut_[kSlots][2];
+  net::IoBatch io_;
+  std::vector<Session*> batch_;  // queued sessions (null: retired since)
+  std::vector<net::IoBatch::Op> ops_;
+  std::vector<BatchOwner> owners_;  // owners_[i] made ops_[i]
   uint64_t nextId_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   std::size_t queued_ = 0;
