@@ -140,6 +140,7 @@ private:
     bool connecting : 1 = false;  // a backend connect in progress: no byte went through yet
     bool shutWr : 1 = false;      // SHUT_WR sent
     bool blocked : 1 = false;     // a send met EAGAIN: nothing more until EV_WRITE says so
+    bool streaming : 1 = false;   // a bulk transfer: reads fill their buffers
     event ev{};                   // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST
     evbuffer* in = nullptr;       // input kept between turns (null: none)
     evbuffer* out = nullptr;      // output the socket has not taken yet (null: none)
@@ -159,9 +160,11 @@ private:
   // The batched turn of a tunnel (Worker::flushBatch): one recv per readable side and one
   // send per side with output go into the worker's batches; their results come back here.
   void prepareBatchReads(std::vector<net::IoBatch::Op>& ops, std::vector<BatchOwner>& owners);
-  void completeBatchRead(int side, ssize_t result, evbuffer_iovec space);
+  void completeBatchRead(const BatchOwner& op, ssize_t result);
+  // Between the batch's reads and writes: a side in a bulk transfer reads synchronously.
+  void readStreaming();
   void prepareBatchWrites(std::vector<net::IoBatch::Op>& ops, std::vector<BatchOwner>& owners);
-  void completeBatchWrite(int side, ssize_t result);
+  void completeBatchWrite(const BatchOwner& op, ssize_t result);
   void openConn(Side side, evutil_socket_t fd);
   // Deletes a side's event, closes its socket and drops its buffered bytes (idempotent).
   void closeConn(Side side);

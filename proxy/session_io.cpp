@@ -177,6 +177,11 @@ void Session::onIo(Side side, short what) {
 void Session::readSide(Side side) {
   Conn& c = conn_[side];
   std::size_t budget = kReadBudget;
+  // Whatever ends the loop, a side left readable has more than a batch read would take.
+  struct MarkStreaming {
+    Conn& c;
+    ~MarkStreaming() { c.streaming = c.readable && c.fd >= 0; }
+  } mark{c};
   // Over the budget the rest waits for the next loop turn (endTurn resumes it), after
   // other connections.
   while (budget > 0 && c.fd >= 0 && c.readable && mayRead(side)) {
@@ -304,6 +309,8 @@ void Session::prepareBatchReads(std::vector<net::IoBatch::Op>& ops,
   for (Side s : {kClient, kBackend}) {
     Conn& c = conn_[s];
     if (c.fd < 0 || !c.readable || !mayRead(s)) continue;
+    // A bulk transfer reads synchronously (readStreaming): its reads are big and few.
+    if (c.streaming) continue;
     evbuffer_iovec space;
     if (evbuffer_reserve_space(input(s), kReadSize, &space, 1) != 1) continue;
     ops.push_back({.fd = c.fd, .data = space.iov_base, .size = space.iov_len});
@@ -311,21 +318,24 @@ void Session::prepareBatchReads(std::vector<net::IoBatch::Op>& ops,
   }
 }
 
-void Session::completeBatchRead(int side, ssize_t result, evbuffer_iovec space) {
-  const Side s = side == kClient ? kClient : kBackend;
+void Session::completeBatchRead(const BatchOwner& op, ssize_t result) {
+  const Side s = op.side == kClient ? kClient : kBackend;
+  evbuffer_iovec space = op.space;
   Conn& c = conn_[s];
   // Closed by what an earlier read of this batch brought: the reserved space goes unused.
   if (c.fd < 0 || state_ != State::Tunnel) return;
   if (result > 0) {
     space.iov_len = static_cast<std::size_t>(result);
     evbuffer_commit_space(input(s), &space, 1);
-    // One read per side per batch; a full one leaves the side readable, and endTurn has it
-    // read again next loop turn.
-    if (static_cast<std::size_t>(result) < kReadSize && !c.finQueued) c.readable = false;
+    // One read per side per batch. A full one means a bulk transfer: the side stays
+    // readable and is read synchronously, up to the per-turn budget (readStreaming).
+    c.streaming = static_cast<std::size_t>(result) == op.space.iov_len;
+    if (!c.streaming && !c.finQueued) c.readable = false;
     onInput(s);
     return;
   }
   c.readable = false;
+  c.streaming = false;
   if (result < 0 && retriable(static_cast<int>(-result))) return;
   onEof(s, result < 0);
 }
@@ -347,8 +357,14 @@ void Session::prepareBatchWrites(std::vector<net::IoBatch::Op>& ops,
   }
 }
 
-void Session::completeBatchWrite(int side, ssize_t result) {
-  const Side s = side == kClient ? kClient : kBackend;
+void Session::readStreaming() {
+  for (Side s : {kClient, kBackend}) {
+    if (state_ == State::Tunnel && conn_[s].streaming && conn_[s].readable) readSide(s);
+  }
+}
+
+void Session::completeBatchWrite(const BatchOwner& op, ssize_t result) {
+  const Side s = op.side == kClient ? kClient : kBackend;
   Conn& c = conn_[s];
   if (c.fd < 0 || state_ == State::Closed) return;
   if (result > 0) {

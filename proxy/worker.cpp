@@ -141,26 +141,13 @@ void Worker::flushBatch() {
         s->slot_ = static_cast<uint8_t>(i - first);
       }
     }
-    // Reads: one recv per readable side, all in one call; then the relaying.
-    ops_.clear();
-    owners_.clear();
+    // Reads: one recv per readable side, all in one call; then the relaying. Writes: one
+    // send per side with output, all in one call.
+    runBatchPhase(first, end, &Session::prepareBatchReads, &Session::completeBatchRead);
     for (std::size_t i = first; i < end; ++i) {
-      if (batch_[i] != nullptr) batch_[i]->prepareBatchReads(ops_, owners_);
+      if (Session* s = batch_[i]) s->readStreaming();
     }
-    io_.run(ops_);
-    for (std::size_t k = 0; k < ops_.size(); ++k) {
-      owners_[k].session->completeBatchRead(owners_[k].side, ops_[k].result, owners_[k].space);
-    }
-    // Writes: one send per side with output, all in one call.
-    ops_.clear();
-    owners_.clear();
-    for (std::size_t i = first; i < end; ++i) {
-      if (batch_[i] != nullptr) batch_[i]->prepareBatchWrites(ops_, owners_);
-    }
-    io_.run(ops_);
-    for (std::size_t k = 0; k < ops_.size(); ++k) {
-      owners_[k].session->completeBatchWrite(owners_[k].side, ops_[k].result);
-    }
+    runBatchPhase(first, end, &Session::prepareBatchWrites, &Session::completeBatchWrite);
     // The rest of each turn (FINs, closes, resumed readers, leftovers) as usual.
     for (std::size_t i = first; i < end; ++i) {
       if (Session* s = batch_[i]) {
@@ -170,6 +157,19 @@ void Worker::flushBatch() {
     }
   }
   batch_.clear();
+}
+
+void Worker::runBatchPhase(std::size_t first, std::size_t end, BatchPrepare prepare,
+                           BatchComplete complete) {
+  ops_.clear();
+  owners_.clear();
+  for (std::size_t i = first; i < end; ++i) {
+    if (batch_[i] != nullptr) (batch_[i]->*prepare)(ops_, owners_);
+  }
+  io_.run(ops_);
+  for (std::size_t k = 0; k < ops_.size(); ++k) {
+    (owners_[k].session->*complete)(owners_[k], ops_[k].result);
+  }
 }
 
 void Worker::retire(Session* s) {

@@ -72,6 +72,11 @@ private:
   void reap();
   void updateAccepting();
   void flushBatch();
+  using BatchPrepare = void (Session::*)(std::vector<net::IoBatch::Op>&, std::vector<BatchOwner>&);
+  using BatchComplete = void (Session::*)(const BatchOwner&, ssize_t);
+  // One batch of operations for the sessions batch_[first, end): collected, run, reported.
+  void runBatchPhase(std::size_t first, std::size_t end, BatchPrepare prepare,
+                     BatchComplete complete);
 
   const int index_;
   const int workerCount_;
