@@ -1,7 +1,10 @@
 #include "proxy/server.h"
 
 #include <event2/thread.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -102,6 +105,9 @@ int runServer(const std::string& configPath) {
       if (w == 0) {
         if (auto bound = net::localAddress(fd)) addr = bound;
       }
+      // Accepted sockets inherit TCP_NODELAY from their listener: no setsockopt per client.
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       fds[w].push_back(fd);
     }
     log().info("listening listener={} address={}", l.name, addr->str());

@@ -86,9 +86,8 @@ Session::~Session() {
 }
 
 void Session::start() {
-  const evutil_socket_t fd = conn_[kClient].fd;
-  setNoDelay(fd);
-  openConn(kClient, fd);
+  // TCP_NODELAY came with the socket: accepted sockets inherit it from their listener.
+  openConn(kClient, conn_[kClient].fd);
   arm(Timer::Handshake, runtime_->config->timeouts.handshake);
 }
 

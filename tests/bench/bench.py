@@ -11,6 +11,8 @@ alternation, round after round:
          the proxy's processes, sampled when wsload starts and stops counting; an echo is
          two relayed messages, one each way), with its user-space part.
 - churn: connect, handshake, one echo, close -> sessions/s and CPU per session.
+- bulk:  4 connections, two 256 KiB messages in flight each -> MB/s and the proxy's CPU
+         time per relayed MB (large messages: streamed AI answers, file transfers).
 - idle:  5,000 WebSockets opened and held -> (VmRSS after - VmRSS before) / 5,000, then
          every one must still echo. Measured in the first round only, after that round's
          echo and churn loads (so every proxy is warm, and no round re-uses memory that the
@@ -247,6 +249,17 @@ class Bench:
         if target.proc and res["sessions"]:
             samples.add("cpu_us_per_session", sum(cpu) * 1e6 / res["sessions"])
 
+    def bulk(self, target: Target, samples: Samples) -> None:
+        a = self.args
+        size = 256 * 1024
+        res, cpu = self.run_load(target, ["echo", "--connections", "4", "--size", str(size),
+                                          "--pipeline", "2", "--duration", str(a.seconds),
+                                          "--warmup", "1"])
+        samples.add("bulk_mb_per_s", res["msgs_per_s"] * size / 1e6)
+        if target.proc and res["messages"]:
+            relayed_mb = 2 * res["messages"] * size / 1e6  # each echo crosses the proxy twice
+            samples.add("cpu_ms_per_mb", sum(cpu) * 1e3 / relayed_mb)
+
     def idle(self, target: Target, samples: Samples) -> None:
         n = self.args.idle
         url = f"ws://127.0.0.1:{target.port}/bench"
@@ -280,7 +293,7 @@ class Bench:
         # Each load runs against every target back to back, so the figures compared with
         # each other are seconds apart, not minutes (this machine's background load drifts).
         for r in range(a.rounds):
-            for load in (self.echo_max, self.echo_rated, self.churn):
+            for load in (self.echo_max, self.echo_rated, self.churn, self.bulk):
                 print(f"round {r + 1}/{a.rounds}: {load.__name__}", file=sys.stderr, flush=True)
                 for t in targets:
                     load(t, results[t.label])
@@ -296,7 +309,8 @@ class Bench:
                 ("p99_us", "p99 us", "{:.0f}"), ("cpu_us_per_msg", "CPU us/relayed msg", "{:.2f}"),
                 ("user_us_per_msg", "of which user", "{:.2f}"),
                 ("rss_per_idle", f"RSS B/idle conn ({a.idle})", "{:.0f}"),
-                ("sessions_per_s", "sessions/s", "{:.0f}"), ("cpu_us_per_session", "CPU us/session", "{:.1f}")]
+                ("sessions_per_s", "sessions/s", "{:.0f}"), ("cpu_us_per_session", "CPU us/session", "{:.1f}"),
+                ("bulk_mb_per_s", "bulk MB/s", "{:.0f}"), ("cpu_ms_per_mb", "CPU ms/relayed MB", "{:.2f}")]
         lines = ["| target | " + " | ".join(c[1] for c in cols) + " |",
                  "|---|" + "---:|" * len(cols)]
         for t in targets:
@@ -305,7 +319,7 @@ class Bench:
             lines.append(f"| {t.label} | " + " | ".join(cells) + " |")
         ratios = ["", "Ratios: the median over rounds of wsgate's figure over HAProxy's in the same round.",
                   "", "| wsgate / HAProxy | CPU us/msg (<= 0.8) | user CPU us/msg | RSS/idle (<= 0.5) "
-                  "| sessions/s (>= 1.1) | p99 (<= 1.0) |", "|---|---:|---:|---:|---:|---:|"]
+                  "| sessions/s (>= 1.1) | p99 (<= 1.0) | bulk MB/s | CPU/MB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for workers in a.workers:
             w, h = results.get(f"wsgate ({workers}w)"), results.get(f"haproxy ({workers}w)")
             if not w or not h:
@@ -319,13 +333,15 @@ class Bench:
 
             ratios.append(f"| {workers} worker(s) | {ratio('cpu_us_per_msg')} | {ratio('user_us_per_msg')} "
                           f"| {ratio('rss_per_idle')} "
-                          f"| {ratio('sessions_per_s')} | {ratio('p99_us')} |")
+                          f"| {ratio('sessions_per_s')} | {ratio('p99_us')} "
+                          f"| {ratio('bulk_mb_per_s')} | {ratio('cpu_ms_per_mb')} |")
         machine = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         model = next((l.split(":", 1)[1].strip() for l in machine.splitlines() if l.startswith("Model name")), "?")
         header = (f"machine: {model}, {os.cpu_count()} cores; rounds: {a.rounds} (medians); echo: "
                   f"{a.connections} connections x 1 message of {a.size} B in flight, {a.seconds}s, "
                   f"at full speed (msgs/s) and at {a.rate} msgs/s (latency, CPU); churn: "
-                  f"{a.churn} concurrent; idle: {a.idle} connections (first round)")
+                  f"{a.churn} concurrent; bulk: 4 connections x 2 messages of 256 KiB in flight; "
+                  f"idle: {a.idle} connections (first round)")
         text = "\n".join([header, ""] + lines + (ratios if len(ratios) > 5 else [])) + "\n"
         print(text)
         out = self.build / "bench"
