@@ -107,12 +107,15 @@ void Session::onClientEof(bool reset) {
     return;
   }
   clientEof_ = true;
+  const std::string_view why = len(input(kClient)) > 0 ? "client closed mid-head" : "client closed";
   switch (state_) {
     case State::ReadingHead:
-      if (len(input(kClient)) > 0) {
-        close("client closed mid-head");
+      if (len(output(kClient)) > 0) {
+        // An answer to its last request is still to go (a request and its FIN came
+        // together): it is written first, then the session closes (endTurn).
+        finishAndLinger(why);
       } else {
-        close("client closed");
+        close(why);
       }
       break;
     case State::Connecting:
@@ -125,8 +128,7 @@ void Session::onClientEof(bool reset) {
       }
       break;
     case State::Lingering:
-      close(closeReason_);
-      break;
+      break;             // endTurn closes once the answer is out
     case State::Tunnel:  // the tunnel's own (session_io.cpp)
     case State::Closed:
       break;
@@ -690,7 +692,7 @@ void Session::awaitNextRequest() {
   if (len(input(kClient)) > 0) {
     // A pipelined request is already here. It is read from the loop, not from this call
     // stack: thousands of tiny pipelined requests must not nest thousands of frames.
-    event_active(&conn_[kClient].ev, EV_TIMEOUT, 0);
+    worker_.resumeLater(this, kClient);
   }
 }
 

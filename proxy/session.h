@@ -154,6 +154,8 @@ private:
   // Socket I/O shared by both phases.
   // `what` is libevent's: EV_READ/EV_CLOSED bring an edge; EV_TIMEOUT is the session's own
   // "resume" (input kept or a socket left readable, with no new edge to come).
+  // An event of one of its sockets (or a resume, EV_TIMEOUT, from Worker::runResumes).
+  void onEvent(Side side, short what);
   void onIo(Side side, short what);
   // What an event says about a socket: a new edge to read, a FIN queued, room to write.
   void noteEvent(Side side, short what);

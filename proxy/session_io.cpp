@@ -101,14 +101,17 @@ void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
 
 void Session::onIoCb(evutil_socket_t fd, short what, void* self) noexcept {
   auto* s = static_cast<Session*>(self);
-  const Side side = fd == s->conn_[kClient].fd ? kClient : kBackend;
-  if (s->state_ == State::Tunnel && s->worker_.batching()) {
-    s->noteEvent(side, what);
-    s->worker_.enqueue(s);  // its reads and writes go with the loop turn's batch
+  s->onEvent(fd == s->conn_[kClient].fd ? kClient : kBackend, what);
+}
+
+void Session::onEvent(Side side, short what) {
+  if (state_ == State::Tunnel && worker_.batching()) {
+    noteEvent(side, what);
+    worker_.enqueue(this);  // its reads and writes go with the loop turn's batch
     return;
   }
-  s->onIo(side, what);
-  s->endTurn();
+  onIo(side, what);
+  endTurn();
 }
 
 void Session::openConn(Side side, evutil_socket_t fd) {
@@ -247,8 +250,11 @@ void Session::shutdownWrite(Side side) {
 bool Session::finFollows(Side side) const {
   if (state_ == State::Lingering) return side == kClient;
   if (state_ != State::Tunnel) return false;
-  // Both closes through: checkTunnelDone closes or shuts down both sockets once written.
-  return tunnel_->finPending[side] || tunnel_->bothDone();
+  // Both closes through: checkTunnelDone closes or shuts down both sockets once both
+  // outputs are written; if the other side's output still waits, the FIN would not follow
+  // this write at once, and corked bytes would wait for it.
+  if (tunnel_->finPending[side]) return true;
+  return tunnel_->bothDone() && len(output(other(side))) == 0;
 }
 
 void Session::endTurn() {
@@ -296,8 +302,9 @@ void Session::endTurn() {
       dropAll(worker_.scratchOut(slot_, s));
       continue;
     }
-    // A reader stopped by a full buffer or the budget gets no new edge: resume it.
-    if (c.readable && mayRead(s)) event_active(&c.ev, EV_TIMEOUT, 0);
+    // A reader stopped by a full buffer or the budget gets no new edge: resume it after
+    // this loop turn (not within it: the loop polls for other sockets first).
+    if (c.readable && mayRead(s)) worker_.resumeLater(this, s);
     keepLeftovers(worker_.scratchIn(slot_, s), c.in);
     keepLeftovers(worker_.scratchOut(slot_, s), c.out);
   }

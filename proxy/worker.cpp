@@ -66,9 +66,13 @@ Worker::~Worker() {
 }
 
 void Worker::run() {
-  // event_base_dispatch, with the batch of tunnel I/O flushed after every loop turn.
-  while (event_base_loop(base_.get(), EVLOOP_ONCE) == 0) {
+  // event_base_dispatch, with the batch of tunnel I/O flushed and the resumed readers
+  // served after every loop turn; the loop does not block while either has work.
+  for (;;) {
+    const int flags = batch_.empty() && resume_.empty() ? EVLOOP_ONCE : EVLOOP_NONBLOCK;
+    if (event_base_loop(base_.get(), flags) != 0) break;
     flushBatch();
+    runResumes();
     if (event_base_got_exit(base_.get()) || event_base_got_break(base_.get())) break;
   }
   // Shutdown: drain is the reload issue's business; for now sessions are cut here.
@@ -132,6 +136,25 @@ void Worker::enqueue(Session* s) {
   batch_.push_back(s);
 }
 
+void Worker::resumeLater(Session* s, int side) {
+  for (const Resume& r : resume_) {
+    if (r.session == s && r.side == side) return;
+  }
+  resume_.push_back({s, side});
+}
+
+void Worker::runResumes() {
+  // Resumes asked for while these run wait for the next loop turn.
+  resuming_.swap(resume_);
+  for (const Resume& r : resuming_) {
+    // A session closed meanwhile is still alive (deleted by the reaper, in a loop turn).
+    if (r.session != nullptr && r.session->state_ != Session::State::Closed) {
+      r.session->onEvent(r.side == 0 ? Session::kClient : Session::kBackend, EV_TIMEOUT);
+    }
+  }
+  resuming_.clear();
+}
+
 void Worker::flushBatch() {
   for (std::size_t first = 0; first < batch_.size(); first += kSlots) {
     const std::size_t end = std::min(batch_.size(), first + kSlots);
@@ -176,6 +199,9 @@ void Worker::retire(Session* s) {
   if (s->batched_) {  // closed while queued: it may be deleted before the batch runs
     s->batched_ = false;
     std::replace(batch_.begin(), batch_.end(), s, static_cast<Session*>(nullptr));
+  }
+  for (Resume& r : resume_) {
+    if (r.session == s) r.session = nullptr;
   }
   if (!s->hook_.linked) return;
   unlink(s);

@@ -62,6 +62,10 @@ public:
   // would make as many calls as the sessions make on their own.
   bool batching() const { return io_.ringEnabled(); }
   void enqueue(Session* s);
+  // A session's side to serve again after this loop turn, with no new edge to come (a
+  // reader stopped by its budget or a full buffer, a pipelined request). Not event_active:
+  // libevent would run it again within the same pass, before polling other sockets.
+  void resumeLater(Session* s, int side);
 
 private:
   static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
@@ -72,6 +76,7 @@ private:
   void reap();
   void updateAccepting();
   void flushBatch();
+  void runResumes();
   using BatchPrepare = void (Session::*)(std::vector<net::IoBatch::Op>&, std::vector<BatchOwner>&);
   using BatchComplete = void (Session::*)(const BatchOwner&, ssize_t);
   // One batch of operations for the sessions batch_[first, end): collected, run, reported.
@@ -95,6 +100,11 @@ private:
   net::EvBufferPtr scratchOut_[kSlots][2];
   net::IoBatch io_;
   std::vector<Session*> batch_;  // queued sessions (null: retired since)
+  struct Resume {
+    Session* session;  // null: retired since
+    int side;
+  };
+  std::vector<Resume> resume_, resuming_;
   std::vector<net::IoBatch::Op> ops_;
   std::vector<BatchOwner> owners_;  // owners_[i] made ops_[i]
   uint64_t nextId_ = 0;

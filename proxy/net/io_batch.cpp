@@ -23,7 +23,17 @@ void IoBatch::runPlain(Op& op) {
   const ssize_t n = op.write ? send(op.fd, op.data, op.size, op.flags | MSG_DONTWAIT)
                              : recv(op.fd, op.data, op.size, MSG_DONTWAIT);
   op.result = n < 0 ? -errno : n;
+  op.done = true;
   ++plain_ops_;
+}
+
+void IoBatch::disableRing(std::vector<Op>& ops, std::size_t from) {
+  io_uring_queue_exit(&ring_);
+  ring_ok_ = false;
+  // Operations without the kernel's result, and the rest of the batch, run as plain calls.
+  for (std::size_t i = from; i < ops.size(); ++i) {
+    if (!ops[i].done) runPlain(ops[i]);
+  }
 }
 
 void IoBatch::run(std::vector<Op>& ops) {
@@ -53,19 +63,27 @@ void IoBatch::run(std::vector<Op>& ops) {
     do {
       rc = io_uring_submit_and_wait(&ring_, queued);
     } while (rc == -EINTR);
-    if (rc < 0) {  // the ring failed as a whole: nothing was submitted, do it by hand
-      for (std::size_t i = from; i < to; ++i) runPlain(ops[i]);
-      continue;
+    if (rc < 0 || static_cast<unsigned>(rc) != queued) {
+      // The ring failed as a whole. Its queue may still hold these operations: it is torn
+      // down (nothing is in flight: every operation completes at once), and what did not
+      // report is done by hand. From now on this worker makes plain calls.
+      disableRing(ops, from);
+      return;
     }
     unsigned seen = 0;
     while (seen < queued) {
       io_uring_cqe* cqe = nullptr;
       if (io_uring_wait_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
       ops[io_uring_cqe_get_data64(cqe)].result = cqe->res;
+      ops[io_uring_cqe_get_data64(cqe)].done = true;
       io_uring_cqe_seen(&ring_, cqe);
       ++seen;
     }
     ring_ops_ += seen;
+    if (seen != queued) {
+      disableRing(ops, from);
+      return;
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include <liburing.h>
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -27,7 +28,8 @@ public:
     int flags = 0;  // MSG_* for send (MSG_DONTWAIT is always added)
     void* data = nullptr;
     std::size_t size = 0;
-    ssize_t result = 0;  // what recv/send returned, or -errno
+    ssize_t result = -EAGAIN;  // what recv/send returned, or -errno
+    bool done = false;         // result is the kernel's
   };
 
   // Below this many operations a batch is run as plain system calls.
@@ -52,6 +54,9 @@ public:
 
 private:
   void runPlain(Op& op);
+  // After a failure of the ring as a whole: tears it down (nothing is in flight, every
+  // operation completes at once) and runs ops[from...] that have no result as plain calls.
+  void disableRing(std::vector<Op>& ops, std::size_t from);
 
   io_uring ring_{};
   bool ring_ok_ = false;

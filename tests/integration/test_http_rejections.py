@@ -2,6 +2,7 @@
 (request smuggling and desync shapes from RFC 9112 and published proxy advisories)."""
 
 import select
+import socket
 import time
 
 import pytest
@@ -79,6 +80,32 @@ def test_malformed_request_is_refused_and_the_connection_closed(gate, backend, c
     assert record["backend"] is None
     assert isinstance(record["reason"], str) and record["reason"] not in ("", "ok")
     assert backend.accepted == 0, "a refused request reached the backend"
+
+
+@pytest.mark.parametrize("path,status,body", [("/health", 200, b"ok\n"), ("/", 400, None)],
+                         ids=["respond-route", "parse-error"])
+def test_an_answer_reaches_a_client_whose_fin_came_with_its_request(start_wsgate, backend,
+                                                                    connect, path, status,
+                                                                    body):
+    # `nc -N` and some health checkers send the request and half-close at once. The FIN
+    # queued behind the request must not make wsgate drop the answer it just queued.
+    gate = start_wsgate(gateway_config(
+        [route(path_prefix="/health", respond=(200, "ok\n")), route("app", path_prefix="/")],
+        {"app": pool(backend)}, limits=LIMITS))
+    conn = connect(gate.port)
+    raw = (b"GET %s HTTP/1.1\r\nHost: example.test\r\n\r\n" % path.encode() if status == 200
+           else head(GET, HOST, b"X-Nul: a\x00b"))
+    # TCP_CORK holds the request until the shutdown, which sends it with the FIN in one
+    # segment: wsgate reads both in one go.
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    conn.send(raw)
+    conn.sock.shutdown(socket.SHUT_WR)
+    response = conn.read_response()
+    assert response.status == status
+    if body is not None:
+        assert response.body == body
+    assert conn.is_closed_within(2)
+    assert gate.access_for(conn)[0]["status"] == status
 
 
 def test_obs_fold_is_logged_with_its_reason(gate, connect):
