@@ -34,7 +34,7 @@ void setNoDelay(evutil_socket_t fd) {
 
 std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
 
-bool retriable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+using net::retriable;
 
 // Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
 // bytes that belong to the body; `status` says whether the body ended or is invalid.

@@ -282,7 +282,7 @@ private:
 // Who made an operation of the worker's batch, and for a read, the buffer space reserved.
 struct BatchOwner {
   Session* session;
-  int side;
+  Session::Side side;
   evbuffer_iovec space;
 };
 

@@ -19,7 +19,7 @@ namespace {
 
 using net::len;
 
-bool retriable(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+using net::retriable;
 
 // One read per call; a read shorter than this means the socket had no more for now.
 constexpr std::size_t kReadSize = 16 * 1024;
@@ -326,7 +326,7 @@ void Session::prepareBatchReads(std::vector<net::IoBatch::Op>& ops,
 }
 
 void Session::completeBatchRead(const BatchOwner& op, ssize_t result) {
-  const Side s = op.side == kClient ? kClient : kBackend;
+  const Side s = op.side;
   evbuffer_iovec space = op.space;
   Conn& c = conn_[s];
   // Closed by what an earlier read of this batch brought: the reserved space goes unused.
@@ -371,7 +371,7 @@ void Session::readStreaming() {
 }
 
 void Session::completeBatchWrite(const BatchOwner& op, ssize_t result) {
-  const Side s = op.side == kClient ? kClient : kBackend;
+  const Side s = op.side;
   Conn& c = conn_[s];
   if (c.fd < 0 || state_ == State::Closed) return;
   if (result > 0) {

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <cerrno>
 #include <memory>
 
 namespace wsgate::net {
@@ -28,5 +29,10 @@ using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>
 inline evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
 inline evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
 inline std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
+// A non-blocking socket call that failed only for now (try again on the next edge).
+inline bool retriable(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
 
 }  // namespace wsgate::net
