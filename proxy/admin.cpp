@@ -3,12 +3,16 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "proxy/log.h"
+#include "proxy/net/acceptor.h"
 #include "proxy/net/address.h"
 #include "proxy/worker.h"
 #include "wsgate/version.h"
@@ -52,6 +56,28 @@ AdminServer::~AdminServer() {
   if (http_ != nullptr) evhttp_free(http_);
 }
 
+void AdminServer::onAcceptErrorCb(evconnlistener* listener, void*) noexcept {
+  const int error = errno;
+  evconnlistener_disable(listener);
+  // A one-shot timer on the main loop, which outlives the admin server's listener: both end
+  // when wsgate exits, and libevent drops pending one-shot timers with the loop.
+  const timeval retry{
+      0, static_cast<suseconds_t>(std::chrono::microseconds(net::Acceptor::kRetry).count())};
+  event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, &AdminServer::onAcceptRetryCb,
+                  listener, &retry);
+  static std::chrono::steady_clock::time_point lastWarning{};  // main thread only
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lastWarning >= std::chrono::seconds(10)) {
+    lastWarning = now;
+    log().warn("admin: accept failed: {}; retrying every {} ms", std::strerror(error),
+               net::Acceptor::kRetry.count());
+  }
+}
+
+void AdminServer::onAcceptRetryCb(int, short, void* listener) noexcept {
+  evconnlistener_enable(static_cast<evconnlistener*>(listener));
+}
+
 std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::AdminConfig& cfg,
                                                 RuntimePtr runtime, std::vector<Worker*> workers,
                                                 std::string& error) {
@@ -65,6 +91,8 @@ std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::Ad
     error = cfg.mark.str() + ": admin: cannot listen on " + cfg.listen.str();
     return nullptr;
   }
+  evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(sock),
+                              &AdminServer::onAcceptErrorCb);
   auto bound = net::localAddress(evhttp_bound_socket_get_fd(sock));
   admin->address_ = bound ? bound->str() : cfg.listen.str();
   return admin;

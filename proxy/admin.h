@@ -14,6 +14,7 @@
 struct evhttp;
 struct evhttp_request;
 struct event_base;
+struct evconnlistener;
 
 namespace wsgate::proxy {
 
@@ -34,6 +35,10 @@ public:
 private:
   AdminServer(RuntimePtr runtime, std::vector<Worker*> workers);
   static void onRequestCb(evhttp_request* req, void* self) noexcept;
+  // accept() failed for a reason other than EAGAIN (out of descriptors): evhttp's listener
+  // stays readable, so it is paused for a moment instead of spinning (as net::Acceptor).
+  static void onAcceptErrorCb(evconnlistener* listener, void*) noexcept;
+  static void onAcceptRetryCb(int, short, void* listener) noexcept;
   void onRequest(evhttp_request* req);
   void backendAction(evhttp_request* req, const std::string& pool, const std::string& backend,
                      const std::string& action);

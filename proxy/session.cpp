@@ -15,6 +15,7 @@
 #include "proxy/http/response_parser.h"
 #include "proxy/http/response_writer.h"
 #include "proxy/log.h"
+#include "proxy/net/acceptor.h"
 #include "proxy/net/address.h"
 #include "proxy/session_tunnel.h"
 #include "proxy/worker.h"
@@ -35,6 +36,12 @@ void setNoDelay(evutil_socket_t fd) {
 std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
 
 using net::retriable;
+
+// A socket() or connect() failure that is this process's or this host's shortage (open
+// files, memory, local ports), not the backend's.
+bool isLocalShortage(int error) {
+  return net::isResourceShortage(error) || error == EADDRNOTAVAIL || error == EAGAIN;
+}
 
 // Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
 // bytes that belong to the body; `status` says whether the body ended or is invalid.
@@ -443,13 +450,18 @@ void Session::connectBackend() {
   const evutil_socket_t fd =
       socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    onConnectFailed(socketError());
+    onLocalShortage("backend socket", errno);
     return;
   }
   if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {
+    const int error = errno;
     const std::string why = socketError();
     evutil_closesocket(fd);
-    onConnectFailed(why);
+    if (isLocalShortage(error)) {
+      onLocalShortage("backend connect", error);
+    } else {
+      onConnectFailed(why);
+    }
     return;
   }
   setNoDelay(fd);
@@ -478,6 +490,20 @@ void Session::tryConnected() {
   evbuffer_drain(o, static_cast<std::size_t>(put));  // endTurn writes the rest
   conn_[kBackend].connecting = false;
   onBackendConnected();
+}
+
+void Session::onLocalShortage(std::string_view what, int error) {
+  // wsgate's own shortage, not the backend's fault: the backend is not marked down (that
+  // would turn a descriptor shortage into "no backend available" for every request), and
+  // no other backend is tried (it would fail the same way).
+  log().info("[s{} {} connect b={}] {} failed: {}", id_, clientAddr_, backendName_, what,
+             std::strerror(error));
+  worker_.noteShortage(what, error);
+  releaseBackend();
+  answer(503,
+         error == EADDRNOTAVAIL ? "wsgate has no free local port for a backend connection"
+                                : "wsgate has no file descriptor left for a backend connection",
+         "out of resources", false);
 }
 
 void Session::onConnectFailed(std::string_view why) {

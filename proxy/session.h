@@ -205,6 +205,8 @@ private:
   void leaveQueue();
   void onBackendConnected();
   void onConnectFailed(std::string_view why);
+  // socket() or connect() failed for want of descriptors, memory or local ports: 503.
+  void onLocalShortage(std::string_view what, int error);
   void readResponseHead();
   void onResponseHead(const http::ResponseHead& resp, std::size_t headBytes);
   void pumpResponseBody();

@@ -1,8 +1,10 @@
 #include "proxy/worker.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "proxy/log.h"
@@ -34,13 +36,8 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
   maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
   for (int fd : listenFds) {
-    evconnlistener* l =
-        evconnlistener_new(base_.get(), &Worker::onAcceptCb, this, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (l == nullptr) {
-      ::close(fd);
-      continue;
-    }
-    listeners_.emplace_back(l);
+    listeners_.push_back(std::make_unique<net::Acceptor>(base_.get(), fd, &Worker::onAcceptCb,
+                                                         &Worker::onAcceptShortageCb, this));
   }
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
   log().info("worker {} tunnel I/O: {}", index_,
@@ -117,14 +114,37 @@ bool Worker::enterQueue() {
 
 void Worker::stop() { event_base_loopexit(base_.get(), nullptr); }
 
-void Worker::onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
-                        void* self) noexcept {
+void Worker::onAcceptCb(void* self, int fd, const sockaddr* peer, socklen_t len) noexcept {
   static_cast<Worker*>(self)->onAccept(fd, peer, len);
 }
 
-void Worker::onAccept(evutil_socket_t fd, sockaddr* peer, int len) {
+void Worker::onAcceptShortageCb(void* self, int error) noexcept {
+  auto* w = static_cast<Worker*>(self);
+  w->acceptShortage_ = true;
+  w->noteShortage("accept", error);
+}
+
+void Worker::noteShortage(std::string_view what, int error) {
+  ++shortages_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lastShortageLog_ < std::chrono::seconds(1)) return;
+  rlimit nofile{};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  log().warn(
+      "worker {} out of resources: {} failed: {} ({} failure(s) since the last report; open "
+      "files limit {}); new connections wait in the accept queue",
+      index_, what, std::strerror(error), shortages_, static_cast<uint64_t>(nofile.rlim_cur));
+  shortages_ = 0;
+  lastShortageLog_ = now;
+}
+
+void Worker::onAccept(int fd, const sockaddr* peer, socklen_t len) {
+  if (acceptShortage_) {
+    acceptShortage_ = false;
+    log().info("worker {} accepting again", index_);
+  }
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
-  auto* session = new Session(*this, runtime_, id, fd, peer, len);
+  auto* session = new Session(*this, runtime_, id, fd, peer, static_cast<int>(len));
   link(session);
   session->start();
   updateAccepting();
@@ -207,6 +227,8 @@ void Worker::retire(Session* s) {
   unlink(s);
   retired_.emplace_back(s);
   event_active(reaper_.get(), EV_TIMEOUT, 0);
+  // Its sockets are closed: an accept paused for want of descriptors may succeed now.
+  for (auto& l : listeners_) l->retryNow();
   updateAccepting();
 }
 
@@ -250,13 +272,7 @@ void Worker::updateAccepting() {
   const bool want = open_ < maxSessions_;
   if (want == accepting_) return;
   accepting_ = want;
-  for (auto& l : listeners_) {
-    if (want) {
-      evconnlistener_enable(l.get());
-    } else {
-      evconnlistener_disable(l.get());
-    }
-  }
+  for (auto& l : listeners_) l->setEnabled(want);
   if (!want) {
     log().warn("worker {} at max_connections ({} sessions): accepting paused", index_, open_);
   }

@@ -3,10 +3,13 @@
 // listener, and the sessions it accepted (a session never changes worker).
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <random>
+#include <string_view>
 #include <vector>
 
+#include "proxy/net/acceptor.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
 #include "proxy/runtime.h"
@@ -67,12 +70,16 @@ public:
   // libevent would run it again within the same pass, before polling other sockets.
   void resumeLater(Session* s, int side);
 
+  // The process ran out of file descriptors or memory for `what` (an accept, a backend
+  // socket): one warning per second at most, with the count of failures since the last.
+  void noteShortage(std::string_view what, int error);
+
 private:
-  static void onAcceptCb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int len,
-                         void* self) noexcept;
+  static void onAcceptCb(void* self, int fd, const sockaddr* peer, socklen_t len) noexcept;
+  static void onAcceptShortageCb(void* self, int error) noexcept;
   static void onReapCb(evutil_socket_t, short, void* self) noexcept;
   static void onDrainCb(evutil_socket_t, short, void* arg) noexcept;
-  void onAccept(evutil_socket_t fd, sockaddr* peer, int len);
+  void onAccept(int fd, const sockaddr* peer, socklen_t len);
   void reap();
   void updateAccepting();
   void flushBatch();
@@ -87,7 +94,7 @@ private:
   const int workerCount_;
   net::EventBasePtr base_;
   RuntimePtr runtime_;
-  std::vector<net::ListenerPtr> listeners_;
+  std::vector<std::unique_ptr<net::Acceptor>> listeners_;
   // Open sessions, owned, linked through Session::hook_ (no allocation per session).
   void link(Session* s);
   void unlink(Session* s);
@@ -112,6 +119,9 @@ private:
   std::size_t queued_ = 0;
   std::size_t maxSessions_;
   bool accepting_ = true;
+  bool acceptShortage_ = false;  // an accept failed for want of descriptors; none since
+  uint64_t shortages_ = 0;       // failures not yet reported
+  std::chrono::steady_clock::time_point lastShortageLog_{};
   std::atomic<std::size_t> sessionCount_{0};  // read by other threads for status only
 };
 

@@ -4,7 +4,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include <cerrno>
 #include <memory>
@@ -23,7 +22,6 @@ using EventBasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
 using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
 using BufferEventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
 using EvBufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
-using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
 
 // Short names for the buffer calls the session code makes on every event.
 inline evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }

@@ -25,10 +25,10 @@ def start_wsgate(wsgate_bin, tmp_path):
     """start_wsgate(config) -> a running Wsgate (config is a dict or YAML text)."""
     started = []
 
-    def start(config, label="wsgate"):
+    def start(config, label="wsgate", **kwargs):
         gate = harness.Wsgate(wsgate_bin, tmp_path, label=f"{label}{len(started) or ''}")
         started.append(gate)
-        return gate.start(config)
+        return gate.start(config, **kwargs)
 
     yield start
     crashed = []

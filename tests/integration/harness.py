@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import struct
@@ -204,10 +205,15 @@ class _Process:
         self.proc: Optional[subprocess.Popen] = None
         self.stopped_by_us = False
 
-    def _spawn(self, argv: List[str]) -> None:
+    def _spawn(self, argv: List[str], nofile: Optional[int] = None) -> None:
+        """`nofile`: the child's open-files limit (soft and hard), to run it out of them."""
+        def limit_files():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=self.workdir)
+                                         cwd=self.workdir,
+                                         preexec_fn=limit_files if nofile else None)
 
     @property
     def pid(self) -> int:
@@ -268,10 +274,10 @@ class Wsgate(_Process):
         self.config_path = workdir / f"{label}.yaml"
         self.ports: Dict[str, int] = {}
 
-    def start(self, config, timeout: float = 10.0) -> "Wsgate":
+    def start(self, config, timeout: float = 10.0, nofile: Optional[int] = None) -> "Wsgate":
         text = config if isinstance(config, str) else to_yaml(config)
         self.config_path.write_text(text)
-        self._spawn([str(self.binary), "-c", str(self.config_path)])
+        self._spawn([str(self.binary), "-c", str(self.config_path)], nofile=nofile)
         self.wait_line(r"\bready\b", timeout=timeout)
         for name, _host, port in re.findall(self.LISTENING, self.stderr()):
             self.ports[name] = int(port)
@@ -282,6 +288,15 @@ class Wsgate(_Process):
     def port(self) -> int:
         """The port of the first listener."""
         return next(iter(self.ports.values()))
+
+    def open_fds(self) -> int:
+        """How many file descriptors the process holds now."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def access_log(self) -> List[dict]:
         """Every JSON access-log line written so far."""

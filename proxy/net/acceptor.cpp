@@ -1,0 +1,107 @@
+#include "proxy/net/acceptor.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace wsgate::net {
+
+bool isResourceShortage(int error) {
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+namespace {
+
+// accept() errors that belong to one connection (it was reset while queued, a firewall
+// refused it...): that connection is lost, the others still queued are fine.
+bool isConnectionError(int error) {
+  switch (error) {
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Acceptor::Acceptor(event_base* base, int fd, OnAccept onAccept, OnShortage onShortage, void* ctx)
+    : fd_(fd),
+      onAccept_(onAccept),
+      onShortage_(onShortage),
+      ctx_(ctx),
+      readable_(event_new(base, fd, EV_READ | EV_PERSIST, &Acceptor::onReadableCb, this)),
+      retry_(evtimer_new(base, &Acceptor::onRetryCb, this)) {
+  update();
+}
+
+Acceptor::~Acceptor() {
+  readable_.reset();
+  retry_.reset();
+  ::close(fd_);
+}
+
+void Acceptor::setEnabled(bool enabled) {
+  enabled_ = enabled;
+  update();
+}
+
+void Acceptor::retryNow() {
+  if (!shortage_) return;
+  shortage_ = false;
+  evtimer_del(retry_.get());
+  update();
+}
+
+void Acceptor::update() {
+  const bool want = enabled_ && !shortage_;
+  if (want == listening_) return;
+  listening_ = want;
+  if (want) {
+    event_add(readable_.get(), nullptr);
+  } else {
+    event_del(readable_.get());
+  }
+}
+
+void Acceptor::onReadableCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Acceptor*>(self)->acceptOne();
+}
+
+void Acceptor::onRetryCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Acceptor*>(self)->retryNow();
+}
+
+void Acceptor::acceptOne() {
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  const int fd =
+      accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    onAccept_(ctx_, fd, reinterpret_cast<const sockaddr*>(&peer), len);
+    return;
+  }
+  const int error = errno;
+  if (retriable(error) || isConnectionError(error)) return;
+  // Out of descriptors (or worse): the socket stays readable, so polling it again now
+  // would spin. Wait until a connection closes or kRetry passes.
+  shortage_ = true;
+  update();
+  const timeval retry{0,
+                      static_cast<suseconds_t>(
+                          std::chrono::duration_cast<std::chrono::microseconds>(kRetry).count())};
+  evtimer_add(retry_.get(), &retry);
+  onShortage_(ctx_, error);
+}
+
+}  // namespace wsgate::net
