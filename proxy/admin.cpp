@@ -52,30 +52,33 @@ std::vector<std::string> split(std::string_view path) {
 AdminServer::AdminServer(RuntimePtr runtime, std::vector<Worker*> workers)
     : runtime_(std::move(runtime)), workers_(std::move(workers)) {}
 
+AdminServer* AdminServer::instance_ = nullptr;
+
 AdminServer::~AdminServer() {
+  if (instance_ == this) instance_ = nullptr;
+  acceptRetry_.reset();
   if (http_ != nullptr) evhttp_free(http_);
 }
 
 void AdminServer::onAcceptErrorCb(evconnlistener* listener, void*) noexcept {
+  // accept() failed for good (out of descriptors): evhttp's listener stays readable, so it
+  // is paused for a moment instead of spinning, as net::Acceptor does for the workers.
   const int error = errno;
   evconnlistener_disable(listener);
-  // A one-shot timer on the main loop, which outlives the admin server's listener: both end
-  // when wsgate exits, and libevent drops pending one-shot timers with the loop.
+  AdminServer* admin = instance_;
+  if (admin == nullptr || admin->listener_ != listener) return;
   const timeval retry{
       0, static_cast<suseconds_t>(std::chrono::microseconds(net::Acceptor::kRetry).count())};
-  event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, &AdminServer::onAcceptRetryCb,
-                  listener, &retry);
-  static std::chrono::steady_clock::time_point lastWarning{};  // main thread only
+  event_add(admin->acceptRetry_.get(), &retry);
   const auto now = std::chrono::steady_clock::now();
-  if (now - lastWarning >= std::chrono::seconds(10)) {
-    lastWarning = now;
-    log().warn("admin: accept failed: {}; retrying every {} ms", std::strerror(error),
-               net::Acceptor::kRetry.count());
-  }
+  if (now - admin->lastShortageLog_ < std::chrono::seconds(10)) return;
+  admin->lastShortageLog_ = now;
+  log().warn("admin: accept failed: {}; retrying every {} ms", std::strerror(error),
+             net::Acceptor::kRetry.count());
 }
 
-void AdminServer::onAcceptRetryCb(int, short, void* listener) noexcept {
-  evconnlistener_enable(static_cast<evconnlistener*>(listener));
+void AdminServer::onAcceptRetryCb(int, short, void* self) noexcept {
+  evconnlistener_enable(static_cast<AdminServer*>(self)->listener_);
 }
 
 std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::AdminConfig& cfg,
@@ -93,6 +96,10 @@ std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::Ad
   }
   evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(sock),
                               &AdminServer::onAcceptErrorCb);
+  admin->listener_ = evhttp_bound_socket_get_listener(sock);
+  admin->acceptRetry_.reset(evtimer_new(base, &AdminServer::onAcceptRetryCb, admin.get()));
+  evconnlistener_set_error_cb(admin->listener_, &AdminServer::onAcceptErrorCb);
+  instance_ = admin.get();
   auto bound = net::localAddress(evhttp_bound_socket_get_fd(sock));
   admin->address_ = bound ? bound->str() : cfg.listen.str();
   return admin;

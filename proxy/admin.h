@@ -4,16 +4,18 @@
 // issue). Served by libevent's evhttp on the main thread's loop: it is a management plane,
 // never on a worker's path.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "conf/config.h"
+#include "proxy/net/handles.h"
 #include "proxy/runtime.h"
 
 struct evhttp;
 struct evhttp_request;
-struct event_base;
+struct evconnlistener;
 struct evconnlistener;
 
 namespace wsgate::proxy {
@@ -37,8 +39,10 @@ private:
   static void onRequestCb(evhttp_request* req, void* self) noexcept;
   // accept() failed for a reason other than EAGAIN (out of descriptors): evhttp's listener
   // stays readable, so it is paused for a moment instead of spinning (as net::Acceptor).
+  // Its argument is evhttp's, not ours: the admin server is found through instance_.
   static void onAcceptErrorCb(evconnlistener* listener, void*) noexcept;
-  static void onAcceptRetryCb(int, short, void* listener) noexcept;
+  static void onAcceptRetryCb(int, short, void* self) noexcept;
+  static AdminServer* instance_;  // the process's one admin server (main thread only)
   void onRequest(evhttp_request* req);
   void backendAction(evhttp_request* req, const std::string& pool, const std::string& backend,
                      const std::string& action);
@@ -48,6 +52,9 @@ private:
   RuntimePtr runtime_;
   std::vector<Worker*> workers_;
   evhttp* http_ = nullptr;
+  evconnlistener* listener_ = nullptr;  // evhttp's, freed with it
+  net::EventPtr acceptRetry_;
+  std::chrono::steady_clock::time_point lastShortageLog_{};
   std::string address_;
 };
 

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "proxy/http/response_parser.h"
 #include "proxy/log.h"
+#include "proxy/net/errors.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
@@ -101,6 +103,16 @@ void HealthChecker::start(Probe& p) {
   bufferevent_write(p.conn.get(), request.data(), request.size());
   bufferevent_enable(p.conn.get(), EV_READ);
   if (bufferevent_socket_connect(p.conn.get(), addr.get(), addr.length) != 0) {
+    const int error = EVUTIL_SOCKET_ERROR();
+    if (net::isLocalShortage(error)) {
+      // wsgate is out of descriptors (or memory, or local ports): says nothing about the
+      // backend, so the probe does not count; the next one runs at the usual interval.
+      p.conn.reset();
+      log().warn("[health b={}] probe skipped: {}", p.name, std::strerror(error));
+      const timeval next = toTimeval(hc.interval);
+      evtimer_add(p.timer.get(), &next);
+      return;
+    }
     finish(p, false, "connect failed");
   }
 }

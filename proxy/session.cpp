@@ -15,8 +15,8 @@
 #include "proxy/http/response_parser.h"
 #include "proxy/http/response_writer.h"
 #include "proxy/log.h"
-#include "proxy/net/acceptor.h"
 #include "proxy/net/address.h"
+#include "proxy/net/errors.h"
 #include "proxy/session_tunnel.h"
 #include "proxy/worker.h"
 
@@ -36,12 +36,6 @@ void setNoDelay(evutil_socket_t fd) {
 std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
 
 using net::retriable;
-
-// A socket() or connect() failure that is this process's or this host's shortage (open
-// files, memory, local ports), not the backend's.
-bool isLocalShortage(int error) {
-  return net::isResourceShortage(error) || error == EADDRNOTAVAIL || error == EAGAIN;
-}
 
 // Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
 // bytes that belong to the body; `status` says whether the body ended or is invalid.
@@ -435,7 +429,6 @@ void Session::connectBackend() {
     }
     return;
   }
-  leaveQueue();
   ex_.tried[*idx] = true;
   ++ex_.attempts;
   ex_.usedBackend = true;
@@ -450,20 +443,25 @@ void Session::connectBackend() {
   const evutil_socket_t fd =
       socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    onLocalShortage("backend socket", errno);
+    const int error = errno;
+    if (net::isLocalShortage(error)) {
+      onLocalShortage("backend socket", error);
+    } else {
+      onConnectFailed(std::strerror(error));
+    }
     return;
   }
   if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {
     const int error = errno;
-    const std::string why = socketError();
     evutil_closesocket(fd);
-    if (isLocalShortage(error)) {
+    if (net::isLocalShortage(error)) {
       onLocalShortage("backend connect", error);
     } else {
-      onConnectFailed(why);
+      onConnectFailed(std::strerror(error));
     }
     return;
   }
+  leaveQueue();  // a request that waited for a place or a descriptor has one now
   setNoDelay(fd);
   openConn(kBackend, fd);
   conn_[kBackend].connecting = true;
@@ -494,19 +492,35 @@ void Session::tryConnected() {
 
 void Session::onLocalShortage(std::string_view what, int error) {
   // wsgate's own shortage, not the backend's fault: the backend is not marked down (that
-  // would turn a descriptor shortage into "no backend available" for every request), and
-  // no other backend is tried (it would fail the same way).
-  log().info("[s{} {} connect b={}] {} failed: {}", id_, clientAddr_, backendName_, what,
-             std::strerror(error));
+  // would turn a descriptor shortage into "no backend available" for every request), the
+  // attempt does not count, and the request waits as for a full pool: it tries again every
+  // 20 ms, up to timeouts.queue (a closing connection frees a descriptor), then gets 503.
   worker_.noteShortage(what, error);
+  ex_.tried[backendIndex_] = false;
+  --ex_.attempts;
   releaseBackend();
-  answer(503,
-         error == EADDRNOTAVAIL ? "wsgate has no free local port for a backend connection"
-                                : "wsgate has no file descriptor left for a backend connection",
+  const auto queue = runtime_->config->timeouts.queue;
+  if (ex_.queueDeadline == Clock::time_point{}) {
+    const bool waits = queue.count() > 0 && worker_.enterQueue();
+    if (waits) ex_.queueDeadline = Clock::now() + queue;
+    log().info("[s{} {} connect b={}] {} failed: {}{}", id_, clientAddr_, backendName_, what,
+               std::strerror(error), waits ? "; waiting for one to free up" : "");
+  }
+  if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
+    state_ = State::Connecting;
+    arm(Timer::Queue, std::chrono::milliseconds(20));
+    return;
+  }
+  leaveQueue();
+  std::string_view lack = "file descriptor left";
+  if (error == EADDRNOTAVAIL || error == EAGAIN) lack = "free local port";
+  if (error == ENOBUFS || error == ENOMEM) lack = "memory left";
+  answer(503, "wsgate has no " + std::string(lack) + " for a backend connection",
          "out of resources", false);
 }
 
 void Session::onConnectFailed(std::string_view why) {
+  leaveQueue();
   log().info("[s{} {} connect b={}] failed: {}", id_, clientAddr_, backendName_, why);
   if (lease_) lease_->markDown(Clock::now(), backendPool_->pool->options().backoff);
   releaseBackend();

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "proxy/net/errors.h"
 #include "proxy/session.h"
 #include "proxy/session_tunnel.h"
 #include "proxy/worker.h"

@@ -1,7 +1,6 @@
 #include "proxy/worker.h"
 
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -66,6 +65,7 @@ void Worker::run() {
   // event_base_dispatch, with the batch of tunnel I/O flushed and the resumed readers
   // served after every loop turn; the loop does not block while either has work.
   for (;;) {
+    ++turn_;
     const int flags = batch_.empty() && resume_.empty() ? EVLOOP_ONCE : EVLOOP_NONBLOCK;
     if (event_base_loop(base_.get(), flags) != 0) break;
     flushBatch();
@@ -131,8 +131,8 @@ void Worker::noteShortage(std::string_view what, int error) {
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
   log().warn(
-      "worker {} out of resources: {} failed: {} ({} failure(s) since the last report; open "
-      "files limit {}); new connections wait in the accept queue",
+      "worker {} out of resources: {} failed: {} ({} failure(s) since the last report; "
+      "open files limit {})",
       index_, what, std::strerror(error), shortages_, static_cast<uint64_t>(nofile.rlim_cur));
   shortages_ = 0;
   lastShortageLog_ = now;

@@ -70,8 +70,9 @@ public:
   // libevent would run it again within the same pass, before polling other sockets.
   void resumeLater(Session* s, int side);
 
-  // The process ran out of file descriptors or memory for `what` (an accept, a backend
-  // socket): one warning per second at most, with the count of failures since the last.
+  // The process ran out of file descriptors, memory or local ports for `what` (an accept,
+  // a backend socket): one warning per second at most, with the count of failures since
+  // the last.
   void noteShortage(std::string_view what, int error);
 
 private:
@@ -115,6 +116,7 @@ private:
   std::vector<net::IoBatch::Op> ops_;
   std::vector<BatchOwner> owners_;  // owners_[i] made ops_[i]
   uint64_t nextId_ = 0;
+  uint64_t turn_ = 0;  // loop turns run (the acceptors size their bursts by it)
   std::mt19937_64 rng_{std::random_device{}()};
   std::size_t queued_ = 0;
   std::size_t maxSessions_;

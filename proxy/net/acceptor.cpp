@@ -2,14 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
+#include "proxy/net/errors.h"
+
 namespace wsgate::net {
-
-bool isResourceShortage(int error) {
-  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
-}
-
 namespace {
 
 // accept() errors that belong to one connection (it was reset while queued, a firewall
@@ -35,11 +33,13 @@ bool isConnectionError(int error) {
 
 }  // namespace
 
-Acceptor::Acceptor(event_base* base, int fd, OnAccept onAccept, OnShortage onShortage, void* ctx)
+Acceptor::Acceptor(event_base* base, int fd, OnAccept onAccept, OnShortage onShortage, void* ctx,
+                   const uint64_t* loopTurn)
     : fd_(fd),
       onAccept_(onAccept),
       onShortage_(onShortage),
       ctx_(ctx),
+      loopTurn_(loopTurn),
       readable_(event_new(base, fd, EV_READ | EV_PERSIST, &Acceptor::onReadableCb, this)),
       retry_(evtimer_new(base, &Acceptor::onRetryCb, this)) {
   update();
@@ -75,24 +75,40 @@ void Acceptor::update() {
 }
 
 void Acceptor::onReadableCb(evutil_socket_t, short, void* self) noexcept {
-  static_cast<Acceptor*>(self)->acceptOne();
+  static_cast<Acceptor*>(self)->onReadable();
 }
 
 void Acceptor::onRetryCb(evutil_socket_t, short, void* self) noexcept {
   static_cast<Acceptor*>(self)->retryNow();
 }
 
-void Acceptor::acceptOne() {
+void Acceptor::onReadable() {
+  if (loopTurn_ != nullptr) {
+    // Readable again on the next turn (or within the same one): connections arrive faster
+    // than one per turn.
+    burst_ = *loopTurn_ - lastTurn_ <= 1 ? std::min(burst_ * 2, kMaxBurst) : 1;
+    lastTurn_ = *loopTurn_;
+  }
+  for (int i = 0; i < burst_; ++i) {
+    if (!acceptOne()) return;
+  }
+}
+
+bool Acceptor::acceptOne() {
   sockaddr_storage peer{};
   socklen_t len = sizeof peer;
   const int fd =
       accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
     onAccept_(ctx_, fd, reinterpret_cast<const sockaddr*>(&peer), len);
-    return;
+    return listening_;  // the owner may have paused accepting (max_connections)
   }
   const int error = errno;
-  if (retriable(error) || isConnectionError(error)) return;
+  if (retriable(error)) {
+    burst_ = 1;  // the queue is empty
+    return false;
+  }
+  if (isConnectionError(error)) return true;
   // Out of descriptors (or worse): the socket stays readable, so polling it again now
   // would spin. Wait until a connection closes or kRetry passes.
   shortage_ = true;
@@ -102,6 +118,7 @@ void Acceptor::acceptOne() {
                           std::chrono::duration_cast<std::chrono::microseconds>(kRetry).count())};
   evtimer_add(retry_.get(), &retry);
   onShortage_(ctx_, error);
+  return false;
 }
 
 }  // namespace wsgate::net

@@ -5,7 +5,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include <cerrno>
 #include <memory>
 
 namespace wsgate::net {
@@ -27,10 +26,5 @@ using EvBufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 inline evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
 inline evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
 inline std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
-
-// A non-blocking socket call that failed only for now (try again on the next edge).
-inline bool retriable(int error) {
-  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
-}
 
 }  // namespace wsgate::net

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import struct
@@ -206,14 +205,14 @@ class _Process:
         self.stopped_by_us = False
 
     def _spawn(self, argv: List[str], nofile: Optional[int] = None) -> None:
-        """`nofile`: the child's open-files limit (soft and hard), to run it out of them."""
-        def limit_files():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
+        """`nofile`: the child's open-files limit (soft and hard), to run it out of them. Set
+        by util-linux's prlimit, which execs the child (no preexec_fn: backends run as
+        threads of this process)."""
+        if nofile:
+            argv = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] + argv
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=self.workdir,
-                                         preexec_fn=limit_files if nofile else None)
+                                         cwd=self.workdir)
 
     @property
     def pid(self) -> int:

@@ -12,10 +12,24 @@ from harness import LOOPBACK, Deadline, gateway_config, pool, route, wait_for
 NOFILE = 64  # the open-files limit wsgate runs under in these tests
 
 
-def start_limited(start_wsgate, echo):
+def start_limited(start_wsgate, echo, connect, **timeouts):
+    """wsgate under NOFILE open files, after one request and one WebSocket went through it
+    (so every code path the tests take has run once while descriptors were free:
+    UBSan's first check of a virtual call needs a pipe)."""
     cfg = gateway_config([route("app", path_prefix="/")], {"app": pool(echo)},
-                         timeouts={"handshake": "60s"})
-    return start_wsgate(cfg, nofile=NOFILE)
+                         timeouts={"handshake": "60s", **timeouts})
+    gate = start_wsgate(cfg, nofile=NOFILE)
+    idle_fds = gate.open_fds()
+    warm = connect(gate.port)
+    assert warm.request("GET", "/warm-up").status == 200
+    ws = connect(gate.port)
+    assert ws.upgrade("/warm-up").status == 101
+    ws.send_frame(wsproto.OP_TEXT, b"hi")
+    assert ws.recv_message() == (wsproto.OP_TEXT, b"hi")
+    warm.close()
+    ws.close()
+    wait_for(lambda: gate.open_fds() == idle_fds, what="wsgate to close the warm-up sessions")
+    return gate
 
 
 def hold_descriptors(gate, count):
@@ -29,13 +43,36 @@ def hold_descriptors(gate, count):
     return hogs
 
 
+STATUS_REQUEST = b"GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+
+
+def get_status(port):
+    """GET /status from the admin endpoint; the raw response."""
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+        sock.sendall(STATUS_REQUEST)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        return reply
+
+
+def assert_idle_for_a_second(gate):
+    """wsgate uses well under a CPU-second in the next second: it does not spin on its
+    listening sockets, which stay readable while it cannot accept."""
+    cpu_before = gate.cpu_seconds()
+    window = Deadline(1.0)
+    while not window.expired():
+        time.sleep(0.05)
+    assert gate.cpu_seconds() - cpu_before < 0.5, "wsgate spins while out of descriptors"
+
+
 def accept_failures(gate):
     return gate.stderr().count("accept failed: Too many open files")
 
 
 def test_out_of_descriptors_new_connections_wait_and_are_served_once_some_free_up(
         start_wsgate, echo_backend, connect):
-    gate = start_limited(start_wsgate, echo_backend("echo1"))
+    gate = start_limited(start_wsgate, echo_backend("echo1"), connect)
     hogs = hold_descriptors(gate, NOFILE - gate.open_fds())
     assert gate.open_fds() == NOFILE
 
@@ -46,38 +83,38 @@ def test_out_of_descriptors_new_connections_wait_and_are_served_once_some_free_u
     gate.wait_line(r"worker 0 out of resources: accept failed: Too many open files")
 
     # Waiting is quiet: no busy loop on the still-readable listener, no line per attempt.
-    cpu_before = gate.cpu_seconds()
-    window = Deadline(1.0)
-    while not window.expired():
-        time.sleep(0.05)
-    assert gate.cpu_seconds() - cpu_before < 0.5, "wsgate spins while out of descriptors"
+    assert_idle_for_a_second(gate)
     assert accept_failures(gate) <= 2, gate.stderr()[-2000:]
     assert conn.received_within(0.1) == b"", "the waiting client must not be answered yet"
 
-    # Two descriptors free (client + backend socket): the waiting client gets through.
-    for hog in hogs[:2]:
-        hog.close()
+    # One descriptor frees up: the client is accepted, and its backend socket finds none;
+    # the request waits for another instead of failing.
+    hogs.pop().close()
+    gate.wait_line(r"backend socket failed: Too many open files; waiting for one to free up")
+    hogs.pop().close()
     response = conn.read_response()
     assert response.status == 101, response.body
     assert response.header("sec-websocket-accept") == wsproto.accept_for(key)
     conn.send_frame(wsproto.OP_TEXT, b"still here")
     assert conn.recv_message() == (wsproto.OP_TEXT, b"still here")
     gate.wait_line(r"worker 0 accepting again")
-    for hog in hogs[2:]:
+    for hog in hogs:
         hog.close()
 
 
 def test_a_backend_connection_without_a_descriptor_gets_503_and_the_backend_stays_up(
         start_wsgate, echo_backend, connect):
-    gate = start_limited(start_wsgate, echo_backend("echo1"))
+    gate = start_limited(start_wsgate, echo_backend("echo1"), connect, queue="300ms")
     hogs = hold_descriptors(gate, NOFILE - gate.open_fds() - 1)
 
-    # The client takes the last descriptor; its backend connection finds none.
+    # The client takes the last descriptor; its backend connection finds none, and none
+    # frees up within timeouts.queue.
     conn = connect(gate.port)
     response = conn.request("GET", "/page")
     assert response.status == 503, (response.status, response.body)
-    assert b"no file descriptor left" in response.body
-    gate.wait_line(r"worker 0 out of resources: backend socket failed: Too many open files")
+    assert b"wsgate has no file descriptor left for a backend connection" in response.body
+    assert gate.access_for(conn)[0]["reason"] == "out of resources"
+    gate.wait_line(r"backend socket failed: Too many open files")
     assert "backend connect failed" not in gate.stderr()
 
     for hog in hogs:
@@ -96,23 +133,22 @@ def test_the_admin_endpoint_waits_out_a_descriptor_shortage_too(start_wsgate, ec
     cfg["admin"] = {"listen": f"{LOOPBACK}:0"}
     gate = start_wsgate(cfg, nofile=NOFILE)
     admin_port = int(gate.wait_line(r"admin listening address=\S+:(\d+)").group(1))
+    idle_fds = gate.open_fds()
+    assert get_status(admin_port).startswith(b"HTTP/1.1 200")  # warm-up (see start_limited)
+    wait_for(lambda: gate.open_fds() == idle_fds, what="wsgate to close the warm-up request")
     hogs = hold_descriptors(gate, NOFILE - gate.open_fds())
 
     status = socket.create_connection((LOOPBACK, admin_port))
-    status.sendall(b"GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+    status.sendall(STATUS_REQUEST)
     gate.wait_line(r"admin: accept failed: Too many open files")
-    cpu_before = gate.cpu_seconds()
-    window = Deadline(1.0)
-    while not window.expired():
-        time.sleep(0.05)
-    assert gate.cpu_seconds() - cpu_before < 0.5, "wsgate spins while out of descriptors"
+    assert_idle_for_a_second(gate)
 
     hogs.pop().close()
     status.settimeout(10)
     reply = b""
     while chunk := status.recv(65536):
         reply += chunk
-    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     status.close()
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     for hog in hogs:
         hog.close()

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <vector>
 
+#include "proxy/net/errors.h"
+
 namespace wsgate::net {
 namespace {
 
@@ -22,10 +24,12 @@ struct Counts {
   std::vector<int> shortages;
 };
 
-void onAccept(void* ctx, int fd, const sockaddr*, socklen_t) {
+void onAccept(void* ctx, int fd, const sockaddr*, socklen_t) noexcept {
   static_cast<Counts*>(ctx)->accepted.push_back(fd);
 }
-void onShortage(void* ctx, int error) { static_cast<Counts*>(ctx)->shortages.push_back(error); }
+void onShortage(void* ctx, int error) noexcept {
+  static_cast<Counts*>(ctx)->shortages.push_back(error);
+}
 
 class AcceptorTest : public ::testing::Test {
 protected:
@@ -36,11 +40,11 @@ protected:
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ASSERT_EQ(bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(listen(listenFd_, 16), 0);
+    ASSERT_EQ(listen(listenFd_, 256), 0);
     socklen_t len = sizeof addr_;
     getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr_), &len);
-    acceptor_ =
-        std::make_unique<Acceptor>(base_.get(), listenFd_, &onAccept, &onShortage, &counts_);
+    acceptor_ = std::make_unique<Acceptor>(base_.get(), listenFd_, &onAccept, &onShortage, &counts_,
+                                           &turn_);
   }
   void TearDown() override {
     for (int fd : counts_.accepted) close(fd);
@@ -55,28 +59,55 @@ protected:
     clients_.push_back(fd);
   }
   // One turn of the loop, as a worker runs it: waits for events, runs the callbacks of
-  // one poll (EVLOOP_ONCE). Only when something is ready.
-  void pass() { event_base_loop(base_.get(), EVLOOP_ONCE); }
+  // one poll (EVLOOP_ONCE). Only when something is ready. `gap` turns without the
+  // listener come first (other sockets' turns).
+  void pass(uint64_t gap = 0) {
+    turn_ += 1 + gap;
+    event_base_loop(base_.get(), EVLOOP_ONCE);
+  }
   // Polls until nothing is ready, without waiting (EVLOOP_NONBLOCK).
-  void drain() { event_base_loop(base_.get(), EVLOOP_NONBLOCK); }
+  void drain() {
+    turn_ += 2;
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  }
 
   EventBasePtr base_;
   int listenFd_ = -1;
   sockaddr_in addr_{};
   Counts counts_;
+  uint64_t turn_ = 100;
   std::vector<int> clients_;
   std::unique_ptr<Acceptor> acceptor_;
 };
 
-TEST_F(AcceptorTest, AcceptsOneQueuedConnectionPerLoopPass) {
-  for (int i = 0; i < 3; ++i) connectClient();
-  for (std::size_t expected = 1; expected <= 3; ++expected) {
-    pass();
-    EXPECT_EQ(counts_.accepted.size(), expected);
+TEST_F(AcceptorTest, AcceptsOneConnectionPerReadinessAtAnOrdinaryRate) {
+  // Connections that arrive with other turns in between: one accept each, and no accept
+  // that fails with EAGAIN to learn the queue is empty.
+  for (std::size_t n = 1; n <= 3; ++n) {
+    connectClient();
+    pass(/*gap=*/3);
+    EXPECT_EQ(counts_.accepted.size(), n);
   }
   drain();  // the queue is empty: nothing happens, nothing fails
   EXPECT_EQ(counts_.accepted.size(), 3u);
   EXPECT_TRUE(counts_.shortages.empty());
+}
+
+TEST_F(AcceptorTest, ABacklogDoublesTheBurstEachTurnUpToTheMaximum) {
+  constexpr int kQueued = 150;
+  for (int i = 0; i < kQueued; ++i) connectClient();
+  std::vector<std::size_t> perTurn;
+  while (counts_.accepted.size() < kQueued && perTurn.size() < 20) {
+    const std::size_t before = counts_.accepted.size();
+    pass();
+    perTurn.push_back(counts_.accepted.size() - before);
+  }
+  // 1, 2, 4, 8, 16, 32, 64, then the 23 left.
+  EXPECT_EQ(perTurn, (std::vector<std::size_t>{1, 2, 4, 8, 16, 32, 64, 23}));
+  // The queue emptied: the next connection, a few turns later, is a burst of one again.
+  connectClient();
+  pass(/*gap=*/3);
+  EXPECT_EQ(counts_.accepted.size(), static_cast<std::size_t>(kQueued) + 1);
 }
 
 TEST_F(AcceptorTest, AcceptedSocketsAreNonBlockingAndCloseOnExec) {
@@ -153,21 +184,26 @@ TEST_F(AcceptorTest, OutOfDescriptorsRetriesByItselfAfterThePause) {
   shortage.freeOne();  // freed elsewhere in the process: no retryNow()
   const auto deadline = std::chrono::steady_clock::now() + 20 * Acceptor::kRetry;
   while (counts_.accepted.empty() && std::chrono::steady_clock::now() < deadline) {
-    event_base_loop(base_.get(), EVLOOP_ONCE);  // wakes for the retry timer
+    pass(/*gap=*/3);  // wakes for the retry timer
   }
   EXPECT_EQ(counts_.accepted.size(), 1u);
   EXPECT_EQ(counts_.shortages.size(), 1u);
 }
 
-TEST(IsResourceShortage, NamesTheProcessesShortagesOnly) {
+TEST(SocketErrors, SortTheProcessesShortagesFromThePeersFaults) {
   struct Case {
     int error;
-    bool shortage;
+    bool resource;  // isResourceShortage: accept, socket, connect
+    bool local;     // isLocalShortage: socket, connect towards a backend
   };
   for (const Case& c :
-       {Case{EMFILE, true}, Case{ENFILE, true}, Case{ENOBUFS, true}, Case{ENOMEM, true},
-        Case{EAGAIN, false}, Case{ECONNABORTED, false}, Case{EPERM, false}, Case{EINTR, false}}) {
-    EXPECT_EQ(isResourceShortage(c.error), c.shortage) << "errno " << c.error;
+       {Case{EMFILE, true, true}, Case{ENFILE, true, true}, Case{ENOBUFS, true, true},
+        Case{ENOMEM, true, true}, Case{EADDRNOTAVAIL, false, true}, Case{EAGAIN, false, true},
+        Case{ECONNREFUSED, false, false}, Case{ECONNABORTED, false, false},
+        Case{EAFNOSUPPORT, false, false}, Case{EACCES, false, false}, Case{EPERM, false, false},
+        Case{EINTR, false, false}}) {
+    EXPECT_EQ(isResourceShortage(c.error), c.resource) << "errno " << c.error;
+    EXPECT_EQ(isLocalShortage(c.error), c.local) << "errno " << c.error;
   }
 }
 
