@@ -120,6 +120,10 @@ void Session::onClientEof(bool reset) {
       }
       break;
     case State::Connecting:
+      // The body waits in the input until the backend is connected (or a queued request
+      // gets a place): whether all of it came before the FIN is known when it is pumped.
+      ex_.clientKeepAlive = false;
+      break;
     case State::AwaitingResponse:
     case State::RelayingResponse:
       if (!ex_.requestDone) {
@@ -353,6 +357,10 @@ void Session::pumpRequestBody() {
   if (moved > 0) {
     evbuffer_remove_buffer(src, dst, moved);
     ex_.bytesFromClient += moved;
+  }
+  if (!ex_.requestDone && clientEof_) {  // everything the client sent is pumped: no more comes
+    close("client closed mid-request");
+    return;
   }
   // Not done: reading the client stops while the backend has a full buffer (mayRead).
   if (ex_.requestDone && state_ == State::AwaitingResponse) {

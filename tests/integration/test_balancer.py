@@ -361,6 +361,40 @@ def test_a_full_backend_queues_an_upgrade_until_a_session_closes(start_wsgate, e
     ws_close(second)
 
 
+def test_a_queued_post_whose_body_and_fin_came_together_is_still_answered(
+        start_wsgate, echo_backend, connect):
+    """A client that sends its request and body, then shuts down its write side (curl
+    with a file body, `nc -N`), while the request waits for a place: the FIN is no reason to
+    drop it; it goes to the backend once a place frees up, and the answer comes back."""
+    echo = echo_backend("solo")
+    gate = start_wsgate(balancer_config(balanced_pool(echo, max_connections=[1]),
+                                        timeouts={"queue": "20s"}))
+    session, _ = ws_open(gate.port)
+    poster = connect(gate.port)
+    poster.send(harness.build_request("POST", "/upload", body=b"x" * 5000))
+    poster.shutdown_write()
+    assert poster.received_within(0.5) == b"", "answered while the backend was full"
+    ws_close(session)
+    response = poster.read_response(method="POST", timeout=10)
+    assert response.status == 200, (response.status, response.body)
+    assert response.body == b"x" * 5000  # the echo backend answers a POST with its body
+    assert gate.access_for(poster)[0]["status"] == 200
+
+
+def test_a_queued_post_cut_short_by_the_clients_fin_is_dropped_once_it_gets_a_place(
+        start_wsgate, echo_backend, connect):
+    echo = echo_backend("solo")
+    gate = start_wsgate(balancer_config(balanced_pool(echo, max_connections=[1]),
+                                        timeouts={"queue": "20s"}))
+    session, _ = ws_open(gate.port)
+    poster = connect(gate.port)
+    poster.send(harness.build_request("POST", "/upload", body=b"x" * 5000)[:-1000])
+    poster.shutdown_write()
+    ws_close(session)
+    assert poster.read_until_eof(timeout=10) == b""
+    assert gate.access_for(poster)[0]["reason"] == "client closed mid-request"
+
+
 def request_to_a_full_backend(start_wsgate, echo_backend, connect, **limits):
     """One backend with max_connections 2, both taken by WebSockets; a GET then waits for a
     slot. Returns (gate, the GET's connection, its response, seconds it took)."""
