@@ -94,8 +94,6 @@ std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::Ad
     error = cfg.mark.str() + ": admin: cannot listen on " + cfg.listen.str();
     return nullptr;
   }
-  evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(sock),
-                              &AdminServer::onAcceptErrorCb);
   admin->listener_ = evhttp_bound_socket_get_listener(sock);
   admin->acceptRetry_.reset(evtimer_new(base, &AdminServer::onAcceptRetryCb, admin.get()));
   evconnlistener_set_error_cb(admin->listener_, &AdminServer::onAcceptErrorCb);

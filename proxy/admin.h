@@ -15,7 +15,7 @@
 
 struct evhttp;
 struct evhttp_request;
-struct evconnlistener;
+struct event_base;
 struct evconnlistener;
 
 namespace wsgate::proxy {

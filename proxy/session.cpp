@@ -121,8 +121,13 @@ void Session::onClientEof(bool reset) {
       break;
     case State::Connecting:
       // The body waits in the input until the backend is connected (or a queued request
-      // gets a place): whether all of it came before the FIN is known when it is pumped.
-      ex_.clientKeepAlive = false;
+      // gets a place). All of it came before the FIN: the request goes on, and the session
+      // ends after the answer. Some is missing: no backend should see it.
+      if (!ex_.requestDone && !requestBodyBuffered()) {
+        close("client closed mid-request");
+      } else {
+        ex_.clientKeepAlive = false;
+      }
       break;
     case State::AwaitingResponse:
     case State::RelayingResponse:
@@ -328,6 +333,25 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   connectBackend();
 }
 
+bool Session::requestBodyBuffered() {
+  evbuffer* src = input(kClient);
+  switch (ex_.requestBody) {
+    case http::BodyKind::ContentLength:
+      return len(src) >= ex_.requestRemaining;
+    case http::BodyKind::Chunked: {
+      // A copy of the decoder reads ahead; the real one consumes when the body is pumped.
+      http::ChunkedDecoder probe =
+          ex_.requestChunked ? *ex_.requestChunked : http::ChunkedDecoder{};
+      http::ChunkedDecoder::Status st;
+      std::string_view why;
+      scanChunked(probe, src, st, why);
+      return st == http::ChunkedDecoder::Status::Done;
+    }
+    default:
+      return true;
+  }
+}
+
 void Session::pumpRequestBody() {
   evbuffer* src = input(kClient);
   evbuffer* dst = output(kBackend);
@@ -503,12 +527,12 @@ void Session::onLocalShortage(std::string_view what, int error) {
   // would turn a descriptor shortage into "no backend available" for every request), the
   // attempt does not count, and the request waits as for a full pool: it tries again every
   // 20 ms, up to timeouts.queue (a closing connection frees a descriptor), then gets 503.
-  worker_.noteShortage(what, error);
   ex_.tried[backendIndex_] = false;
   --ex_.attempts;
   releaseBackend();
   const auto queue = runtime_->config->timeouts.queue;
-  if (ex_.queueDeadline == Clock::time_point{}) {
+  if (ex_.queueDeadline == Clock::time_point{}) {  // once per request, not per retry
+    worker_.noteShortage(what, error);
     const bool waits = queue.count() > 0 && worker_.enterQueue();
     if (waits) ex_.queueDeadline = Clock::now() + queue;
     log().info("[s{} {} connect b={}] {} failed: {}{}", id_, clientAddr_, backendName_, what,

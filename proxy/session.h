@@ -207,6 +207,8 @@ private:
   void onConnectFailed(std::string_view why);
   // socket() or connect() failed for want of descriptors, memory or local ports: 503.
   void onLocalShortage(std::string_view what, int error);
+  // The rest of the request body is all in the client's input already.
+  bool requestBodyBuffered();
   void readResponseHead();
   void onResponseHead(const http::ResponseHead& resp, std::size_t headBytes);
   void pumpResponseBody();

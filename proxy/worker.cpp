@@ -35,8 +35,8 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
   maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
   for (int fd : listenFds) {
-    listeners_.push_back(std::make_unique<net::Acceptor>(base_.get(), fd, &Worker::onAcceptCb,
-                                                         &Worker::onAcceptShortageCb, this));
+    listeners_.push_back(std::make_unique<net::Acceptor>(
+        base_.get(), fd, &Worker::onAcceptCb, &Worker::onAcceptShortageCb, this, &turn_));
   }
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
   log().info("worker {} tunnel I/O: {}", index_,
@@ -227,8 +227,6 @@ void Worker::retire(Session* s) {
   unlink(s);
   retired_.emplace_back(s);
   event_active(reaper_.get(), EV_TIMEOUT, 0);
-  // Its sockets are closed: an accept paused for want of descriptors may succeed now.
-  for (auto& l : listeners_) l->retryNow();
   updateAccepting();
 }
 

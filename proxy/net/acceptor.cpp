@@ -56,7 +56,7 @@ void Acceptor::setEnabled(bool enabled) {
   update();
 }
 
-void Acceptor::retryNow() {
+void Acceptor::retry() {
   if (!shortage_) return;
   shortage_ = false;
   evtimer_del(retry_.get());
@@ -79,7 +79,7 @@ void Acceptor::onReadableCb(evutil_socket_t, short, void* self) noexcept {
 }
 
 void Acceptor::onRetryCb(evutil_socket_t, short, void* self) noexcept {
-  static_cast<Acceptor*>(self)->retryNow();
+  static_cast<Acceptor*>(self)->retry();
 }
 
 void Acceptor::onReadable() {
@@ -110,7 +110,7 @@ bool Acceptor::acceptOne() {
   }
   if (isConnectionError(error)) return true;
   // Out of descriptors (or worse): the socket stays readable, so polling it again now
-  // would spin. Wait until a connection closes or kRetry passes.
+  // would spin. Wait kRetry.
   shortage_ = true;
   update();
   const timeval retry{0,

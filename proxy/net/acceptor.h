@@ -6,9 +6,11 @@
 // with EAGAIN just to find the queue empty (nginx's multi_accept off), and a reconnect storm
 // is still drained at up to kMaxBurst connections per turn (HAProxy's tune.maxaccept).
 //
-// When the process is out of file descriptors or memory it stops polling the socket for a
-// moment (kRetry, or earlier through retryNow()) instead of spinning on a socket that
-// stays readable: connections wait in the kernel's queue, none is refused.
+// When the process is out of file descriptors or memory it stops polling the socket for
+// kRetry instead of spinning on a socket that stays readable: connections wait in the
+// kernel's queue, none is refused. (Not earlier when a connection closes: requests already
+// accepted and waiting for a backend socket retry every 20 ms and should get the freed
+// descriptors before new clients do.)
 
 #include <sys/socket.h>
 
@@ -41,8 +43,6 @@ public:
   // Stops or restarts accepting for the owner's reasons (max_connections). Independent of
   // a shortage pause: accepting runs when neither holds it.
   void setEnabled(bool enabled);
-  // A descriptor was freed (a connection closed): a shortage pause ends now, not at kRetry.
-  void retryNow();
   bool shortagePaused() const { return shortage_; }
   int fd() const { return fd_; }
 
@@ -50,6 +50,7 @@ private:
   static void onReadableCb(evutil_socket_t, short, void* self) noexcept;
   static void onRetryCb(evutil_socket_t, short, void* self) noexcept;
   void onReadable();
+  void retry();  // the shortage pause is over
   // One accept(); false when accepting should stop for this turn.
   bool acceptOne();
   void update();

@@ -84,7 +84,7 @@ def test_out_of_descriptors_new_connections_wait_and_are_served_once_some_free_u
 
     # Waiting is quiet: no busy loop on the still-readable listener, no line per attempt.
     assert_idle_for_a_second(gate)
-    assert accept_failures(gate) <= 2, gate.stderr()[-2000:]
+    assert accept_failures(gate) <= 3, gate.stderr()[-2000:]  # one line a second at most
     assert conn.received_within(0.1) == b"", "the waiting client must not be answered yet"
 
     # One descriptor frees up: the client is accepted, and its backend socket finds none;
