@@ -67,8 +67,7 @@ void AdminServer::onAcceptErrorCb(evconnlistener* listener, void*) noexcept {
   evconnlistener_disable(listener);
   AdminServer* admin = instance_;
   if (admin == nullptr || admin->listener_ != listener) return;
-  const timeval retry{
-      0, static_cast<suseconds_t>(std::chrono::microseconds(net::Acceptor::kRetry).count())};
+  const timeval retry = net::toTimeval(net::Acceptor::kRetry);
   event_add(admin->acceptRetry_.get(), &retry);
   const auto now = std::chrono::steady_clock::now();
   if (now - admin->lastShortageLog_ < std::chrono::seconds(10)) return;

@@ -16,11 +16,6 @@
 namespace wsgate::proxy {
 namespace {
 
-timeval toTimeval(std::chrono::milliseconds d) {
-  return {static_cast<time_t>(d.count() / 1000),
-          static_cast<suseconds_t>((d.count() % 1000) * 1000)};
-}
-
 // A fresh Sec-WebSocket-Key: base64 of 16 random bytes (RFC 6455 4.1).
 std::string newWebSocketKey() {
   unsigned char raw[16];
@@ -87,7 +82,7 @@ void HealthChecker::start(Probe& p) {
   const net::SocketAddress& addr = p.pool->addresses[p.index];
   p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
   bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb, &p);
-  const timeval timeout = toTimeval(hc.timeout);
+  const timeval timeout = net::toTimeval(hc.timeout);
   bufferevent_set_timeouts(p.conn.get(), &timeout, &timeout);
   std::string request = "GET " + hc.path + " HTTP/1.1\r\nHost: " + backend.spec().host + ":" +
                         std::to_string(backend.spec().port) + "\r\nUser-Agent: wsgate-health\r\n";
@@ -109,7 +104,7 @@ void HealthChecker::start(Probe& p) {
       // backend, so the probe does not count; the next one runs at the usual interval.
       p.conn.reset();
       log().warn("[health b={}] probe skipped: {}", p.name, std::strerror(error));
-      const timeval next = toTimeval(hc.interval);
+      const timeval next = net::toTimeval(hc.interval);
       evtimer_add(p.timer.get(), &next);
       return;
     }
@@ -160,7 +155,7 @@ void HealthChecker::finish(Probe& p, bool ok, std::string_view why) {
       log().debug("[health b={}] probe {}: {}", p.name, ok ? "ok" : "failed", why);
       break;
   }
-  const timeval next = toTimeval(hc.interval);
+  const timeval next = net::toTimeval(hc.interval);
   evtimer_add(p.timer.get(), &next);
 }
 

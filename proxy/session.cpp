@@ -435,19 +435,9 @@ void Session::connectBackend() {
   const PoolEntry& entry = *backendPool_;
   auto idx = pickBackend();
   if (!idx) {
-    const auto& cfg = *runtime_->config;
-    const bool queued = ex_.queueDeadline != Clock::time_point{};
     if (ex_.attempts == 0 && poolFull()) {
       // Every backend is at max_connections: wait for a place, up to timeouts.queue.
-      if (!queued && cfg.timeouts.queue.count() > 0 && worker_.enterQueue()) {
-        ex_.queueDeadline = Clock::now() + cfg.timeouts.queue;
-      }
-      if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
-        state_ = State::Connecting;
-        arm(Timer::Queue, std::chrono::milliseconds(20));
-        return;
-      }
-      leaveQueue();
+      if (waitInQueue()) return;
       answer(503, "every backend of pool " + std::string(ex_.pool) + " is at max_connections",
              "backends full", false);
       return;
@@ -475,22 +465,13 @@ void Session::connectBackend() {
   const evutil_socket_t fd =
       socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    const int error = errno;
-    if (net::isLocalShortage(error)) {
-      onLocalShortage("backend socket", error);
-    } else {
-      onConnectFailed(std::strerror(error));
-    }
+    onSocketError("backend socket", errno);
     return;
   }
   if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {
     const int error = errno;
     evutil_closesocket(fd);
-    if (net::isLocalShortage(error)) {
-      onLocalShortage("backend connect", error);
-    } else {
-      onConnectFailed(std::strerror(error));
-    }
+    onSocketError("backend connect", error);
     return;
   }
   leaveQueue();  // a request that waited for a place or a descriptor has one now
@@ -522,28 +503,40 @@ void Session::tryConnected() {
   onBackendConnected();
 }
 
-void Session::onLocalShortage(std::string_view what, int error) {
-  // wsgate's own shortage, not the backend's fault: the backend is not marked down (that
-  // would turn a descriptor shortage into "no backend available" for every request), the
-  // attempt does not count, and the request waits as for a full pool: it tries again every
-  // 20 ms, up to timeouts.queue (a closing connection frees a descriptor), then gets 503.
-  ex_.tried[backendIndex_] = false;
-  --ex_.attempts;
-  releaseBackend();
+bool Session::waitInQueue() {
   const auto queue = runtime_->config->timeouts.queue;
-  if (ex_.queueDeadline == Clock::time_point{}) {  // once per request, not per retry
-    worker_.noteShortage(what, error);
-    const bool waits = queue.count() > 0 && worker_.enterQueue();
-    if (waits) ex_.queueDeadline = Clock::now() + queue;
-    log().info("[s{} {} connect b={}] {} failed: {}{}", id_, clientAddr_, backendName_, what,
-               std::strerror(error), waits ? "; waiting for one to free up" : "");
+  if (ex_.queueDeadline == Clock::time_point{} && queue.count() > 0 && worker_.enterQueue()) {
+    ex_.queueDeadline = Clock::now() + queue;
   }
   if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
     state_ = State::Connecting;
-    arm(Timer::Queue, std::chrono::milliseconds(20));
-    return;
+    arm(Timer::Queue, std::chrono::milliseconds(20));  // polled: places free up on any worker
+    return true;
   }
   leaveQueue();
+  return false;
+}
+
+void Session::onSocketError(std::string_view what, int error) {
+  if (!net::isLocalShortage(error)) {
+    onConnectFailed(std::strerror(error));
+    return;
+  }
+  // wsgate's own shortage, not the backend's fault: the backend is not marked down (that
+  // would turn a descriptor shortage into "no backend available" for every request), the
+  // attempt does not count, and the request waits as for a full pool (a closing connection
+  // frees a descriptor), then gets 503.
+  ex_.tried[backendIndex_] = false;
+  --ex_.attempts;
+  releaseBackend();
+  const bool first = ex_.queueDeadline == Clock::time_point{};  // not yet waiting
+  const bool waits = waitInQueue();
+  if (first) {  // once per request, not per retry
+    worker_.noteShortage(what, error);
+    log().info("[s{} {} connect b={}] {} failed: {}{}", id_, clientAddr_, backendName_, what,
+               std::strerror(error), waits ? "; waiting for one to free up" : "");
+  }
+  if (waits) return;
   std::string_view lack = "file descriptor left";
   if (error == EADDRNOTAVAIL || error == EAGAIN) lack = "free local port";
   if (error == ENOBUFS || error == ENOMEM) lack = "memory left";
@@ -872,8 +865,7 @@ void Session::logExchange(std::string_view reason) {
 
 void Session::arm(Timer kind, std::chrono::milliseconds after) {
   timerKind_ = kind;
-  timeval tv{static_cast<time_t>(after.count() / 1000),
-             static_cast<suseconds_t>((after.count() % 1000) * 1000)};
+  const timeval tv = net::toTimeval(after);
   evtimer_add(&timer_, &tv);
 }
 

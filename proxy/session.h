@@ -205,8 +205,13 @@ private:
   void leaveQueue();
   void onBackendConnected();
   void onConnectFailed(std::string_view why);
-  // socket() or connect() failed for want of descriptors, memory or local ports: 503.
-  void onLocalShortage(std::string_view what, int error);
+  // socket() or connect() towards the backend failed at once. For want of descriptors,
+  // memory or local ports the request waits like a queued one, then gets 503; otherwise
+  // the backend failed (onConnectFailed).
+  void onSocketError(std::string_view what, int error);
+  // Waits for a place (a backend slot or a descriptor) up to timeouts.queue, polling every
+  // 20 ms, within limits.max_queue per worker. False when the wait is over (left the queue).
+  bool waitInQueue();
   // The rest of the request body is all in the client's input already.
   bool requestBodyBuffered();
   void readResponseHead();

@@ -113,9 +113,7 @@ bool Acceptor::acceptOne() {
   // would spin. Wait kRetry.
   shortage_ = true;
   update();
-  const timeval retry{0,
-                      static_cast<suseconds_t>(
-                          std::chrono::duration_cast<std::chrono::microseconds>(kRetry).count())};
+  const timeval retry = toTimeval(kRetry);
   evtimer_add(retry_.get(), &retry);
   onShortage_(ctx_, error);
   return false;

@@ -5,6 +5,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <chrono>
 #include <memory>
 
 namespace wsgate::net {
@@ -26,5 +27,10 @@ using EvBufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 inline evbuffer* in(bufferevent* b) { return bufferevent_get_input(b); }
 inline evbuffer* out(bufferevent* b) { return bufferevent_get_output(b); }
 inline std::size_t len(evbuffer* e) { return evbuffer_get_length(e); }
+
+// A duration as the timeval libevent's timers take.
+inline timeval toTimeval(std::chrono::microseconds d) {
+  return {static_cast<time_t>(d.count() / 1000000), static_cast<suseconds_t>(d.count() % 1000000)};
+}
 
 }  // namespace wsgate::net

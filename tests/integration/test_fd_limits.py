@@ -73,6 +73,8 @@ def accept_failures(gate):
 def test_out_of_descriptors_new_connections_wait_and_are_served_once_some_free_up(
         start_wsgate, echo_backend, connect):
     gate = start_limited(start_wsgate, echo_backend("echo1"), connect)
+    assert ("limits.max_connections 100000 needs 200100 open files, the limit is 64"
+            in gate.stderr())
     hogs = hold_descriptors(gate, NOFILE - gate.open_fds())
     assert gate.open_fds() == NOFILE
 
@@ -152,3 +154,26 @@ def test_the_admin_endpoint_waits_out_a_descriptor_shortage_too(start_wsgate, ec
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     for hog in hogs:
         hog.close()
+
+
+def test_health_probes_that_find_no_descriptor_are_skipped_not_counted_as_failures(
+        start_wsgate, echo_backend, connect):
+    echo = echo_backend("echo1")
+    app = pool(echo)
+    app["health"] = {"path": "/health-probe", "interval": "100ms", "timeout": "80ms",
+                     "fall": 1, "rise": 1}
+    cfg = gateway_config([route("app", path_prefix="/")], {"app": app},
+                         timeouts={"handshake": "60s"})
+    gate = start_wsgate(cfg, nofile=NOFILE)
+    wait_for(lambda: "GET /health-probe" in echo.stderr(), what="a first probe")
+
+    # More idle connections than descriptors: the probes find none (every 100 ms).
+    hogs = [socket.create_connection((LOOPBACK, gate.port)) for _ in range(NOFILE)]
+    gate.wait_line(r"\[health b=app/echo1\] probe skipped: Too many open files")
+    for hog in hogs:
+        hog.close()
+    wait_for(lambda: gate.open_fds() < NOFILE - 4, what="wsgate to close the idle connections")
+    response = connect(gate.port).request("GET", "/after")
+    assert response.status == 200, (response.status, response.body)
+    assert "down after" not in gate.stderr()
+
