@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= conf/wsgate.yaml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build run test unit integration asan fuzz bench clean format
+.PHONY: all deps build run test unit integration asan fuzz bench mutants clean format
 
 all: build
 
@@ -42,6 +42,10 @@ fuzz: deps
 	  -DWSGATE_FUZZ=ON -DWSGATE_TESTS=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
 	@bash tests/fuzz/run-all.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-60}
+
+# Hand-written bugs (tests/mutants/*.mutant) the tests must catch; MUTANTS='http-*' picks some.
+mutants: deps
+	@bash tests/mutants/run.sh $(MUTANTS)
 
 bench: build
 	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
