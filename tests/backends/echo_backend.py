@@ -16,6 +16,10 @@ Speaks HTTP/1.1 with keep-alive and pipelining, and WebSocket (RFC 6455):
 Every response carries `X-Backend: NAME`. Once listening it prints
 `listening HOST:PORT` on stdout (useful with port 0), then one line per request
 or WebSocket session on stderr unless --quiet. SIGTERM/SIGINT stop it cleanly.
+
+A connection that raises anything but a connection error (a bug in this backend) is closed,
+and its traceback goes to stderr after a line `echo_backend NAME: unhandled exception ...`
+(even with --quiet); the exit status is then 3, so that the tests which used it fail.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -261,21 +266,39 @@ class EchoServer:
         self.quiet = quiet
         self.max_message_bytes = max_message_bytes
         self.connections: set = set()
+        self.errors = 0  # unhandled exceptions so far
 
     def log(self, line: str) -> None:
         if not self.quiet:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
             print(f"{stamp} {self.name} {line}", file=sys.stderr, flush=True)
 
+    def unhandled(self, where: str, trace: str) -> None:
+        """Reports an exception nothing expected; main() then exits with status 3."""
+        self.errors += 1
+        print(f"echo_backend {self.name}: unhandled exception {where}\n{trace}",
+              file=sys.stderr, flush=True)
+
+    def loop_exception(self, loop, context: dict) -> None:
+        exc = context.get("exception")
+        trace = ("".join(traceback.format_exception(exc)) if exc is not None
+                 else context.get("message", "?"))
+        self.unhandled("in the event loop", trace)
+
     async def handle(self, reader, writer) -> None:
         task = asyncio.current_task()
         self.connections.add(task)
         try:
             await Connection(self, reader, writer).run()
+        except Exception:  # noqa: BLE001 - a bug here: reported, and the exit status says so
+            peer = writer.get_extra_info("peername") or ("?", 0)
+            self.unhandled(f"serving {peer[0]}:{peer[1]}", traceback.format_exc())
+            writer.close()
         finally:
             self.connections.discard(task)
 
     async def serve(self, host: str, port: int) -> None:
+        asyncio.get_running_loop().set_exception_handler(self.loop_exception)
         server = await asyncio.start_server(self.handle, host, port, limit=READ_SIZE)
         bound = server.sockets[0].getsockname()
         print(f"listening {bound[0]}:{bound[1]}", flush=True)
@@ -313,7 +336,7 @@ def main() -> int:
     except OSError as e:
         print(f"echo_backend: {e}", file=sys.stderr)
         return 1
-    return 0
+    return 3 if server.errors else 0
 
 
 if __name__ == "__main__":

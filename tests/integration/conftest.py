@@ -2,7 +2,10 @@
 
 Every factory registers what it started; teardown stops processes, threads and
 sockets even when the test failed, and prints the logs (pytest shows them for
-failing tests only). A wsgate that died during the test fails it.
+failing tests only). A wsgate that died during the test fails it, and so does a
+backend that went wrong: a fake backend whose script raised (or hung past its
+stop), an echo backend that raised an unhandled exception or exited early. The
+failure comes after all cleanup, so nothing is left running.
 """
 
 import os
@@ -52,9 +55,12 @@ def echo_backend(tmp_path):
         return backend.start()
 
     yield start
+    failures = []
     for backend in started:
         backend.stop()
         print(backend.report())
+        failures.append(backend.failure())
+    _fail_if(failures)
 
 
 @pytest.fixture
@@ -70,8 +76,14 @@ def fake_backend():
     yield start
     for backend in started:
         backend.stop()
-        if backend.errors:
-            print(f"--- {backend.name} script errors ---\n" + "\n".join(backend.errors))
+    _fail_if([backend.failure() for backend in started])
+
+
+def _fail_if(failures):
+    """Fails the test (at teardown) with every backend failure, if there is one."""
+    failures = [f for f in failures if f]
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
 
 
 @pytest.fixture

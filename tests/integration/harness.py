@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,10 @@ LOOPBACK = "127.0.0.1"
 
 
 def wsgate_binary() -> Path:
-    """WSGATE_BIN, or the default build directory's binary."""
-    return Path(os.environ.get("WSGATE_BIN", SOURCE_DIR / "build" / "wsgate"))
+    """WSGATE_BIN, or the default build directory's binary; absolute, because processes start
+    in the test's tmp_path, where a relative WSGATE_BIN (`WSGATE_BIN=build/wsgate pytest ...`)
+    would not be found."""
+    return Path(os.environ.get("WSGATE_BIN", SOURCE_DIR / "build" / "wsgate")).resolve()
 
 
 # --- waiting ------------------------------------------------------------------
@@ -349,6 +352,23 @@ class EchoBackend(_Process):
         """Requests and WebSocket sessions the backend has finished (its stderr lines)."""
         return len([l for l in self.stderr().splitlines() if f" {self.name} " in l])
 
+    UNHANDLED = "unhandled exception"
+
+    def failure(self) -> Optional[str]:
+        """After stop(): what went wrong in the backend, None if nothing did. It raised an
+        exception it did not expect (it prints the traceback and exits with status 3), or it
+        exited before stop() asked it to."""
+        if self.proc is None:
+            return None
+        code = self.proc.returncode
+        if not self.stopped_by_us:
+            return f"{self.label} exited with {code} before the test stopped it:\n" + \
+                _tail(self.stderr_path)
+        if code != 0 or self.UNHANDLED in self.stderr():
+            return f"{self.label} exited with {code} after unhandled exceptions:\n" + \
+                _tail(self.stderr_path, 80)
+        return None
+
 
 # --- client connections --------------------------------------------------------
 
@@ -633,7 +653,9 @@ class FakeBackend:
         self.port = self.listener.getsockname()[1]
         self.stopping = threading.Event()
         self.accepted = 0
-        self.errors: List[str] = []
+        self.errors: List[str] = []  # "Type: message" of every script exception
+        self.tracebacks: List[str] = []  # and its traceback, for the failure report
+        self.hung: List[str] = []  # threads still running 5s after stop()
         self.notes: Dict[str, Any] = {}
         self._lock = threading.Lock()
         self._conns: List[Conn] = []
@@ -677,9 +699,11 @@ class FakeBackend:
         try:
             self.script(conn, self)
         except Exception as e:  # noqa: BLE001 - reported to the test through .errors
+            # After stop() shut the sockets down, a script still reading fails: not its fault.
             if not self.stopping.is_set():
                 with self._lock:
                     self.errors.append(f"{type(e).__name__}: {e}")
+                    self.tracebacks.append(traceback.format_exc())
         finally:
             conn.close()
 
@@ -696,8 +720,25 @@ class FakeBackend:
                 pass
         for thread in threads:
             thread.join(5)
+            if thread.is_alive():
+                self.hung.append(thread.name)
         for conn in conns:
             conn.close()
+
+    def failure(self) -> Optional[str]:
+        """What went wrong in this backend's scripts, for the test that used it; None if
+        nothing did. A script raised (a bug in the script, or an exception it did not expect:
+        a script expecting the peer to reset or close must catch that itself), or it was still
+        running after stop() had shut its sockets down."""
+        problems = []
+        with self._lock:
+            if self.tracebacks:
+                problems.append(f"{len(self.tracebacks)} script exception(s) in fake backend "
+                                f"{self.name!r}:\n" + "\n".join(self.tracebacks))
+            if self.hung:
+                problems.append(f"fake backend {self.name!r}: {len(self.hung)} script thread(s) "
+                                "still running 5s after stop()")
+        return "\n".join(problems) or None
 
 
 def refused_port() -> Tuple[socket.socket, int]:

@@ -78,16 +78,13 @@ class Recorder:
 
 
 def read_some(conn, timeout: float) -> bytes:
-    """Raw bytes as they arrive on a harness Conn (its buffer first); b"" at end of stream."""
+    """Raw bytes as they arrive on a harness Conn (its buffer first); b"" at end of stream.
+    TimeoutError when nothing arrives within `timeout` (a quiet peer is not an end of stream)."""
     if conn.buf:
         data = bytes(conn.buf)
         conn.buf.clear()
         return data
-    deadline = Deadline(timeout)
-    try:
-        if not conn._recv(deadline):
-            return b""
-    except TimeoutError:
+    if not conn._recv(Deadline(timeout)):
         return b""
     data = bytes(conn.buf)
     conn.buf.clear()

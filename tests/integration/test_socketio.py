@@ -12,7 +12,9 @@ client connection (the long-poll GET and the POST run at once), over both server
 session fails. Both outcomes are asserted.
 
 The npm packages are installed on first use (`npm ci` into tests/integration/socketio/
-node_modules, under a file lock); the file is skipped only when neither node nor npm is on PATH.
+node_modules, under a file lock). Node.js and npm are test dependencies
+(packaging/install-deps.sh installs them): without them the tests fail, naming what is missing.
+A socket.io server that dies during a test, or exits non-zero when stopped, fails the test too.
 """
 
 import fcntl
@@ -52,18 +54,17 @@ def node():
     """The node binary, with socket.io and socket.io-client installed from package-lock.json
     (`npm ci` when node_modules lacks them; a file lock keeps concurrent sessions apart)."""
     node_bin, npm_bin = shutil.which("node"), shutil.which("npm")
-    if node_bin is None and npm_bin is None:
-        pytest.skip("the socket.io test needs Node.js and npm (Debian package nodejs, or "
-                    "NodeSource's nodejs which ships npm): neither 'node' nor 'npm' is on PATH")
     if node_bin is None:
-        pytest.fail(f"npm is at {npm_bin} but 'node' is not on PATH", pytrace=False)
+        missing = "neither 'node' nor 'npm' is" if npm_bin is None else "'node' is not"
+        pytest.fail(f"the socket.io tests need Node.js and npm, and {missing} on PATH: run "
+                    "packaging/install-deps.sh (Debian packages nodejs and npm)", pytrace=False)
     lock_name = "wsgate-socketio-npm-" + hashlib.sha1(str(SOCKETIO_DIR).encode()).hexdigest()[:12]
     with open(os.path.join(tempfile.gettempdir(), lock_name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _packages_resolve(node_bin):
             if npm_bin is None:
                 pytest.fail(f"{SOCKETIO_DIR}/node_modules lacks socket.io and 'npm' is not on "
-                            "PATH to install it", pytrace=False)
+                            "PATH to install it: run packaging/install-deps.sh", pytrace=False)
             install = subprocess.run(
                 [npm_bin, "ci", "--no-audit", "--no-fund", "--prefix", str(SOCKETIO_DIR)],
                 capture_output=True, text=True, timeout=300)
@@ -106,9 +107,16 @@ def servers(node, tmp_path):
             server.start()
         yield started
     finally:
+        failed = []
         for server in started:
-            server.stop()
+            died = server.proc is not None and not server.running()
+            code = server.stop()
             print(server.report())
+            if died or code not in (0, None):
+                failed.append(f"{server.label} {'died during the test' if died else 'stopped'}"
+                              f" with exit code {code}")
+        if failed:
+            pytest.fail("; ".join(failed), pytrace=False)
 
 
 def run_client(node_bin: str, port: int) -> dict:

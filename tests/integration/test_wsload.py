@@ -27,16 +27,6 @@ def wsload_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def wsgate_bin():
-    """As conftest's, but absolute: processes here start in the test's tmp_path, so a relative
-    WSGATE_BIN (as in `WSGATE_BIN=build/wsgate pytest ...`) would not be found."""
-    path = harness.wsgate_binary().resolve()
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"wsgate binary not found at {path}; set WSGATE_BIN", pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="session")
 def wsload_bin():
     path = wsload_binary()
     if not (path.is_file() and os.access(path, os.X_OK)):
