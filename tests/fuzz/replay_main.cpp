@@ -6,13 +6,15 @@
 // Every regular file below each argument is run once, in name order. A target signals a
 // failed check with abort(), so the first failing input ends the run: its path is printed
 // first. A file whose name ends in ".known-failure" is a reported product bug kept as a
-// regression before its fix: it is run in a child process that must fail; once it passes,
-// the replay fails and asks for the suffix to be removed.
+// regression before its fix: it is run in a child process, with WSGATE_FUZZ_STRICT set (the
+// targets then drop their tolerance for known product bugs), and must fail there; once it
+// passes, the replay fails and asks for the suffix (and the tolerance) to be removed.
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -54,6 +56,7 @@ bool stillFails(const std::vector<uint8_t>& bytes) {
   if (pid == 0) {
     // The expected abort's report would read as a failure in the log: silence the child.
     if (std::freopen("/dev/null", "w", stderr) == nullptr) _exit(3);
+    setenv("WSGATE_FUZZ_STRICT", "1", 1);
     runOne(bytes);
     _exit(0);
   }
@@ -87,7 +90,8 @@ int main(int argc, char** argv) {
     const std::vector<uint8_t> bytes = readFile(path);
     if (endsWith(path.filename().string(), kKnownFailure)) {
       if (!stillFails(bytes)) {
-        std::printf("replay: %s now passes: the bug is fixed, remove the '%s' suffix\n",
+        std::printf("replay: %s now passes: the bug is fixed; remove the '%s' suffix and the "
+                    "target's tolerance for it\n",
                     path.c_str(), kKnownFailure.data());
         return 1;
       }
