@@ -97,6 +97,15 @@ def test_backend_answering_garbage_gives_502(start_wsgate, fake_backend, connect
     assert_error_response(conn.request("GET", "/"), 502)
 
 
+def assert_closed_1014(conn):
+    """wsgate tells the client why its backend went away (1014: bad gateway), and ends the
+    stream once the client answers."""
+    close = conn.recv_frame()
+    assert (close.opcode, wsproto.parse_close(close.payload)[0]) == (wsproto.OP_CLOSE, 1014)
+    conn.send_close(1014)
+    assert conn.frames_until_eof(timeout=5) == []
+
+
 def test_backend_reset_mid_tunnel_closes_the_client_and_others_carry_on(
         start_wsgate, fake_backend, echo_backend, connect):
     def resets_after_first_frame(conn, backend):
@@ -117,13 +126,11 @@ def test_backend_reset_mid_tunnel_closes_the_client_and_others_carry_on(
     victim = connect(gate.port)
     assert victim.upgrade("/flaky").status == 101
     victim.send_frame(wsproto.OP_TEXT, b"boom")
-    frames = victim.frames_until_eof(timeout=5)
-    closes = [f for f in frames if f.opcode == wsproto.OP_CLOSE]
-    if closes:  # a frame-aware proxy tells the client why: 1011 or 1014
-        assert wsproto.parse_close(closes[0].payload)[0] in (1011, 1014)
+    assert_closed_1014(victim)
     assert flaky.notes["frame"].payload == b"boom"
     record = gate.access_for(victim)[0]
     assert record["kind"] == "websocket"
+    assert (record["close_code"], record["close_by"]) == (1006, "backend")
     assert record["reason"] not in ("", "ok")
 
     bystander.send_frame(wsproto.OP_TEXT, b"unaffected")
@@ -146,7 +153,9 @@ def test_backend_closing_mid_tunnel_closes_the_client(start_wsgate, fake_backend
     conn = connect(gate.port)
     assert conn.upgrade("/ws").status == 101
     conn.send_frame(wsproto.OP_TEXT, b"hello")
-    conn.frames_until_eof(timeout=5)
+    assert_closed_1014(conn)
+    record = gate.access_for(conn)[0]
+    assert (record["close_code"], record["close_by"]) == (1006, "backend")
 
 
 def test_many_failed_requests_leave_wsgate_serving(start_wsgate, echo_backend, refused_address,
