@@ -23,6 +23,7 @@ struct Case {
   Status status;
   std::size_t consumed = kAll;  // Done: body length; Error: offset of the bad byte; kAll: size
   uint64_t payload = 0;
+  std::string_view reason{};  // with Error: which rule the body broke
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -49,6 +50,21 @@ std::vector<Case> cases() {
     if (rest > 0) s += trailerLine(rest - 2);
     return s + "\r\n";
   };
+  // Whole trailer lines of exactly `bytes` bytes, CRLFs included (100-byte lines, then one of
+  // the rest, which is never shorter than the 4 bytes of "X:\r\n" for the sizes used here).
+  const auto fillerLines = [&](std::size_t bytes) {
+    std::string s = repeat(trailerLine(98), bytes / 100);
+    if (bytes % 100 > 0) s += trailerLine(bytes % 100 - 2);
+    return s;
+  };
+  // A trailer section whose first byte over the limit is `last[at]`, and the one before it
+  // `last[at - 1]` (or the filler's final LF): each state that counts the section checks the
+  // limit itself, so each is made to meet it.
+  const auto crossingAt = [&](std::string_view last, std::size_t at) {
+    return "0\r\n" + fillerLines(kTrailer - at) + std::string(last);
+  };
+  constexpr std::size_t kOver = 3 + kTrailer;  // offset of the first byte over, after "0\r\n"
+  constexpr std::string_view kTooLarge = "trailer section too large";
   return {
       {"EndsAfterSingleChunk", "5\r\nhello\r\n0\r\n\r\n", Status::Done, kAll, 5},
       {"EndsAfterSeveralChunks", "5\r\nhello\r\n1\r\n \r\n6\r\n world\r\n0\r\n\r\n", Status::Done,
@@ -70,40 +86,86 @@ std::vector<Case> cases() {
       {"AcceptsTrailerSectionAtLimit", "0\r\n" + trailerSection(kTrailer), Status::Done, kAll, 0},
       {"AcceptsLargestChunkSize", "7fffffffffffffff\r\nabc", Status::NeedMore, kAll, 3},
 
+      {"ReadsHexDigitFInEitherCase",
+       "F\r\n" + std::string(15, 'x') + "\r\nf\r\n" + std::string(15, 'y') + "\r\n0\r\n\r\n",
+       Status::Done, kAll, 30},
+      {"CountsEachSizeLineOnItsOwn", repeat(sizeLine(3000) + "\r\nx\r\n", 3) + "0\r\n\r\n",
+       Status::Done, kAll, 3},
+      {"CountsEachTrailerLineOnItsOwn", "0\r\n" + trailerLine(3000) + trailerLine(3000) + "\r\n",
+       Status::Done, kAll, 0},
+      {"AcceptsTrailerNameAtLineLimit", "0\r\n" + std::string(kLine - 1, 'N') + ":\r\n\r\n",
+       Status::Done, kAll, 0},
+
       {"NeedsMoreOnEmptyInput", "", Status::NeedMore, kAll, 0},
       {"NeedsMoreInsideSize", "1f", Status::NeedMore, kAll, 0},
       {"NeedsMoreInsideData", "5\r\nhel", Status::NeedMore, kAll, 3},
       {"NeedsMoreBeforeFinalCrlf", "0\r\n", Status::NeedMore, kAll, 0},
       {"NeedsMoreInsideTrailer", "0\r\nX: 1", Status::NeedMore, kAll, 0},
 
-      {"RejectsBareLfAfterSize", "5\nhello\r\n0\r\n\r\n", Status::Error, 1, 0},
-      {"RejectsBareCrAfterSize", "5\rhello\r\n", Status::Error, 2, 0},
-      {"RejectsBareLfAfterData", "5\r\nhello\n0\r\n\r\n", Status::Error, 8, 5},
-      {"RejectsDataLongerThanSize", "5\r\nhello!\r\n0\r\n\r\n", Status::Error, 8, 5},
-      {"RejectsCrWithoutLfAfterData", "5\r\nhello\rX", Status::Error, 9, 5},
-      {"RejectsNonHexSize", "g\r\n", Status::Error, 0, 0},
-      {"RejectsEmptySize", "\r\n", Status::Error, 0, 0},
-      {"RejectsSignedSize", "+5\r\nhello\r\n", Status::Error, 0, 0},
-      {"RejectsHexPrefixInSize", "0x5\r\nhello\r\n", Status::Error, 1, 0},
-      {"RejectsSizeOverInt64", "8000000000000000\r\n", Status::Error, 15, 0},
-      {"RejectsSizeFarOverUint64", "fffffffffffffffffff\r\n", Status::Error, 15, 0},
-      {"RejectsWhitespaceBeforeCrlf", "5 \r\nhello\r\n0\r\n\r\n", Status::Error, 2, 0},
-      {"RejectsGarbageAfterSize", "5x\r\n", Status::Error, 1, 0},
-      {"RejectsControlCharInExtension", "5;a\x01\r\nhello\r\n", Status::Error, 3, 0},
-      {"RejectsBareLfInExtension", "5;a\nhello\r\n", Status::Error, 3, 0},
+      {"RejectsBareLfAfterSize", "5\nhello\r\n0\r\n\r\n", Status::Error, 1, 0,
+       "bare LF in chunk size line"},
+      {"RejectsBareCrAfterSize", "5\rhello\r\n", Status::Error, 2, 0, "bare CR in chunk size line"},
+      {"RejectsBareLfAfterData", "5\r\nhello\n0\r\n\r\n", Status::Error, 8, 5,
+       "missing CRLF after chunk data"},
+      {"RejectsDataLongerThanSize", "5\r\nhello!\r\n0\r\n\r\n", Status::Error, 8, 5,
+       "missing CRLF after chunk data"},
+      {"RejectsCrWithoutLfAfterData", "5\r\nhello\rX", Status::Error, 9, 5,
+       "bare CR after chunk data"},
+      {"RejectsNonHexSize", "g\r\n", Status::Error, 0, 0, "invalid chunk size"},
+      {"RejectsEmptySize", "\r\n", Status::Error, 0, 0, "invalid chunk size"},
+      {"RejectsSignedSize", "+5\r\nhello\r\n", Status::Error, 0, 0, "invalid chunk size"},
+      {"RejectsHexPrefixInSize", "0x5\r\nhello\r\n", Status::Error, 1, 0, "invalid chunk size"},
+      {"RejectsSizeOverInt64", "8000000000000000\r\n", Status::Error, 15, 0,
+       "chunk size too large"},
+      {"RejectsSizeFarOverUint64", "fffffffffffffffffff\r\n", Status::Error, 15, 0,
+       "chunk size too large"},
+      {"RejectsWhitespaceBeforeCrlf", "5 \r\nhello\r\n0\r\n\r\n", Status::Error, 2, 0,
+       "invalid chunk extension"},
+      {"RejectsGarbageAfterSize", "5x\r\n", Status::Error, 1, 0, "invalid chunk size"},
+      {"RejectsControlCharInExtension", "5;a\x01\r\nhello\r\n", Status::Error, 3, 0,
+       "control character in chunk extension"},
+      {"RejectsBareLfInExtension", "5;a\nhello\r\n", Status::Error, 3, 0,
+       "bare LF in chunk size line"},
       {"RejectsSizeLineOverLimit", sizeLine(kLine + 1) + "\r\nx\r\n0\r\n\r\n", Status::Error, kLine,
-       0},
-      {"RejectsObsFoldInTrailer", "0\r\nX: a\r\n b\r\n\r\n", Status::Error, 9, 0},
-      {"RejectsTrailerWithoutColon", "0\r\nX\r\n\r\n", Status::Error, 4, 0},
-      {"RejectsSpaceBeforeColonInTrailer", "0\r\nX : a\r\n\r\n", Status::Error, 4, 0},
-      {"RejectsBareLfInTrailer", "0\r\nX: a\n\r\n", Status::Error, 7, 0},
-      {"RejectsNulInTrailer", std::string("0\r\nX: \0\r\n\r\n", 11), Status::Error, 6, 0},
-      {"RejectsBareLfAtEnd", "0\r\n\n", Status::Error, 3, 0},
-      {"RejectsBareCrAtEnd", "0\r\n\rX", Status::Error, 4, 0},
+       0, "chunk size line too long"},
+      {"RejectsExtensionWithoutSize", ";a\r\n", Status::Error, 0, 0, "invalid chunk size"},
+      {"RejectsWhitespaceBeforeSize", " 5\r\nhello\r\n", Status::Error, 0, 0, "invalid chunk size"},
+      {"RejectsEmptySizeAfterAChunk", "5\r\nhello\r\n\r\n", Status::Error, 10, 5,
+       "invalid chunk size"},
+      {"RejectsObsFoldInTrailer", "0\r\nX: a\r\n b\r\n\r\n", Status::Error, 9, 0,
+       "obs-fold in trailer"},
+      {"RejectsTrailerWithoutColon", "0\r\nX\r\n\r\n", Status::Error, 4, 0,
+       "invalid trailer field name"},
+      {"RejectsSpaceBeforeColonInTrailer", "0\r\nX : a\r\n\r\n", Status::Error, 4, 0,
+       "invalid trailer field name"},
+      {"RejectsBareLfInTrailer", "0\r\nX: a\n\r\n", Status::Error, 7, 0, "bare LF in trailer"},
+      {"RejectsNulInTrailer", std::string("0\r\nX: \0\r\n\r\n", 11), Status::Error, 6, 0,
+       "control character in trailer"},
+      {"RejectsBareLfAtEnd", "0\r\n\n", Status::Error, 3, 0, "invalid trailer field name"},
+      {"RejectsBareCrAtEnd", "0\r\n\rX", Status::Error, 4, 0, "bare CR after trailers"},
       {"RejectsTrailerLineOverLimit", "0\r\n" + trailerLine(kLine + 1) + "\r\n", Status::Error,
-       3 + kLine, 0},
+       3 + kLine, 0, "trailer line too long"},
       {"RejectsTrailerSectionOverLimit", "0\r\n" + trailerSection(kTrailer + 1), Status::Error,
-       3 + kTrailer, 0},
+       3 + kTrailer, 0, "trailer section too large"},
+      {"RejectsBareCrInTrailer", "0\r\nX: a\rb\r\n\r\n", Status::Error, 8, 0, "bare CR in trailer"},
+      {"RejectsTrailerNameOverLineLimit", "0\r\n" + std::string(kLine, 'N') + ":v\r\n\r\n",
+       Status::Error, 3 + kLine, 0, "trailer line too long"},
+      {"RejectsTrailersCrossingTheLimitAtANamesFirstByte", crossingAt("AB:v\r\n\r\n", 0),
+       Status::Error, kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitAtANamesSecondByte", crossingAt("AB:v\r\n\r\n", 1),
+       Status::Error, kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitInsideAName", crossingAt("ABC:v\r\n\r\n", 2), Status::Error,
+       kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitInsideAValue", crossingAt("A:vv\r\n\r\n", 3), Status::Error,
+       kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitAtALinesCr", crossingAt("A:v\r\n\r\n", 3), Status::Error,
+       kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitAtALinesLf", crossingAt("A:v\r\n\r\n", 4), Status::Error,
+       kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitAtTheFinalCr", crossingAt("A:v\r\n\r\n", 5), Status::Error,
+       kOver, 0, kTooLarge},
+      {"RejectsTrailersCrossingTheLimitAtTheFinalLf", crossingAt("A:v\r\n\r\n", 6), Status::Error,
+       kOver, 0, kTooLarge},
   };
 }
 
@@ -111,6 +173,7 @@ struct Outcome {
   Status status = Status::NeedMore;
   std::size_t consumed = 0;  // total over all feeds
   uint64_t payload = 0;
+  std::string_view reason{};
 };
 
 // Feeds `input` in pieces cut at `cuts` (sorted offsets), stopping at Done or Error.
@@ -124,6 +187,7 @@ Outcome feedInPieces(std::string_view input, const std::vector<std::size_t>& cut
     const ChunkedDecoder::Result r = d.feed(input.substr(from, to - from));
     o.status = r.status;
     o.consumed += r.consumed;
+    o.reason = r.errorReason;
     if (r.status != Status::NeedMore) break;
     EXPECT_EQ(r.consumed, to - from);
     from = to;
@@ -139,6 +203,7 @@ protected:
     EXPECT_EQ(o.status, c.status) << how;
     EXPECT_EQ(o.consumed, c.consumed == kAll ? c.input.size() : c.consumed) << how;
     EXPECT_EQ(o.payload, c.payload) << how;
+    EXPECT_EQ(o.reason, c.reason) << how;
   }
 };
 

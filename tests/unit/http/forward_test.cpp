@@ -20,6 +20,8 @@ struct RequestCase {
   std::string_view input;
   std::string_view expected;
   bool websocket = false;
+  std::string_view clientIp = "10.0.0.5";  // empty: the peer has no address to report
+  std::string_view proto = "https";
 };
 
 void PrintTo(const RequestCase& c, std::ostream* os) { *os << c.name; }
@@ -118,6 +120,25 @@ const std::vector<RequestCase>& requestCases() {
        "GET /?x HTTP/1.0\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
        "Connection: keep-alive\r\n\r\n"},
+      {"GivesBareAbsoluteFormARootPath",
+       "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"SendsTheTargetAuthorityAsHost",
+       "GET http://Example.COM/p HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "GET /p HTTP/1.1\r\nHost: Example.COM\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: Example.COM\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"KeepsTheClientsChainWhenThePeerHasNoAddress",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n",
+       false, "", ""},
+      {"SendsNoForwardedForOrProtoWithoutEither", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n",
+       false, "", ""},
       {"KeepsAsteriskForm", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n",
        "OPTIONS * HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
@@ -133,7 +154,7 @@ TEST_P(ForwardRequestTest, WritesTheExpectedHead) {
   RequestHead req;
   ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
   std::string out = "prefix:";  // appends, never overwrites
-  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket}, out);
+  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket}, out);
   EXPECT_EQ(out, "prefix:" + std::string(c.expected));
 }
 
@@ -143,7 +164,7 @@ TEST_P(ForwardRequestTest, WritesAHeadTheParserAccepts) {
   RequestHead req;
   ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
   std::string out;
-  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket}, out);
+  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket}, out);
   RequestHead again;
   const ParseResult r = parseRequestHead(out, ParseLimits{}, again);
   ASSERT_EQ(r.status, ParseStatus::Complete) << r.errorReason;
@@ -198,6 +219,11 @@ const std::vector<ResponseCase>& responseCases() {
        "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
       {"SendsNoConnectionFieldOnInterimResponse", "HTTP/1.1 100 Continue\r\n\r\n",
        "HTTP/1.1 100 Continue\r\n\r\n"},
+      {"DropsContentLengthFromInterimResponse",
+       "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n"},
+      {"SkipsEmptyTransferEncodingFields",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"},
       {"DropsContentLengthFrom204", "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
        "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"},
       {"KeepsContentLengthOn304", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
@@ -234,7 +260,9 @@ TEST_P(ForwardResponseTest, WritesAHeadTheParserAcceptsWithTheSameFraming) {
   ASSERT_EQ(parseResponseHead(out, ParseLimits{}, {}, again).status, ParseStatus::Complete);
   EXPECT_EQ(again.status, resp.status);
   EXPECT_EQ(again.body, resp.body);
-  EXPECT_EQ(again.contentLength, resp.status == 204 ? 0 : resp.contentLength);
+  // RFC 9110 8.6: 1xx and 204 lose their Content-Length on the way.
+  const bool lengthDropped = resp.status < 200 || resp.status == 204;
+  EXPECT_EQ(again.contentLength, lengthDropped ? 0 : resp.contentLength);
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, ForwardResponseTest, testing::ValuesIn(responseCases()),
@@ -260,6 +288,7 @@ TEST(IsHopByHop, FollowsConnectionOptionsButProtectsWhatWsgateRelies) {
   EXPECT_TRUE(isHopByHop("x-secret", headers));
   EXPECT_FALSE(isHopByHop("X-Forwarded-For", headers));
   EXPECT_FALSE(isHopByHop("X-Forwarded-Host", headers));
+  EXPECT_FALSE(isHopByHop("X-Forwarded-Proto", {{"Connection", "X-Forwarded-Proto"}}));
   EXPECT_FALSE(isHopByHop("Host", headers));
   EXPECT_FALSE(isHopByHop("Content-Length", headers));
   EXPECT_FALSE(isHopByHop("Accept", headers));

@@ -36,6 +36,7 @@ struct Case {
   std::string_view input;
   ParseStatus status = ParseStatus::Complete;
   int errorStatus = 0;
+  std::string_view errorReason{};  // with Error: the reason that names the rule broken
   Want want{};
 };
 
@@ -43,13 +44,15 @@ struct Case {
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 Case accepts(std::string_view name, std::string_view input, Want want = {}) {
-  return {name, input, ParseStatus::Complete, 0, want};
+  return {name, input, ParseStatus::Complete, 0, {}, want};
 }
-Case rejects(std::string_view name, std::string_view input, int status) {
-  return {name, input, ParseStatus::Error, status, {}};
+// The reason is checked too: a row must fail for the rule it names, not for another one that
+// happens to share the status.
+Case rejects(std::string_view name, std::string_view input, int status, std::string_view reason) {
+  return {name, input, ParseStatus::Error, status, reason, {}};
 }
 Case waits(std::string_view name, std::string_view input) {
-  return {name, input, ParseStatus::Incomplete, 0, {}};
+  return {name, input, ParseStatus::Incomplete, 0, {}, {}};
 }
 
 const std::vector<Case>& cases() {
@@ -105,13 +108,6 @@ const std::vector<Case>& cases() {
               "GET / HTTP/1.1\r\nHost: example.com\r\nX-Name: caf\xc3\xa9 \xff\r\n\r\n"),
       accepts("AcceptsTabInsideValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\tb\r\n\r\n"),
       accepts("AcceptsCaseInsensitiveFieldNames", "GET / HTTP/1.1\r\nhOsT: example.com\r\n\r\n"),
-      accepts("AcceptsHostWithPort", "GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
-              {.host = "example.com:8080"}),
-      accepts("AcceptsIpv6LiteralHost", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
-              {.host = "[::1]:8080"}),
-      accepts("AcceptsPercentEncodedHost", "GET / HTTP/1.1\r\nHost: ex%41mple\r\n\r\n",
-              {.host = "ex%41mple"}),
-      accepts("AcceptsEmptyHost", "GET / HTTP/1.1\r\nHost:\r\n\r\n", {.host = ""}),
       accepts("SkipsOneLeadingEmptyLine", "\r\nGET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
       accepts("SkipsSeveralLeadingEmptyLines",
               "\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
@@ -197,172 +193,247 @@ const std::vector<Case>& cases() {
                .contentLength = 1,
                .expectContinue = true}),
 
+      accepts("IgnoresExpectationsOtherThanContinue",
+              "PUT / HTTP/1.1\r\nHost: example.com\r\nExpect: 100-continue-later\r\n\r\n",
+              {.method = "PUT", .expectContinue = false}),
+      // The framing rules are looked up by name length first: fields that only share a length
+      // with Host, Expect, Upgrade, Connection, Content-Length or Transfer-Encoding are plain.
+      accepts("IgnoresFieldsThatOnlyShareTheLengthOfAFramingField",
+              "GET / HTTP/1.1\r\nHost: example.com\r\nDate: not a host\r\n"
+              "Accept: 100-continue\r\nReferer: websocket\r\nKeep-Alive: close\r\n"
+              "X-Content-Type: a b\r\nX-Forwarded-Proto: chunked\r\n\r\n"),
+      accepts("TakesTheTargetAuthorityOverAnEqualHostInAnotherCase",
+              "GET http://Example.COM:8080/ HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+              {.target = "http://Example.COM:8080/", .host = "Example.COM:8080"}),
+
       // Line endings (RFC 9112 2.2).
-      rejects("RejectsBareLfAfterRequestLine", "GET / HTTP/1.1\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsBareLfAfterField", "GET / HTTP/1.1\r\nHost: example.com\n\r\n", 400),
-      rejects("RejectsBareLfAsEndOfHead", "GET / HTTP/1.1\r\nHost: example.com\r\n\n", 400),
+      rejects("RejectsBareLfAfterRequestLine", "GET / HTTP/1.1\nHost: example.com\r\n\r\n", 400,
+              "bare LF"),
+      rejects("RejectsBareLfAfterField", "GET / HTTP/1.1\r\nHost: example.com\n\r\n", 400,
+              "bare LF"),
+      rejects("RejectsBareLfAsEndOfHead", "GET / HTTP/1.1\r\nHost: example.com\r\n\n", 400,
+              "bare LF"),
       rejects("RejectsBareLfBeforeRequestLine", "\nGET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              400),
+              400, "bare LF"),
       rejects("RejectsBareCrBeforeRequestLine", "\rGET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              400),
-      rejects("RejectsBareCrInRequestLine", "GET / HTTP/1.1\rHost: example.com\r\n\r\n", 400),
-      rejects("RejectsBareCrInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\rb\r\n\r\n",
-              400),
-      rejects("RejectsBareCrAtEndOfHead", "GET / HTTP/1.1\r\nHost: example.com\r\n\rX", 400),
-      rejects("RejectsBareLfAfterMethod", "GET\n", 400),
+              400, "bare CR"),
+      rejects("RejectsBareCrInRequestLine", "GET / HTTP/1.1\rHost: example.com\r\n\r\n", 400,
+              "bare CR"),
+      rejects("RejectsBareCrInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\rb\r\n\r\n", 400,
+              "bare CR"),
+      rejects("RejectsBareCrAtEndOfHead", "GET / HTTP/1.1\r\nHost: example.com\r\n\rX", 400,
+              "bare CR"),
+      rejects("RejectsBareLfAfterMethod", "GET\n", 400, "bare LF"),
 
       // Field syntax (RFC 9112 5).
-      rejects("RejectsObsFold", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\r\n b\r\n\r\n", 400),
+      rejects("RejectsObsFold", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\r\n b\r\n\r\n", 400,
+              "obs-fold"),
       rejects("RejectsObsFoldWithTab", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\r\n\tb\r\n\r\n",
-              400),
+              400, "obs-fold"),
       rejects("RejectsWhitespaceBeforeFirstField", "GET / HTTP/1.1\r\n Host: example.com\r\n\r\n",
-              400),
-      rejects("RejectsSpaceBeforeColon", "GET / HTTP/1.1\r\nHost : example.com\r\n\r\n", 400),
-      rejects("RejectsTabBeforeColon", "GET / HTTP/1.1\r\nHost\t: example.com\r\n\r\n", 400),
-      rejects("RejectsEmptyFieldName", "GET / HTTP/1.1\r\nHost: example.com\r\n: v\r\n\r\n", 400),
+              400, "whitespace after start line"),
+      rejects("RejectsSpaceBeforeColon", "GET / HTTP/1.1\r\nHost : example.com\r\n\r\n", 400,
+              "whitespace before colon"),
+      rejects("RejectsTabBeforeColon", "GET / HTTP/1.1\r\nHost\t: example.com\r\n\r\n", 400,
+              "whitespace before colon"),
+      rejects("RejectsEmptyFieldName", "GET / HTTP/1.1\r\nHost: example.com\r\n: v\r\n\r\n", 400,
+              "empty field name"),
       rejects("RejectsNonTokenCharInFieldName",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nX@Y: v\r\n\r\n", 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nX@Y: v\r\n\r\n", 400,
+              "invalid character in field name"),
       rejects("RejectsNonAsciiFieldName",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nX\xc3\xa9: v\r\n\r\n", 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nX\xc3\xa9: v\r\n\r\n", 400,
+              "invalid character in field name"),
       rejects("RejectsFieldLineWithoutColon",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nNoColon\r\n\r\n", 400),
-      rejects("RejectsNulInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\0b\r\n\r\n"sv, 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nNoColon\r\n\r\n", 400,
+              "field line without colon"),
+      rejects("RejectsFieldLineWithoutColonEndedByBareLf",
+              "GET / HTTP/1.1\r\nHost: example.com\r\nNoColon\n\r\n", 400,
+              "field line without colon"),
+      rejects("RejectsNulInValue", "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\0b\r\n\r\n"sv, 400,
+              "NUL in field value"),
       rejects("RejectsNulRightAfterColon", "GET / HTTP/1.1\r\nHost: example.com\r\nX:\0\r\n\r\n"sv,
-              400),
+              400, "NUL in field value"),
       rejects("RejectsControlCharInValue",
               "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\x01"
               "b\r\n\r\n",
-              400),
+              400, "control character in value"),
       rejects("RejectsEscapeCharInValue",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nX: \x1b[31m\r\n\r\n", 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nX: \x1b[31m\r\n\r\n", 400,
+              "control character in value"),
       rejects("RejectsDelInValue",
               "GET / HTTP/1.1\r\nHost: example.com\r\nX: a\x7f"
               "b\r\n\r\n",
-              400),
+              400, "control character in value"),
 
       // Host (RFC 9112 3.2, RFC 9110 7.2).
-      rejects("RejectsMissingHostInHttp11", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400),
+      rejects("RejectsMissingHostInHttp11", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400, "missing Host"),
       rejects("RejectsDuplicateHost",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nHost: other.example\r\n\r\n", 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nHost: other.example\r\n\r\n", 400,
+              "duplicate Host"),
       rejects("RejectsDuplicateHostEvenWhenEqual",
-              "GET / HTTP/1.1\r\nHost: example.com\r\nhost: example.com\r\n\r\n", 400),
-      rejects("RejectsHostWithSpace", "GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n", 400),
-      rejects("RejectsHostWithSlash", "GET / HTTP/1.1\r\nHost: example.com/admin\r\n\r\n", 400),
-      rejects("RejectsHostWithUserinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n", 400),
-      rejects("RejectsHostWithNonNumericPort", "GET / HTTP/1.1\r\nHost: example.com:80x\r\n\r\n",
-              400),
-      rejects("RejectsHostWithSixDigitPort", "GET / HTTP/1.1\r\nHost: example.com:123456\r\n\r\n",
-              400),
-      rejects("RejectsHostWithOnlyPort", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
-      rejects("RejectsUnclosedIpv6Host", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
-      rejects("RejectsBadPercentEncodingInHost", "GET / HTTP/1.1\r\nHost: ex%4\r\n\r\n", 400),
+              "GET / HTTP/1.1\r\nHost: example.com\r\nhost: example.com\r\n\r\n", 400,
+              "duplicate Host"),
+
+      rejects("RejectsAbsoluteFormWithoutHostInHttp11", "GET http://example.com/ HTTP/1.1\r\n\r\n",
+              400, "missing Host"),
+      rejects("RejectsAbsoluteFormWhosePortDiffers",
+              "GET http://example.com:8080/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "Host differs from target authority"),
+      rejects("RejectsAbsoluteFormWhoseHostDiffersInHttp10",
+              "GET http://a.example/ HTTP/1.0\r\nHost: b.example\r\n\r\n", 400,
+              "Host differs from target authority"),
 
       // Request line (RFC 9112 3).
       rejects("RejectsConnectWith501",
-              "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 501),
+              "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 501,
+              "CONNECT not supported"),
       rejects("RejectsAuthorityFormForGet",
-              "GET example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsAsteriskFormForGet", "GET * HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              "GET example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid request target form"),
+      rejects("RejectsAsteriskFormForGet", "GET * HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "asterisk-form without OPTIONS"),
       rejects("RejectsAbsoluteFormWhoseHostDiffers",
-              "GET http://internal.example/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              "GET http://internal.example/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "Host differs from target authority"),
       rejects("RejectsAbsoluteFormWithUserinfo",
-              "GET http://user@example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              "GET http://user@example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "userinfo in target"),
       rejects("RejectsAbsoluteFormWithEmptyAuthority",
-              "GET http:///x HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              "GET http:///x HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "empty authority in target"),
       rejects("RejectsNonHttpScheme",
-              "GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsFragmentInTarget", "GET /a#frag HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsNulInTargetImmediately", "GET /\0"sv, 400),
-      rejects("RejectsDelInTarget", "GET /\x7f HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              "GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid request target form"),
+      rejects("RejectsHttpSchemeWithoutAuthority", "GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400,
+              "empty authority in target"),
+      rejects("RejectsHttpsSchemeWithoutAuthority", "GET https:// HTTP/1.1\r\nHost: a\r\n\r\n", 400,
+              "empty authority in target"),
+      rejects("RejectsSchemeWithoutSlashes", "GET http:example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+              400, "invalid request target form"),
+      rejects("RejectsBareLfAfterTarget", "GET /\n", 400, "missing HTTP version"),
+      rejects("RejectsFragmentInTarget", "GET /a#frag HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid character in target"),
+      rejects("RejectsNulInTargetImmediately", "GET /\0"sv, 400, "invalid character in target"),
+      rejects("RejectsDelInTarget", "GET /\x7f HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid character in target"),
       rejects("RejectsNonAsciiInTarget", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              400),
-      rejects("RejectsTabInTarget", "GET /a\tb HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsDoubleSpaceAfterMethod", "GET  / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+              400, "invalid character in target"),
+      rejects("RejectsTabInTarget", "GET /a\tb HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid character in target"),
+      rejects("RejectsDoubleSpaceAfterMethod", "GET  / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "empty request target"),
       rejects("RejectsDoubleSpaceBeforeVersion", "GET /  HTTP/1.1\r\nHost: example.com\r\n\r\n",
-              400),
-      rejects("RejectsTabAsSeparator", "GET\t/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsEmptyMethod", " / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsNonTokenCharInMethod", "G(T / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsHttp09RequestLine", "GET /\r\n\r\n", 400),
-      rejects("RejectsLowercaseHttpName", "GET / http/1.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsNonDigitVersion", "GET / HTTP/x.1\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsVersionWithExtraDigit", "GET / HTTP/1.10\r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsSpaceAfterVersion", "GET / HTTP/1.1 \r\nHost: example.com\r\n\r\n", 400),
-      rejects("RejectsHttp2With505", "GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 505),
-      rejects("RejectsHttp12With505", "GET / HTTP/1.2\r\nHost: example.com\r\n\r\n", 505),
-      rejects("RejectsHttp09VersionWith505", "GET / HTTP/0.9\r\nHost: example.com\r\n\r\n", 505),
+              400, "invalid HTTP version"),
+      rejects("RejectsTabAsSeparator", "GET\t/ HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid method"),
+      rejects("RejectsEmptyMethod", " / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid method"),
+      rejects("RejectsNonTokenCharInMethod", "G(T / HTTP/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid method"),
+      rejects("RejectsHttp09RequestLine", "GET /\r\n\r\n", 400, "missing HTTP version"),
+      rejects("RejectsLowercaseHttpName", "GET / http/1.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid HTTP version"),
+      rejects("RejectsNonDigitVersion", "GET / HTTP/x.1\r\nHost: example.com\r\n\r\n", 400,
+              "invalid HTTP version"),
+      rejects("RejectsVersionWithExtraDigit", "GET / HTTP/1.10\r\nHost: example.com\r\n\r\n", 400,
+              "invalid request line"),
+      rejects("RejectsSpaceAfterVersion", "GET / HTTP/1.1 \r\nHost: example.com\r\n\r\n", 400,
+              "invalid request line"),
+      rejects("RejectsHttp2With505", "GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 505,
+              "unsupported HTTP version"),
+      rejects("RejectsHttp12With505", "GET / HTTP/1.2\r\nHost: example.com\r\n\r\n", 505,
+              "unsupported HTTP version"),
+      rejects("RejectsHttp09VersionWith505", "GET / HTTP/0.9\r\nHost: example.com\r\n\r\n", 505,
+              "unsupported HTTP version"),
 
       // Content-Length (RFC 9110 8.6, RFC 9112 6.3).
       rejects("RejectsDuplicateContentLength",
               "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
               "\r\n",
-              400),
+              400, "duplicate Content-Length"),
       rejects("RejectsDuplicateContentLengthEvenWhenEqual",
               "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\ncontent-length: 5\r\n"
               "\r\n",
-              400),
+              400, "duplicate Content-Length"),
       rejects("RejectsContentLengthList",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5, 5\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5, 5\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsNegativeContentLength",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: -1\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: -1\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsSignedContentLength",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: +5\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: +5\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsEmptyContentLength",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length:\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length:\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsHexContentLength",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0x10\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0x10\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsContentLengthWithInnerSpace",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1 0\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1 0\r\n\r\n", 400,
+              "invalid Content-Length"),
       rejects("RejectsContentLengthOverInt64",
               "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 9223372036854775808\r\n\r\n",
-              400),
+              400, "invalid Content-Length"),
       rejects("RejectsContentLengthOverUint64",
               "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 99999999999999999999999\r\n"
               "\r\n",
-              400),
+              400, "invalid Content-Length"),
 
       // Transfer-Encoding (RFC 9112 6.1, 6.3).
       rejects("RejectsTransferEncodingBeforeContentLength",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n"
               "Content-Length: 5\r\n\r\n",
-              400),
+              400, "Transfer-Encoding with Content-Length"),
       rejects("RejectsContentLengthBeforeTransferEncoding",
               "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n"
               "Transfer-Encoding: chunked\r\n\r\n",
-              400),
+              400, "Transfer-Encoding with Content-Length"),
       rejects("RejectsChunkedNotLast",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-              400),
+              400, "chunked is not the final coding"),
       rejects("RejectsChunkedNotLastAcrossFields",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n"
               "Transfer-Encoding: gzip\r\n\r\n",
-              400),
+              400, "chunked is not the final coding"),
       rejects("RejectsChunkedTwice",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-              400),
+              400, "chunked applied twice"),
       rejects("RejectsChunkedTwiceAcrossFields",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n"
               "Transfer-Encoding: chunked\r\n\r\n",
-              400),
+              400, "chunked applied twice"),
       rejects("RejectsUnknownCodingAloneAsNotEndingInChunked",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip\r\n\r\n", 400,
+              "chunked is not the final coding"),
       rejects("RejectsEmptyTransferEncoding",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding:\r\n\r\n", 400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding:\r\n\r\n", 400,
+              "empty Transfer-Encoding"),
       rejects("RejectsChunkedWithParameters",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked;x=1\r\n\r\n",
-              400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", 400,
+              "parameters on chunked"),
       rejects("RejectsQuotedTransferCoding",
-              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
-              400),
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400,
+              "invalid transfer coding"),
+      rejects("RejectsTwoCodingsWithoutAComma",
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip chunked\r\n\r\n",
+              400, "invalid transfer coding"),
+      rejects("RejectsUnknownCodingWithParametersWith501",
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip;q=1, chunked\r\n"
+              "\r\n",
+              501, "unsupported transfer coding"),
       rejects("RejectsTransferEncodingInHttp10",
-              "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+              "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+              "Transfer-Encoding in HTTP/1.0"),
       rejects("RejectsUnknownCodingBeforeChunkedWith501",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-              501),
+              501, "unsupported transfer coding"),
       rejects("RejectsUnknownCodingInEarlierFieldWith501",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: identity\r\n"
               "Transfer-Encoding: chunked\r\n\r\n",
-              501),
+              501, "unsupported transfer coding"),
 
       // Incomplete while every byte seen is valid.
       waits("WaitsOnEmptyBuffer", ""),
@@ -375,12 +446,20 @@ const std::vector<Case>& cases() {
       waits("WaitsOnLeadingEmptyLineOnly", "\r\n"),
 
       // Rejected as soon as the prefix can no longer become valid.
-      rejects("RejectsImpossibleTargetBeforeItEnds", "GET x", 400),
-      rejects("RejectsConnectAsSoonAsMethodEnds", "CONNECT ", 501),
-      rejects("RejectsHttp2BeforeLineEnds", "GET / HTTP/2.0", 505),
-      rejects("RejectsObsFoldBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: example.com\r\n ", 400),
-      rejects("RejectsDuplicateHostBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n",
-              400),
+      rejects("RejectsImpossibleTargetBeforeItEnds", "GET x", 400, "invalid request target form"),
+      rejects("RejectsConnectAsSoonAsMethodEnds", "CONNECT ", 501, "CONNECT not supported"),
+      rejects("RejectsHttp2BeforeLineEnds", "GET / HTTP/2.0", 505, "unsupported HTTP version"),
+      rejects("RejectsObsFoldBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: example.com\r\n ", 400,
+              "obs-fold"),
+      rejects("RejectsAsteriskFormForGetBeforeItEnds", "GET *", 400, "invalid request target form"),
+      rejects("RejectsCodingAfterChunkedBeforeHeadEnds",
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, gzip\r\n", 400,
+              "chunked is not the final coding"),
+      rejects("RejectsTransferEncodingWithContentLengthBeforeHeadEnds",
+              "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+              400, "Transfer-Encoding with Content-Length"),
+      rejects("RejectsDuplicateHostBeforeHeadEnds", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n", 400,
+              "duplicate Host"),
   };
   return kCases;
 }
@@ -394,7 +473,7 @@ TEST_P(RequestParserTest, GivesTheExpectedVerdict) {
   ASSERT_EQ(r.status, c.status) << "reason: " << r.errorReason;
   if (c.status == ParseStatus::Error) {
     EXPECT_EQ(r.errorStatus, c.errorStatus) << "reason: " << r.errorReason;
-    EXPECT_FALSE(r.errorReason.empty());
+    EXPECT_EQ(r.errorReason, c.errorReason);
     return;
   }
   if (c.status != ParseStatus::Complete) return;
@@ -449,6 +528,7 @@ struct LimitCase {
   ParseLimits limits;
   ParseStatus status;
   int errorStatus = 0;
+  std::string_view errorReason{};
 };
 
 std::string requestWithTarget(std::size_t targetBytes) {
@@ -486,35 +566,37 @@ std::vector<LimitCase> limitCases() {
   return {
       {"AcceptsTargetAtUriLimit", requestWithTarget(d.maxUriBytes), d, ParseStatus::Complete},
       {"RejectsTargetOneOverUriLimitWith414", requestWithTarget(d.maxUriBytes + 1), d,
-       ParseStatus::Error, 414},
+       ParseStatus::Error, 414, "request target too long"},
       {"RejectsLongTargetWith414BeforeItEnds", "GET /" + std::string(d.maxUriBytes, 'a'), d,
-       ParseStatus::Error, 414},
+       ParseStatus::Error, 414, "request target too long"},
       {"WaitsOnTargetThatIsStillAtTheLimit", "GET /" + std::string(d.maxUriBytes - 1, 'a'), d,
        ParseStatus::Incomplete},
       {"AcceptsHeadAtHeaderLimit", headOfSize(d.maxHeaderBytes), d, ParseStatus::Complete},
       {"RejectsHeadOneOverHeaderLimitWith431", headOfSize(d.maxHeaderBytes + 1), d,
-       ParseStatus::Error, 431},
+       ParseStatus::Error, 431, "head too large"},
       {"WaitsOnUnfinishedHeadAtHeaderLimit", unfinishedHead(d.maxHeaderBytes), d,
        ParseStatus::Incomplete},
       {"RejectsUnfinishedHeadOneOverLimitWith431", unfinishedHead(d.maxHeaderBytes + 1), d,
-       ParseStatus::Error, 431},
+       ParseStatus::Error, 431, "head too large"},
       {"IgnoresBodyBytesBeyondHeaderLimit",
        "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 40000\r\n\r\n" +
            std::string(40000, 'b'),
        d, ParseStatus::Complete},
       {"AcceptsFieldsAtMaxHeaders", headWithFields(d.maxHeaders), d, ParseStatus::Complete},
       {"RejectsOneFieldOverMaxHeadersWith431", headWithFields(d.maxHeaders + 1), d,
-       ParseStatus::Error, 431},
+       ParseStatus::Error, 431, "too many header fields"},
       {"AcceptsSmallTargetAtLimit", "GET /123456789 HTTP/1.1\r\nHost: h\r\n\r\n", small,
        ParseStatus::Complete},
       {"RejectsSmallTargetOverLimit", "GET /1234567890 HTTP/1.1\r\nHost: h\r\n\r\n", small,
-       ParseStatus::Error, 414},
+       ParseStatus::Error, 414, "request target too long"},
       {"AcceptsThreeFieldsWithLimitThree", "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n",
        small, ParseStatus::Complete},
       {"RejectsFourthFieldWithLimitThreeBeforeHeadEnds",
-       "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC", small, ParseStatus::Error, 431},
+       "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC", small, ParseStatus::Error, 431,
+       "too many header fields"},
       {"CountsLeadingEmptyLinesTowardHeaderLimit",
-       repeat("\r\n", 24) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", small, ParseStatus::Error, 431},
+       repeat("\r\n", 24) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", small, ParseStatus::Error, 431,
+       "head too large"},
   };
 }
 
@@ -528,6 +610,7 @@ TEST_P(RequestParserLimitTest, EnforcesTheLimitAtItsBoundary) {
   const ParseResult r = parseRequestHead(c.input, c.limits, head);
   ASSERT_EQ(r.status, c.status) << "reason: " << r.errorReason;
   EXPECT_EQ(r.errorStatus, c.errorStatus) << "reason: " << r.errorReason;
+  EXPECT_EQ(r.errorReason, c.errorReason);
 }
 
 INSTANTIATE_TEST_SUITE_P(Limits, RequestParserLimitTest, testing::ValuesIn(limitCases()),
@@ -585,19 +668,6 @@ TEST(RequestParser, ResetsEveryFieldFromThePreviousRequest) {
   EXPECT_FALSE(head.upgradeWebsocket);
   EXPECT_FALSE(head.hasUpgrade);
   EXPECT_FALSE(head.expectContinue);
-}
-
-TEST(HeadHelpers, FindsTokensInLists) {
-  EXPECT_TRUE(hasToken("keep-alive, Upgrade", "upgrade"));
-  EXPECT_TRUE(hasToken(" \tclose\t ", "close"));
-  EXPECT_TRUE(hasToken(",,close,", "close"));
-  EXPECT_FALSE(hasToken("closed", "close"));
-  EXPECT_FALSE(hasToken("", "close"));
-  EXPECT_FALSE(hasToken("a, b", ""));
-  EXPECT_TRUE(iequals("Content-Length", "content-LENGTH"));
-  EXPECT_FALSE(iequals("Host", "Hos"));
-  EXPECT_EQ(reasonPhrase(431), "Request Header Fields Too Large");
-  EXPECT_EQ(reasonPhrase(799), "Unknown");
 }
 
 }  // namespace

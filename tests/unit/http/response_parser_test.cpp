@@ -29,22 +29,23 @@ struct Case {
   std::string_view input;
   bool requestWasHead = false;
   ParseStatus status = ParseStatus::Complete;
+  std::string_view errorReason{};  // with Error (always a 502): the rule the backend broke
   Want want{};
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 Case accepts(std::string_view name, std::string_view input, Want want = {}) {
-  return {name, input, false, ParseStatus::Complete, want};
+  return {name, input, false, ParseStatus::Complete, {}, want};
 }
 Case acceptsForHead(std::string_view name, std::string_view input, Want want = {}) {
-  return {name, input, true, ParseStatus::Complete, want};
+  return {name, input, true, ParseStatus::Complete, {}, want};
 }
-Case rejects(std::string_view name, std::string_view input) {
-  return {name, input, false, ParseStatus::Error, {}};
+Case rejects(std::string_view name, std::string_view input, std::string_view reason) {
+  return {name, input, false, ParseStatus::Error, reason, {}};
 }
 Case waits(std::string_view name, std::string_view input) {
-  return {name, input, false, ParseStatus::Incomplete, {}};
+  return {name, input, false, ParseStatus::Incomplete, {}, {}};
 }
 
 const std::vector<Case>& cases() {
@@ -83,6 +84,12 @@ const std::vector<Case>& cases() {
               {.status = 101, .reason = "Switching Protocols"}),
       accepts("HasNoBodyFor103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
               {.status = 103, .reason = "Early Hints"}),
+      accepts("HasNoBodyFor1xxEvenWithContentLength",
+              "HTTP/1.1 103 Early Hints\r\nContent-Length: 10\r\n\r\n",
+              {.status = 103, .reason = "Early Hints", .contentLength = 10}),
+      accepts("KeepsChunkedResponseReusable",
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+              {.body = BodyKind::Chunked, .keepAlive = true}),
 
       // Persistence (RFC 9112 9.3).
       accepts("IsNotReusedAfterConnectionClose",
@@ -98,6 +105,9 @@ const std::vector<Case>& cases() {
       accepts("IsReusedForHttp10WithKeepAlive",
               "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
               {.version = Version::Http10, .keepAlive = true}),
+      accepts("IsNotReusedForHttp10WithCloseAfterKeepAlive",
+              "HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n",
+              {.version = Version::Http10, .keepAlive = false}),
 
       // Status line (RFC 9112 4).
       accepts("AcceptsMissingReasonPhrase", "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
@@ -112,38 +122,62 @@ const std::vector<Case>& cases() {
               {.status = 204, .reason = "No Content", .afterHead = 38}),
       accepts("AcceptsStatus599", "HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n\r\n",
               {.status = 599, .reason = "Odd"}),
-      rejects("RejectsStatusBelow100", "HTTP/1.1 099 Odd\r\n\r\n"),
-      rejects("RejectsStatusAbove599", "HTTP/1.1 600 Odd\r\n\r\n"),
-      rejects("RejectsTwoDigitStatus", "HTTP/1.1 20 OK\r\n\r\n"),
-      rejects("RejectsFourDigitStatus", "HTTP/1.1 2000 OK\r\n\r\n"),
-      rejects("RejectsMissingSpaceAfterVersion", "HTTP/1.1200 OK\r\n\r\n"),
-      rejects("RejectsHttp2Version", "HTTP/2.0 200 OK\r\n\r\n"),
-      rejects("RejectsLowercaseHttpName", "http/1.1 200 OK\r\n\r\n"),
-      rejects("RejectsControlCharInReason", "HTTP/1.1 200 O\x01K\r\n\r\n"),
-      rejects("RejectsLeadingEmptyLine", "\r\nHTTP/1.1 200 OK\r\n\r\n"),
-      rejects("RejectsBareLfAfterStatusLine", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"),
-      rejects("RejectsBareCrInStatusLine", "HTTP/1.1 200 OK\rX\r\n\r\n"),
+      rejects("RejectsStatusBelow100", "HTTP/1.1 099 Odd\r\n\r\n", "status code out of range"),
+      rejects("RejectsStatusAbove599", "HTTP/1.1 600 Odd\r\n\r\n", "status code out of range"),
+      rejects("RejectsTwoDigitStatus", "HTTP/1.1 20 OK\r\n\r\n", "invalid status code"),
+      rejects("RejectsFourDigitStatus", "HTTP/1.1 2000 OK\r\n\r\n",
+              "invalid character in status line"),
+      rejects("RejectsMissingSpaceAfterVersion", "HTTP/1.1200 OK\r\n\r\n", "invalid status line"),
+      rejects("RejectsHttp2Version", "HTTP/2.0 200 OK\r\n\r\n", "unsupported HTTP version"),
+      rejects("RejectsHttp12Version", "HTTP/1.2 200 OK\r\n\r\n", "unsupported HTTP version"),
+      rejects("RejectsHttp09Version", "HTTP/0.9 200 OK\r\n\r\n", "unsupported HTTP version"),
+      rejects("RejectsLetterInStatusCode", "HTTP/1.1 2x0 OK\r\n\r\n", "invalid status code"),
+      rejects("RejectsBareLfRightAfterStatusCode", "HTTP/1.1 200\nContent-Length: 0\r\n\r\n",
+              "bare LF"),
+      rejects("RejectsLowercaseHttpName", "http/1.1 200 OK\r\n\r\n", "invalid HTTP version"),
+      rejects("RejectsControlCharInReason", "HTTP/1.1 200 O\x01K\r\n\r\n",
+              "invalid character in status line"),
+      rejects("RejectsLeadingEmptyLine", "\r\nHTTP/1.1 200 OK\r\n\r\n", "invalid HTTP version"),
+      rejects("RejectsBareLfAfterStatusLine", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+              "bare LF"),
+      rejects("RejectsBareCrInStatusLine", "HTTP/1.1 200 OK\rX\r\n\r\n", "bare CR"),
 
       // Fields: the request rules, every one a 502.
-      rejects("RejectsBareLfAfterField", "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"),
-      rejects("RejectsObsFold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
-      rejects("RejectsSpaceBeforeColon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"),
-      rejects("RejectsEmptyFieldName", "HTTP/1.1 200 OK\r\n: x\r\n\r\n"),
-      rejects("RejectsNulInValue", "HTTP/1.1 200 OK\r\nX: a\0\r\n\r\n"sv),
+      // A response's Host fields mean nothing to wsgate: no Host rule applies to them.
+      accepts("IgnoresHostFieldsInResponses",
+              "HTTP/1.1 200 OK\r\nHost: not a host\r\nHost: b\r\nContent-Length: 0\r\n\r\n"),
+      rejects("RejectsBareLfAfterField", "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", "bare LF"),
+      rejects("RejectsObsFold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+              "obs-fold"),
+      rejects("RejectsSpaceBeforeColon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+              "whitespace before colon"),
+      rejects("RejectsEmptyFieldName", "HTTP/1.1 200 OK\r\n: x\r\n\r\n", "empty field name"),
+      rejects("RejectsNulInValue", "HTTP/1.1 200 OK\r\nX: a\0\r\n\r\n"sv, "NUL in field value"),
       rejects("RejectsDuplicateContentLength",
-              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
-      rejects("RejectsInvalidContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 1a\r\n\r\n"),
+              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+              "duplicate Content-Length"),
+      rejects("RejectsInvalidContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 1a\r\n\r\n",
+              "invalid Content-Length"),
       rejects("RejectsContentLengthOverInt64",
-              "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n"),
+              "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n",
+              "invalid Content-Length"),
       rejects("RejectsTransferEncodingWithContentLength",
-              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+              "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+              "Transfer-Encoding with Content-Length"),
       rejects("RejectsChunkedTwice",
-              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-      rejects("RejectsEmptyTransferEncoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n"),
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+              "chunked applied twice"),
+      rejects("RejectsEmptyTransferEncoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n",
+              "empty Transfer-Encoding"),
       rejects("RejectsTransferEncodingInHttp10",
-              "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+              "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+              "Transfer-Encoding in HTTP/1.0"),
       rejects("RejectsInvalidFramingEvenWithoutBody",
-              "HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n"),
+              "HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n", "invalid Content-Length"),
+
+      rejects("RejectsTransferEncodingWithContentLengthBeforeHeadEnds",
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n",
+              "Transfer-Encoding with Content-Length"),
 
       waits("WaitsOnEmptyBuffer", ""),
       waits("WaitsOnPartialStatusCode", "HTTP/1.1 20"),
@@ -163,7 +197,7 @@ TEST_P(ResponseParserTest, GivesTheExpectedVerdict) {
   ASSERT_EQ(r.status, c.status) << "reason: " << r.errorReason;
   if (c.status == ParseStatus::Error) {
     EXPECT_EQ(r.errorStatus, 502);
-    EXPECT_FALSE(r.errorReason.empty());
+    EXPECT_EQ(r.errorReason, c.errorReason);
     return;
   }
   if (c.status != ParseStatus::Complete) return;
@@ -191,6 +225,7 @@ TEST_P(ResponseParserTest, KeepsTheVerdictStableOverPrefixes) {
     }
     decided = true;
     ASSERT_EQ(r.status, full.status) << "prefix " << k;
+    ASSERT_EQ(r.errorReason, full.errorReason) << "prefix " << k;
     ASSERT_EQ(r.headBytes, full.headBytes) << "prefix " << k;
   }
 }
@@ -209,6 +244,7 @@ TEST(ResponseParser, RejectsTooManyFieldsWith502) {
       parseResponseHead("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits, {}, head);
   EXPECT_EQ(r.status, ParseStatus::Error);
   EXPECT_EQ(r.errorStatus, 502);
+  EXPECT_EQ(r.errorReason, "too many header fields");
 }
 
 TEST(ResponseParser, RejectsHeadOverTheByteLimitWith502) {
@@ -221,6 +257,7 @@ TEST(ResponseParser, RejectsHeadOverTheByteLimitWith502) {
   const ParseResult r = parseResponseHead(input, limits, {}, head);
   EXPECT_EQ(r.status, ParseStatus::Error);
   EXPECT_EQ(r.errorStatus, 502);
+  EXPECT_EQ(r.errorReason, "response head too large");
   // Within the limit and unfinished: still waiting.
   EXPECT_EQ(parseResponseHead(input.substr(0, input.size() - 1), limits, {}, head).status,
             ParseStatus::Incomplete);
