@@ -408,6 +408,30 @@ pools:
   EXPECT_EQ(r.config->pools.at(0).backends.at(0).weight, 256u);
 }
 
+// Timeouts where 0 switches something off (pings) or means "at once": a 0 written out loads,
+// whatever minimum a non-zero value has.
+struct ZeroTimeoutCase {
+  std::string_view yaml;
+  Duration Timeouts::*field;
+};
+
+const ZeroTimeoutCase kZeroTimeouts[] = {
+    {"timeouts: {ping_interval: 0s}", &Timeouts::pingInterval},
+    {"timeouts: {ping_interval: 0}", &Timeouts::pingInterval},
+    {"timeouts: {ping_interval: 0ms}", &Timeouts::pingInterval},
+    {"timeouts: {close: 0s}", &Timeouts::close},
+    {"timeouts: {queue: 0s}", &Timeouts::queue},
+    {"timeouts: {drain: 0s, drain_spread: 0s}", &Timeouts::drain},
+};
+
+TEST(Loader, AcceptsZeroForTimeoutsThatZeroSwitchesOff) {
+  for (const ZeroTimeoutCase& c : kZeroTimeouts) {
+    const LoadResult r = loadString(withDefaults(std::string(c.yaml)), kFile);
+    ASSERT_TRUE(r.ok()) << c.yaml << "\n" << joined(r);
+    EXPECT_EQ((r.config->timeouts.*c.field), 0ms) << c.yaml;
+  }
+}
+
 TEST(Loader, TreatsAnEmptySectionAsAllDefaults) {
   // What is left when every line of a section is commented out.
   const LoadResult r =

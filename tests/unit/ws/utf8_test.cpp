@@ -193,6 +193,34 @@ TEST(Utf8Validator, FastPathSeesEveryByteOfEveryWord) {
   }
 }
 
+// A sequence cut short by a run of ASCII long enough for the 8-byte fast path, then
+// "completed" by the tails it lacked: the first ASCII byte already rules it out. The fast
+// path may only skip on a code point boundary.
+struct CutByAscii {
+  std::string_view name;
+  std::string started;  // a lead byte and maybe some of its tails
+  std::size_t asciiRun;
+  std::string rest;  // the tails that would have completed it
+};
+
+const CutByAscii kCutByAscii[] = {
+    {"2-byte lead, 8 ascii, tail", "\xc3"s, 8, "\xa9"s},
+    {"2-byte lead, 16 ascii, tail", "\xc3"s, 16, "\xa9"s},
+    {"3-byte lead, 8 ascii, 2 tails", "\xe2"s, 8, "\x82\xac"s},
+    {"3-byte lead and tail, 8 ascii, tail", "\xe2\x82"s, 8, "\xac"s},
+    {"4-byte lead and 2 tails, 24 ascii, tail", "\xf0\x9f\x98"s, 24, "\x80"s},
+};
+
+TEST(Utf8Validator, RejectsAsciiInsideASequenceEvenWhereTheFastPathReadsWords) {
+  for (const CutByAscii& c : kCutByAscii) {
+    const std::string rest = std::string(c.asciiRun, 'a') + c.rest;
+    EXPECT_FALSE(isValidUtf8(c.started + rest)) << c.name;
+    Utf8Validator v;
+    ASSERT_TRUE(v.feed(c.started)) << c.name;
+    EXPECT_FALSE(v.feed(rest)) << c.name << ": fed in two pieces";
+  }
+}
+
 TEST(Utf8Validator, StaysRejected) {
   Utf8Validator v;
   EXPECT_FALSE(v.feed("\xff"));
