@@ -151,7 +151,6 @@ def stream():
       client=cf(BINARY, b'') + cf(BINARY, b'x' * 125) + cf(BINARY, b'y' * 126) +
       cf(BINARY, bytes(range(256)) * 4) + cf(BINARY, b'z' * 5, form=16) +
       cf(BINARY, b'w' * 3, form=64))
-    s('len_65536', validate=True, client=cf(TEXT, b'a' * 65536))
     s('fragments_with_pings', validate=True,
       client=cf(TEXT, 'h€'.encode()[:2], fin=False) + cf(PING, b'p1') +
       cf(CONT, 'h€'.encode()[2:], fin=False) + cf(PONG, b'') + cf(CONT, b'!'))
@@ -210,7 +209,68 @@ def stream():
       backend=frame(BINARY, b'z' * 10) + frame(3))
 
 
+# ---- ws_handshake: request head lines, "--", response head lines --------------------------
+def handshake():
+    w = writer('ws_handshake')
+    key = 'dGhlIHNhbXBsZSBub25jZQ=='
+
+    def hs(name, request, response=None):
+        text = 'GET /chat HTTP/1.1\nHost: example.com\n' + ''.join(l + '\n' for l in request)
+        if response is not None:
+            text += '--\nHTTP/1.1 101 Switching Protocols\n' + ''.join(l + '\n' for l in response)
+        w(name, text.encode('latin-1'))
+    req = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: ' + key,
+           'Sec-WebSocket-Version: 13']
+    ok = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Accept: *']
+    hs('rfc_example', req, ok)
+    hs('rfc_accept_literal', req, ok[:2] + ['Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo='])
+    hs('tokens_across_repeated_fields',
+       ['Upgrade: h2c', 'upgrade: WebSocket, foo/2', 'Connection: keep-alive',
+        'connection: TE, , upgrade ,', 'Sec-WebSocket-Key: ' + key,
+        'Sec-WebSocket-Version: 13'], ok)
+    hs('connection_token_lookalike',
+       ['Upgrade: websocket', 'Connection: upgrade-insecure, xupgrade', 'Sec-WebSocket-Key: ' + key,
+        'Sec-WebSocket-Version: 13'])
+    hs('upgrade_with_version', ['Upgrade: websocket/13', 'Connection: upgrade',
+                                'Sec-WebSocket-Key: ' + key, 'Sec-WebSocket-Version: 13'])
+    hs('subprotocols_offered_and_chosen',
+       req + ['Sec-WebSocket-Protocol: chat, superchat', 'Sec-WebSocket-Protocol: v2.json'],
+       ok + ['Sec-WebSocket-Protocol: v2.json'])
+    hs('subprotocol_not_offered', req + ['Sec-WebSocket-Protocol: chat'],
+       ok + ['Sec-WebSocket-Protocol: Chat'])
+    hs('subprotocol_two_chosen', req + ['Sec-WebSocket-Protocol: a, b'],
+       ok + ['Sec-WebSocket-Protocol: a', 'Sec-WebSocket-Protocol: b'])
+    hs('subprotocol_none_offered', req, ok + ['Sec-WebSocket-Protocol: chat'])
+    hs('extensions_with_params',
+       req + ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, '
+              'x-webkit-deflate-frame',
+              'Sec-WebSocket-Extensions: foo; a="b, c"; d=e'],
+       ok + ['Sec-WebSocket-Extensions: PerMessage-Deflate; server_no_context_takeover; '
+             'client_max_window_bits=10',
+             'Sec-WebSocket-Extensions: foo; q="x\\",y"'])
+    hs('extension_not_offered', req + ['Sec-WebSocket-Extensions: permessage-deflate'],
+       ok + ['Sec-WebSocket-Extensions: permessage-deflate, bar; x="1,2"'])
+    hs('extension_quoted_pair_at_end', req + ['Sec-WebSocket-Extensions: a'],
+       ok + ['Sec-WebSocket-Extensions: a; p="x\\"y"'])
+    hs('extension_unterminated_quote', req + ['Sec-WebSocket-Extensions: a; p="x, b'],
+       ok + ['Sec-WebSocket-Extensions: a; p="q'])
+    hs('response_upgrade_twice', req, ok + ['Upgrade: websocket'])
+    hs('response_accept_wrong', req, ok[:2] + ['Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo+'])
+    hs('response_no_connection', req, [ok[0], ok[2]])
+    hs('request_key_missing', req[:2] + req[3:])
+    hs('request_key_twice', req + ['Sec-WebSocket-Key: ' + key])
+    hs('request_key_stray_bits', req[:2] + ['Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR=='] + req[3:])
+    hs('request_key_short', req[:2] + ['Sec-WebSocket-Key: dGhlIHNhbXBsZQ=='] + req[3:])
+    hs('request_version_8', req[:3] + ['Sec-WebSocket-Version: 8'])
+    hs('request_version_missing', req[:3])
+    hs('request_with_body', req + ['Content-Length: 5'])
+    hs('request_chunked_body', req + ['Transfer-Encoding: chunked'])
+    w('request_post', ('POST /chat HTTP/1.1\nHost: a\n' + ''.join(l + '\n' for l in req)).encode())
+    w('request_http10', ('GET /chat HTTP/1.0\nHost: a\n' + ''.join(l + '\n' for l in req)).encode())
+
+
 if __name__ == '__main__':
     chunked()
     utf8()
     stream()
+    handshake()
