@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import harness
 import wsproto
@@ -22,12 +22,12 @@ Headers = Tuple[Tuple[str, str], ...]
 
 # Health checks quick enough to follow in a test, slow enough that a probe answered by a
 # Python thread on a loaded machine does not time out: two failures take a backend out.
-HEALTH = {"path": "/health", "interval": "200ms", "timeout": "150ms", "rise": 1, "fall": 2}
+HEALTH = {"path": "/health", "interval": "300ms", "timeout": "250ms", "rise": 1, "fall": 2}
 SLOW_START_SECONDS = 2.0
 NO_BACKEND_BODY = b"503 Service Unavailable: no backend available in pool app\n"
 
 
-# --- the backend ---------------------------------------------------------------------------
+# --- the backend ---------------------------------------------------------------------------------
 
 
 def pool_member(conn: Conn, backend: FakeBackend) -> None:
@@ -73,7 +73,7 @@ def echo_frames(conn: Conn, backend: FakeBackend) -> None:
             return
 
 
-# --- helpers ---------------------------------------------------------------------------------
+# --- helpers -------------------------------------------------------------------------------------
 
 
 def app_pool(*backends, policy: str = "round_robin", **keys) -> dict:
@@ -162,7 +162,7 @@ def probes(backend: FakeBackend) -> int:
     return len(backend.notes.get("probes", []))
 
 
-# --- sticky cookie ------------------------------------------------------------------------------
+# --- sticky cookie -------------------------------------------------------------------------------
 
 
 def test_with_insert_false_wsgate_sets_no_cookie_and_follows_the_one_the_application_set(
@@ -234,7 +234,7 @@ def test_an_inserted_cookie_carries_the_configured_max_age_and_path(
     assert set(values) == {"a", "b"} and values["a"] != values["b"], values
 
 
-# --- slow start --------------------------------------------------------------------------------
+# --- slow start ----------------------------------------------------------------------------------
 
 
 def recovering_pool(start_wsgate, echo_backend, fake_backend):
@@ -299,11 +299,10 @@ def test_a_recovered_backend_gets_its_full_share_only_once_slow_start_is_over(
     first_b = time.monotonic() - flipped
     assert first_b >= SLOW_START_SECONDS, \
         f"b got a request {first_b:.2f}s after coming back, inside its " \
-        f"{SLOW_START_SECONDS}s slow start; picks: {Counter(picks)}"
-    assert picks[:-1] == ["a"] * (len(picks) - 1), picks
+        f"{SLOW_START_SECONDS}s slow start, after {len(picks) - 1} request(s) to a"
 
 
-# --- no backend left ------------------------------------------------------------------------------
+# --- no backend left -----------------------------------------------------------------------------
 
 
 def test_every_backend_draining_gets_503_until_one_is_enabled(
@@ -333,14 +332,16 @@ def test_every_backend_draining_gets_503_until_one_is_enabled(
 
 
 def test_every_backend_down_by_health_checks_gets_503_until_one_passes_again(
-        start_wsgate, fake_backend, connect):
-    a, b = fake_backend(pool_member, name="a"), fake_backend(pool_member, name="b")
-    gate = start_app(start_wsgate, app_pool(a, b, health=dict(HEALTH)))
-    assert {backend_of(get(connect, gate.port, f"/warm/{i}")) for i in range(2)} == {"a", "b"}
-    for backend in (a, b):
-        backend.note("healthy", False)
-    for name in ("a", "b"):
-        gate.wait_line(rf"\[health b=app/{name}\] down after 2 failed probes", timeout=5)
+        start_wsgate, fake_backend, refused_address, connect):
+    # One backend whose process is gone (connections refused), one that answers 503 to its
+    # probes: both down by health checks, for either reason.
+    gone = ("gone", refused_address())
+    b = fake_backend(pool_member, name="b")
+    gate = start_app(start_wsgate, app_pool(gone, b, health=dict(HEALTH)))
+    gate.wait_line(r"\[health b=app/gone\] down after 2 failed probes: connect failed", timeout=5)
+    assert backend_of(get(connect, gate.port, "/warm")) == "b"
+    b.note("healthy", False)
+    gate.wait_line(r"\[health b=app/b\] down after 2 failed probes: status not 2xx", timeout=5)
 
     # Unlike passive ejection, active checks are not second-guessed: no backend is tried.
     conn = connect(gate.port)
@@ -351,7 +352,8 @@ def test_every_backend_down_by_health_checks_gets_503_until_one_passes_again(
         [record] = gate.access_for(client)
         assert (record["status"], record["reason"], record["backend"]) == \
             (503, "no backend available", None), record
-    assert len(a.notes.get("served", [])) == 1 and len(b.notes.get("served", [])) == 1
+    assert b.notes["served"] == ["/warm"]
+    assert "connect b=app/gone" not in gate.stderr()
 
     b.note("healthy", True)
     gate.wait_line(r"\[health b=app/b\] up after 1 good probes", timeout=5)
@@ -359,14 +361,15 @@ def test_every_backend_down_by_health_checks_gets_503_until_one_passes_again(
     assert backend_of(ws_open(connect, gate.port)[1]) == "b"
 
 
-# --- sessions outlive their backend's health ---------------------------------------------------------
+# --- sessions outlive their backend's health -----------------------------------------------------
 
 
 def test_a_websocket_session_keeps_flowing_after_health_checks_take_its_backend_out(
         start_wsgate, fake_backend, connect):
     a, b = fake_backend(pool_member, name="a"), fake_backend(pool_member, name="b")
     gate = start_app(start_wsgate, app_pool(a, b, health=dict(HEALTH)))
-    opened = dict((backend_of(r), c) for c, r in (ws_open(connect, gate.port) for _ in range(2)))
+    sessions = [ws_open(connect, gate.port) for _ in range(2)]  # round robin: one on each
+    opened = {backend_of(response): conn for conn, response in sessions}
     assert set(opened) == {"a", "b"}, opened
     session = opened["b"]
 
