@@ -162,7 +162,7 @@ class Runner:
         words = shlex.split(command)
         if words and words[0] == "pytest":
             tests = self.src / "tests" / "integration"
-            rest = [str(tests / w) if w.startswith("test_") else w for w in words[1:]]
+            rest = [str(tests / w) if ".py" in w and not w.startswith("-") else w for w in words[1:]]
             return ["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", *rest]
         return words
 
