@@ -20,8 +20,10 @@ build: deps
 run: build
 	@bash packaging/run-demo.sh $(BUILD)/wsgate $(CONFIG)
 
-# Every test: unit + integration on the normal build, the same under ASan+UBSan, a short fuzz run.
+# Every test: unit + integration on the normal build, the same under ASan+UBSan, a short fuzz run;
+# and every hand-written mutant must still apply (the full `make mutants` run is too long for CI).
 test: build
+	@bash tests/mutants/run.sh --check
 	@cd $(BUILD) && ctest --output-on-failure -j 2
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz
