@@ -127,7 +127,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < body.size();) {
     // Mostly short pieces, so line and CRLF boundaries fall inside and between them.
-    const std::size_t n = 1 + static_cast<std::size_t>(rng.next() % (rng.next() % 4 == 0 ? 512 : 8));
+    const std::size_t n =
+        1 + static_cast<std::size_t>(rng.next() % (rng.next() % 4 == 0 ? 512 : 8));
     pieces.push_back(body.substr(i, n));
     i += pieces.back().size();
   }

@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -45,7 +45,8 @@ void runOne(const std::vector<uint8_t>& bytes) {
 }
 
 bool endsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // True when the input still fails (the child died or exited non-zero).
@@ -90,9 +91,10 @@ int main(int argc, char** argv) {
     const std::vector<uint8_t> bytes = readFile(path);
     if (endsWith(path.filename().string(), kKnownFailure)) {
       if (!stillFails(bytes)) {
-        std::printf("replay: %s now passes: the bug is fixed; remove the '%s' suffix and the "
-                    "target's tolerance for it\n",
-                    path.c_str(), kKnownFailure.data());
+        std::printf(
+            "replay: %s now passes: the bug is fixed; remove the '%s' suffix and the "
+            "target's tolerance for it\n",
+            path.c_str(), kKnownFailure.data());
         return 1;
       }
       ++known;

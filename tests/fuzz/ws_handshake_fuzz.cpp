@@ -110,13 +110,17 @@ void checkRequest(const http::RequestHead& req) {
   bool allWellFormed = true, upgrade = false, connection = false;
   for (const http::Header* h : fields(req.headers, "Upgrade")) {
     const auto protocols = m::ListParser::protocols(h->value);
-    if (!protocols) allWellFormed = false;
-    else if (containsToken(*protocols, "websocket")) upgrade = true;
+    if (!protocols)
+      allWellFormed = false;
+    else if (containsToken(*protocols, "websocket"))
+      upgrade = true;
   }
   for (const http::Header* h : fields(req.headers, "Connection")) {
     const auto options = m::ListParser::tokens(h->value);
-    if (!options) allWellFormed = false;
-    else if (containsToken(*options, "upgrade")) connection = true;
+    if (!options)
+      allWellFormed = false;
+    else if (containsToken(*options, "upgrade"))
+      connection = true;
   }
   const bool want = req.version == http::Version::Http11 && upgrade && connection;
   if (want) check(req.upgradeWebsocket);
@@ -167,8 +171,10 @@ ModelVerdict judgeResponse(const http::ResponseHead& resp, const ws::Offer& offe
   bool connection = false;
   for (const http::Header* h : fields(resp.headers, "Connection")) {
     const auto options = m::ListParser::tokens(h->value);
-    if (!options) v.sure = false;
-    else if (containsToken(*options, "upgrade")) connection = true;
+    if (!options)
+      v.sure = false;
+    else if (containsToken(*options, "upgrade"))
+      connection = true;
   }
   if (!connection) refuse();
 
@@ -238,8 +244,8 @@ void roundTrips(const ws::Offer& offer) {
   if (!protocols || !extensions) return;
   const std::string accept = m::webSocketAccept(offer.key);
   using Parts = std::vector<std::pair<std::string, std::string>>;
-  const Parts base = {{"Upgrade", "websocket"}, {"Connection", "Upgrade"},
-                      {"Sec-WebSocket-Accept", accept}};
+  const Parts base = {
+      {"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Accept", accept}};
 
   check(ws::checkUpgradeResponse(response101(base), offer).ok);
   check(!ws::checkUpgradeResponse(response101({base[0], base[2]}), offer).ok);

@@ -73,12 +73,11 @@ struct Rng {
 
 // One direction: its stream, its relay, what it forwarded, and the model of it.
 struct Side {
-  Side(std::string_view bytes, const WsRules& rules)
+  Side(std::string_view bytes, const WsRules& r)
       : stream(bytes),
-        rules(rules),
-        model(bytes, rules),
-        relay(FrameRelay::Options{{rules.fromClient, rules.permessageDeflate, rules.maxMessageBytes},
-                                  rules.validateUtf8}) {}
+        rules(r),
+        model(bytes, r),
+        relay({{r.fromClient, r.permessageDeflate, r.maxMessageBytes}, r.validateUtf8}) {}
 
   std::string_view stream;
   WsRules rules;
@@ -112,6 +111,20 @@ void feed(Side& side, std::size_t n, Rng& rng) {
     i += piece;
   }
   side.fed += bytes.size();
+}
+
+// How much of a side's stream arrives next: a byte, a few, any share, or all that is left.
+std::size_t nextRead(Rng& rng, std::size_t left) {
+  switch (rng.next() % 4) {
+    case 0:
+      return 1;
+    case 1:
+      return 1 + rng.below(std::min<std::size_t>(left, 16));
+    case 2:
+      return 1 + rng.below(left);
+    default:
+      return left;
+  }
 }
 
 enum class Event { None, Closed, Violated };
@@ -238,14 +251,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const int which = a && b ? static_cast<int>(rng.next() % 2) : (a ? 0 : 1);
     Side& side = sides[which];
     Side& other = sides[1 - which];
-    const std::size_t left = side.stream.size() - side.fed;
-    std::size_t n;
-    switch (rng.next() % 4) {
-      case 0: n = 1; break;
-      case 1: n = 1 + rng.below(std::min<std::size_t>(left, 16)); break;
-      case 2: n = 1 + rng.below(left); break;
-      default: n = left; break;
-    }
+    const std::size_t n = nextRead(rng, side.stream.size() - side.fed);
     feed(side, n, rng);
     uint16_t code = 0;
     const Event event = pump(side, code);

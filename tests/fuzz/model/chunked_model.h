@@ -71,7 +71,9 @@ private:
     return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
   }
   // field-vchar / SP / HTAB: what a field value (and, in wsgate, a chunk-ext) may hold.
-  static bool isValueChar(unsigned char c) { return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7F); }
+  static bool isValueChar(unsigned char c) {
+    return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7F);
+  }
 
   // The stop conditions. Each returns false so callers can write `return fail(i)`.
   bool fail(std::size_t at) {

@@ -122,7 +122,8 @@ inline bool isValidWebSocketKey(std::string_view key) {
 }
 
 inline std::string webSocketAccept(std::string_view key) {
-  const std::array<uint8_t, 20> digest = sha1(std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+  const std::array<uint8_t, 20> digest =
+      sha1(std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
   return base64(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 

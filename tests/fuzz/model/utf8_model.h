@@ -28,8 +28,11 @@ public:
     std::size_t i = 0;
     while (i < s.size()) {
       const uint32_t lead = static_cast<unsigned char>(s[i]);
-      const int len = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3
-                                     : (lead & 0xF8) == 0xF0 ? 4 : 0;
+      const int len = lead < 0x80             ? 1
+                      : (lead & 0xE0) == 0xC0 ? 2
+                      : (lead & 0xF0) == 0xE0 ? 3
+                      : (lead & 0xF8) == 0xF0 ? 4
+                                              : 0;
       if (len == 0) return bad(a, i);  // a continuation byte, or F8-FF
       if (len == 1) {
         ++i;

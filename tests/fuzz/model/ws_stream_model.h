@@ -119,16 +119,16 @@ public:
   static bool closeCodeAllowed(unsigned code) {
     if (code < 1000 || code >= 5000) return false;
     if (code >= 3000) return true;
-    static constexpr unsigned kAllowed[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009,
-                                            1010, 1011, 1012, 1013, 1014};
+    static constexpr unsigned kAllowed[] = {1000, 1001, 1002, 1003, 1007, 1008,
+                                            1009, 1010, 1011, 1012, 1013, 1014};
     return std::find(std::begin(kAllowed), std::end(kAllowed), code) != std::end(kAllowed);
   }
   // The verdict on an unmasked Close payload: 0, 1002 or 1007 (RFC 6455 5.5.1).
   static uint16_t closePayloadCode(std::string_view payload) {
     if (payload.empty()) return 0;
     if (payload.size() == 1) return 1002;
-    const unsigned code = (static_cast<unsigned char>(payload[0]) << 8) |
-                          static_cast<unsigned char>(payload[1]);
+    const unsigned code =
+        (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]);
     if (!closeCodeAllowed(code)) return 1002;
     return Utf8Model::check(payload.substr(2)).valid() ? 0 : 1007;
   }
@@ -195,24 +195,27 @@ private:
       }
       f.headerEnd = h;
       f.end = h + f.length;  // no overflow: length < 2^63
+      // Where the frame ends, once it has arrived whole.
+      const std::size_t end = static_cast<std::size_t>(std::min<uint64_t>(f.end, s_.size()));
       const bool wholeControl = f.control() && f.length <= 125;
       if (wholeControl && f.end > s_.size()) return;  // still arriving
       if (const uint16_t code = judge(f, rsv, masked)) {
-        return finish(End::Violation, Cause::Header, code, wholeControl ? static_cast<std::size_t>(f.end) : h, p);
+        return finish(End::Violation, Cause::Header, code, wholeControl ? end : h, p);
       }
       frames_.push_back(f);
 
-      const std::size_t avail = static_cast<std::size_t>(std::min<uint64_t>(f.length, s_.size() - h));
+      const std::size_t avail =
+          static_cast<std::size_t>(std::min<uint64_t>(f.length, s_.size() - h));
       std::string payload(s_.substr(h, avail));
       for (std::size_t i = 0; i < payload.size() && masked; ++i) payload[i] ^= key[i % 4];
 
       if (f.control()) {
         if (f.opcode == 8) {
           const uint16_t code = closePayloadCode(payload);
-          if (code != 0) return finish(End::Violation, Cause::ClosePayload, code, static_cast<std::size_t>(f.end), p);
-          return finish(End::Close, Cause::None, 0, static_cast<std::size_t>(f.end), p);
+          if (code != 0) return finish(End::Violation, Cause::ClosePayload, code, end, p);
+          return finish(End::Close, Cause::None, 0, end, p);
         }
-        p = static_cast<std::size_t>(f.end);
+        p = end;
         continue;
       }
 
@@ -233,11 +236,11 @@ private:
           return finish(End::Violation, Cause::Text, 1007, textPos_[a.firstBad] + 1, p);
         }
         if (avail == f.length && f.fin && !a.complete) {
-          return finish(End::Violation, Cause::TextEnd, 1007, static_cast<std::size_t>(f.end), p);
+          return finish(End::Violation, Cause::TextEnd, 1007, end, p);
         }
       }
       if (avail < f.length) return;  // the stream ends inside this payload
-      p = static_cast<std::size_t>(f.end);
+      p = end;
     }
   }
 
@@ -252,7 +255,7 @@ private:
   bool inMessage_ = false;
   uint64_t messageBytes_ = 0;
   bool checkText_ = false;
-  std::string text_;                 // the open text message, unmasked, as far as it arrived
+  std::string text_;                  // the open text message, unmasked, as far as it arrived
   std::vector<std::size_t> textPos_;  // stream position of each byte of text_
 };
 
