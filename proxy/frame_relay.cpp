@@ -77,6 +77,11 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
     if (n > 0 && checkingText_ && !validateText(src, headerPending_, n)) {
       return fail({ws::close_code::kInvalidPayload, "invalid UTF-8 in a text message"});
     }
+    // RFC 6455 8.1: a text message ends on a code point. Decided before the final bytes
+    // leave, so the peer never receives the whole invalid message ahead of the 1007.
+    if (checkingText_ && header_.fin && n == remaining_ && !utf8_.complete()) {
+      return fail({ws::close_code::kInvalidPayload, "text message ends inside a UTF-8 sequence"});
+    }
     if (discard) {
       evbuffer_drain(src, headerPending_ + n);
     } else {
@@ -87,9 +92,6 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
     payloadBytes_ += n;
     if (remaining_ > 0) return Status::NeedMore;
     phase_ = Phase::Header;
-    if (checkingText_ && header_.fin && !utf8_.complete()) {
-      return fail({ws::close_code::kInvalidPayload, "text message ends inside a UTF-8 sequence"});
-    }
   }
 }
 

@@ -643,13 +643,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
              false);
       return;
     }
-    bool deflate = false;
-    for (const auto& h : resp.headers) {
-      if (http::iequals(h.name, "Sec-WebSocket-Extensions") &&
-          h.value.find("permessage-deflate") != std::string_view::npos) {
-        deflate = true;  // RFC 7692: RSV1 marks a compressed message, both ways
-      }
-    }
+    const bool deflate = ws::negotiatesDeflate(resp);  // RFC 7692: RSV1 marks compression
     http::appendForwardedResponse(resp, true, ex_.setCookie, head);
     evbuffer_drain(input, headBytes);  // `resp` is invalid from here on
     ex_.status = 101;

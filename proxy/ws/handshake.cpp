@@ -67,10 +67,12 @@ bool forEachElement(std::string_view list, Fn&& fn) {
   for (std::size_t i = 0; i <= list.size(); ++i) {
     if (i < list.size()) {
       const char c = list[i];
-      if (quoted && c == '\\') {
+      if (quoted && c == '\\' && i + 1 < list.size()) {
         ++i;  // quoted-pair: the next character is literal
         continue;
       }
+      // (A backslash that ends the list quotes nothing: stepping over it would also step
+      // over the end, and the last element, maybe an unoffered extension, would go unchecked.)
       if (c == '"') quoted = !quoted;
       if (c != ',' || quoted) continue;
     }
@@ -242,6 +244,17 @@ Verdict checkUpgradeResponse(const http::ResponseHead& resp, const Offer& offer)
   if (!extensionsOk) return Verdict::reject(kBadGateway, "extension not offered");
 
   return Verdict::accept();
+}
+
+bool negotiatesDeflate(const http::ResponseHead& resp) {
+  for (const Header& h : resp.headers) {
+    if (!iequals(h.name, kExtensionsField)) continue;
+    const bool found = !forEachElement(h.value, [](std::string_view element) {
+      return !iequals(extensionName(element), "permessage-deflate");  // false stops: found
+    });
+    if (found) return true;
+  }
+  return false;
 }
 
 }  // namespace wsgate::ws

@@ -48,4 +48,9 @@ Offer offerOf(const http::RequestHead& req);
 // any) whose names were all offered. A failure means 502 to the client; `reason` says why.
 Verdict checkUpgradeResponse(const http::ResponseHead& resp, const Offer& offer);
 
+// True when an accepted 101 puts permessage-deflate in use (RFC 7692): an element of
+// Sec-WebSocket-Extensions named so, compared as a token (case-insensitive), never a
+// substring of another name or of a parameter. RSV1 is then allowed on first frames.
+bool negotiatesDeflate(const http::ResponseHead& resp);
+
 }  // namespace wsgate::ws

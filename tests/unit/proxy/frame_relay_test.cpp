@@ -384,6 +384,16 @@ std::vector<ViolationCase> utf8ViolationCases() {
        kInvalidPayload},
       {"invalid UTF-8 in a continuation", clientSide(true), cFrame(kText, "ok", false),
        cFrame(kCont, "\xf8\x88\x80\x80\x80"), kInvalidPayload},
+      // RFC 6455 8.1: the message must end on a code point; decided before its last bytes
+      // leave (the fuzz finding text_message_ending_inside_code_point_is_forwarded).
+      {"final frame ending inside a code point", clientSide(true), "",
+       cFrame(kText, "a\xe2\x82"), kInvalidPayload},
+      {"final frame ending inside a code point, from the backend", backendSide(true), "",
+       bFrame(kText, "a\xf0\x9f\x98"), kInvalidPayload},
+      {"final continuation ending inside a code point", clientSide(true),
+       cFrame(kText, "ok", false), cFrame(kCont, "\xe2\x82"), kInvalidPayload},
+      {"empty final continuation after a cut code point", clientSide(true),
+       cFrame(kText, "ok\xe2", false), cFrame(kCont, ""), kInvalidPayload},
   };
 }
 

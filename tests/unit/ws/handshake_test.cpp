@@ -345,6 +345,19 @@ TEST(CheckUpgradeResponse, AppliesRfc6455Section41) {
          r.headers.push_back({"Sec-WebSocket-Extensions", "permessage-deflate"});
        },
        "extension"},
+      // The fuzz finding unoffered_extension_hidden_by_trailing_backslash: a backslash
+      // ending an unterminated quoted-string must not hide the last element.
+      {"unoffered extension whose quote ends in a backslash", "", "permessage-deflate",
+       [](ResponseHead& r) {
+         r.headers.push_back({"Sec-WebSocket-Extensions", "evil; p=\"\\"});
+       },
+       "extension"},
+      {"unoffered extension after an offered one ending in a backslash", "",
+       "permessage-deflate",
+       [](ResponseHead& r) {
+         r.headers.push_back({"Sec-WebSocket-Extensions", "permessage-deflate, evil; x=\"a\\"});
+       },
+       "extension"},
   };
   for (const Case& c : cases) {
     ResponseHead resp = validResponse();
@@ -361,6 +374,33 @@ TEST(CheckUpgradeResponse, AppliesRfc6455Section41) {
 TEST(CheckUpgradeResponse, RejectsAcceptForAnotherKey) {
   const Offer offer{"AAAAAAAAAAAAAAAAAAAAAA==", "", ""};
   EXPECT_FALSE(checkUpgradeResponse(validResponse(), offer).ok);
+}
+
+// RFC 7692: permessage-deflate is in use when a Sec-WebSocket-Extensions element is named so
+// (a token, any case); the text elsewhere (another name, a parameter) does not count.
+TEST(NegotiatesDeflate, FindsTheExtensionByItsNameOnly) {
+  struct Case {
+    std::string_view name;
+    std::vector<std::string_view> fields;
+    bool deflate;
+  };
+  const Case cases[] = {
+      {"no extensions field", {}, false},
+      {"the name alone", {"permessage-deflate"}, true},
+      {"with parameters", {"permessage-deflate; client_max_window_bits=10"}, true},
+      {"in another case", {"PerMessage-Deflate"}, true},
+      {"second of a list", {"x-foo, permessage-deflate"}, true},
+      {"in a second field", {"x-foo", "permessage-deflate"}, true},
+      {"inside a longer name", {"x-permessage-deflate-foo"}, false},
+      {"as a parameter name", {"x-foo; permessage-deflate"}, false},
+      {"inside a quoted parameter", {"x-foo; a=\"permessage-deflate\""}, false},
+      {"another deflate", {"x-webkit-deflate-frame"}, false},
+  };
+  for (const Case& c : cases) {
+    ResponseHead resp = validResponse();
+    for (std::string_view f : c.fields) resp.headers.push_back({"Sec-WebSocket-Extensions", f});
+    EXPECT_EQ(negotiatesDeflate(resp), c.deflate) << c.name;
+  }
 }
 
 }  // namespace
