@@ -86,6 +86,7 @@ std::vector<Case> cases() {
       {"AcceptsTrailerSectionAtLimit", "0\r\n" + trailerSection(kTrailer), Status::Done, kAll, 0},
       {"AcceptsLargestChunkSize", "7fffffffffffffff\r\nabc", Status::NeedMore, kAll, 3},
 
+      {"ReadsDigitNineInSize", "9\r\n123456789\r\n0\r\n\r\n", Status::Done, kAll, 9},
       {"ReadsHexDigitFInEitherCase",
        "F\r\n" + std::string(15, 'x') + "\r\nf\r\n" + std::string(15, 'y') + "\r\n0\r\n\r\n",
        Status::Done, kAll, 30},

@@ -125,6 +125,9 @@ const std::vector<RequestCase>& requestCases() {
        "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
        "Connection: keep-alive\r\n\r\n"},
+      {"StripsAOneLetterAuthority", "GET http://a/p HTTP/1.1\r\nHost: a\r\n\r\n",
+       "GET /p HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: a\r\nConnection: keep-alive\r\n\r\n"},
       {"SendsTheTargetAuthorityAsHost",
        "GET http://Example.COM/p HTTP/1.1\r\nHost: example.com\r\n\r\n",
        "GET /p HTTP/1.1\r\nHost: Example.COM\r\nX-Forwarded-For: 10.0.0.5\r\n"
@@ -219,11 +222,17 @@ const std::vector<ResponseCase>& responseCases() {
        "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
       {"SendsNoConnectionFieldOnInterimResponse", "HTTP/1.1 100 Continue\r\n\r\n",
        "HTTP/1.1 100 Continue\r\n\r\n"},
+      {"SendsNoConnectionFieldOnTheLastInterimStatus", "HTTP/1.1 199 Odd\r\n\r\n",
+       "HTTP/1.1 199 Odd\r\n\r\n"},
       {"DropsContentLengthFromInterimResponse",
        "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n"},
       {"SkipsEmptyTransferEncodingFields",
        "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n",
        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"},
+      // RFC 9112 6.1: no Transfer-Encoding in a 1xx or 204; the backend's is not relayed.
+      {"DropsTransferEncodingFrom204",
+       "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+       "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"},
       {"DropsContentLengthFrom204", "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
        "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"},
       {"KeepsContentLengthOn304", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",

@@ -74,6 +74,9 @@ const std::vector<Case>& cases() {
               "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: foo\r\nConnection: bar, CLOSE\r\n"
               "\r\n",
               {.keepAlive = false}),
+      accepts("FindsCloseRightAfterAComma",
+              "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive,close\r\n\r\n",
+              {.keepAlive = false}),
       accepts("SplitsPathAndQuery", "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\n\r\n",
               {.target = "/a/b?x=1&y=2", .path = "/a/b", .query = "x=1&y=2"}),
       accepts("KeepsEmptyQueryAfterQuestionMark", "GET /a? HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -420,6 +423,9 @@ const std::vector<Case>& cases() {
       rejects("RejectsTwoCodingsWithoutAComma",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip chunked\r\n\r\n",
               400, "invalid transfer coding"),
+      rejects("RejectsParametersWithoutACodingName",
+              "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: ;q=1, chunked\r\n\r\n",
+              400, "invalid transfer coding"),
       rejects("RejectsUnknownCodingWithParametersWith501",
               "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip;q=1, chunked\r\n"
               "\r\n",
@@ -617,6 +623,28 @@ INSTANTIATE_TEST_SUITE_P(Limits, RequestParserLimitTest, testing::ValuesIn(limit
                          [](const testing::TestParamInfo<LimitCase>& info) {
                            return info.param.name;
                          });
+
+// RFC 9110 5.6.2: a field name is a token; every tchar may appear in one, no delimiter may.
+TEST(RequestParser, AcceptsEveryTcharInAFieldName) {
+  const std::string_view input =
+      "GET / HTTP/1.1\r\nHost: example.com\r\n!#$%&'*+-.^_`|~09azAZ: v\r\n\r\n";
+  RequestHead head;
+  ASSERT_EQ(parseRequestHead(input, ParseLimits{}, head).status, ParseStatus::Complete);
+  EXPECT_EQ(head.headers.back().name, "!#$%&'*+-.^_`|~09azAZ");
+}
+
+TEST(RequestParser, RejectsEveryDelimiterInAFieldName) {
+  // ':' is left out: it ends the name.
+  for (char delimiter : std::string_view("\"(),/;<=>?@[\\]{}")) {
+    const std::string input =
+        "GET / HTTP/1.1\r\nHost: example.com\r\nX" + std::string(1, delimiter) + "Y: v\r\n\r\n";
+    RequestHead head;
+    const ParseResult r = parseRequestHead(input, ParseLimits{}, head);
+    ASSERT_EQ(r.status, ParseStatus::Error) << delimiter;
+    EXPECT_EQ(r.errorStatus, 400) << delimiter;
+    EXPECT_EQ(r.errorReason, "invalid character in field name") << delimiter;
+  }
+}
 
 TEST(RequestParser, ReturnsTrimmedFieldViewsIntoTheBuffer) {
   const std::string_view input =

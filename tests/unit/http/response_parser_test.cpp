@@ -53,6 +53,8 @@ const std::vector<Case>& cases() {
       // Framing (RFC 9112 6.3).
       accepts("FramesByContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
               {.body = BodyKind::ContentLength, .contentLength = 5, .afterHead = 5}),
+      accepts("FramesByContentLengthOfOne", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+              {.body = BodyKind::ContentLength, .contentLength = 1, .afterHead = 1}),
       accepts("TreatsContentLengthZeroAsNoBody", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
       accepts("FramesByChunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
               {.body = BodyKind::Chunked}),
@@ -84,9 +86,9 @@ const std::vector<Case>& cases() {
               {.status = 101, .reason = "Switching Protocols"}),
       accepts("HasNoBodyFor103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
               {.status = 103, .reason = "Early Hints"}),
-      accepts("HasNoBodyFor1xxEvenWithContentLength",
-              "HTTP/1.1 103 Early Hints\r\nContent-Length: 10\r\n\r\n",
-              {.status = 103, .reason = "Early Hints", .contentLength = 10}),
+      accepts("HasNoBodyForTheLast1xxStatusEvenWithContentLength",
+              "HTTP/1.1 199 Odd\r\nContent-Length: 10\r\n\r\n",
+              {.status = 199, .reason = "Odd", .contentLength = 10}),
       accepts("KeepsChunkedResponseReusable",
               "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
               {.body = BodyKind::Chunked, .keepAlive = true}),
@@ -261,6 +263,40 @@ TEST(ResponseParser, RejectsHeadOverTheByteLimitWith502) {
   // Within the limit and unfinished: still waiting.
   EXPECT_EQ(parseResponseHead(input.substr(0, input.size() - 1), limits, {}, head).status,
             ParseStatus::Incomplete);
+}
+
+TEST(ResponseParser, ResetsEveryFieldFromThePreviousResponse) {
+  ResponseHead head;
+  ASSERT_EQ(parseResponseHead("HTTP/1.0 404 Gone Away\r\nContent-Length: 5\r\n\r\n", ParseLimits{},
+                              {}, head)
+                .status,
+            ParseStatus::Complete);
+  ASSERT_EQ(parseResponseHead("HTTP/1.1 204\r\n\r\n", ParseLimits{}, {}, head).status,
+            ParseStatus::Complete);
+  EXPECT_EQ(head.version, Version::Http11);
+  EXPECT_EQ(head.status, 204);
+  EXPECT_EQ(head.reason, "");
+  EXPECT_TRUE(head.headers.empty());
+  EXPECT_EQ(head.body, BodyKind::None);
+  EXPECT_EQ(head.contentLength, 0u);
+  EXPECT_TRUE(head.keepAlive);
+}
+
+TEST(ResponseParser, ReusesTheHeaderVectorCapacity) {
+  std::string big = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 50; ++i) big += "X-" + std::to_string(i) + ": v\r\n";
+  big += "Content-Length: 0\r\n\r\n";
+  ResponseHead head;
+  ASSERT_EQ(parseResponseHead(big, ParseLimits{}, {}, head).status, ParseStatus::Complete);
+  const Header* storage = head.headers.data();
+  const std::size_t capacity = head.headers.capacity();
+  ASSERT_EQ(
+      parseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ParseLimits{}, {}, head)
+          .status,
+      ParseStatus::Complete);
+  EXPECT_EQ(head.headers.data(), storage);
+  EXPECT_EQ(head.headers.capacity(), capacity);
+  EXPECT_EQ(head.headers.size(), 1u);
 }
 
 TEST(ResponseParser, ReturnsFieldsAsTrimmedViews) {
