@@ -125,9 +125,20 @@ bool fitsInTargetAuthority(std::string_view value) {
   return true;
 }
 
-TEST_P(HostTest, DecidesTheTargetAuthorityTheSameWay) {
+// The same table as a target's authority, less the rows that cannot be written there (no
+// skipped instances: a row either runs or is not instantiated).
+std::vector<HostCase> authorityCases() {
+  std::vector<HostCase> out;
+  for (const HostCase& c : hostCases()) {
+    if (fitsInTargetAuthority(c.value)) out.push_back(c);
+  }
+  return out;
+}
+
+class HostAuthorityTest : public testing::TestWithParam<HostCase> {};
+
+TEST_P(HostAuthorityTest, DecidesTheTargetAuthorityTheSameWay) {
   const HostCase& c = GetParam();
-  if (!fitsInTargetAuthority(c.value)) GTEST_SKIP() << "not writable as a target's authority";
   // HTTP/1.0 so that no Host field is needed: the authority alone decides.
   const std::string input = "GET http://" + std::string(c.value) + "/ HTTP/1.0\r\n\r\n";
   RequestHead head;
@@ -143,6 +154,10 @@ TEST_P(HostTest, DecidesTheTargetAuthorityTheSameWay) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, HostTest, testing::ValuesIn(hostCases()),
+                         [](const testing::TestParamInfo<HostCase>& info) {
+                           return std::string(info.param.name);
+                         });
+INSTANTIATE_TEST_SUITE_P(Table, HostAuthorityTest, testing::ValuesIn(authorityCases()),
                          [](const testing::TestParamInfo<HostCase>& info) {
                            return std::string(info.param.name);
                          });
