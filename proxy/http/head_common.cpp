@@ -1,6 +1,10 @@
 // Helpers shared by both head parsers and by the code that reads parsed heads: case-insensitive
 // comparisons, token lists, reason phrases, and the field-section scanner (RFC 9112 5).
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <array>
 
 #include "proxy/http/field_parser.h"
@@ -218,15 +222,33 @@ bool parseContentLength(std::string_view value, uint64_t& out) noexcept {
   return true;
 }
 
+// The inside of an IP-literal (RFC 3986 3.2.2): an IPv6address, or IPvFuture =
+// "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ). "[example.com]" or "[1.2.3.4]" is
+// neither, and a backend would read it some other way.
+static bool isValidIpLiteral(std::string_view lit) noexcept {
+  if (!lit.empty() && (lit[0] == 'v' || lit[0] == 'V')) {
+    std::size_t k = 1;
+    while (k < lit.size() && is(lit[k], kHexDigit)) ++k;
+    if (k == 1 || k + 1 >= lit.size() || lit[k] != '.') return false;
+    for (++k; k < lit.size(); ++k) {
+      if (!is(lit[k], kHostChar) && lit[k] != ':') return false;
+    }
+    return true;
+  }
+  std::array<char, INET6_ADDRSTRLEN> text{};  // inet_pton wants a NUL-terminated string
+  if (lit.empty() || lit.size() >= text.size()) return false;
+  std::copy(lit.begin(), lit.end(), text.begin());
+  in6_addr addr;
+  return inet_pton(AF_INET6, text.data(), &addr) == 1;
+}
+
 bool isValidHost(std::string_view v) noexcept {
   std::size_t i = 0;
   const std::size_t n = v.size();
   if (n > 0 && v[0] == '[') {
-    // IP-literal: IPv6 (hex, ':', '.') or IPvFuture (unreserved / sub-delims / ':').
     const std::size_t close = v.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (std::size_t k = 1; k < close; ++k) {
-      if (!is(v[k], kHostChar) && v[k] != ':') return false;
+    if (close == std::string_view::npos || !isValidIpLiteral(v.substr(1, close - 1))) {
+      return false;
     }
     i = close + 1;
   } else {

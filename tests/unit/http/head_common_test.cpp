@@ -86,6 +86,15 @@ const std::vector<HostCase>& hostCases() {
       rejects("RejectsPercentWithNonHexSecondDigit", "ex%4g"),
 
       // IP-literal rejections.
+      rejects("RejectsNameInsideIpLiteral", "[example.com]"),
+      rejects("RejectsIpv4InsideIpLiteral", "[1.2.3.4]"),
+      rejects("RejectsTooManyColonsInIpLiteral", "[:::::]"),
+      rejects("RejectsNonHexInsideIpLiteral", "[zzz]"),
+      rejects("RejectsIpvFutureWithoutVersion", "[v.x]"),
+      rejects("RejectsIpvFutureWithoutDot", "[v1x]"),
+      rejects("RejectsIpvFutureWithNothingAfterDot", "[v1.]"),
+      rejects("RejectsIpvFutureWithNonHexVersion", "[vg.x]"),
+      rejects("RejectsIpv6LiteralWithZone", "[fe80::1%25eth0]"),
       rejects("RejectsEmptyIpLiteral", "[]"),
       rejects("RejectsEmptyIpLiteralWithPort", "[]:80"),
       rejects("RejectsUnclosedIpLiteral", "[::1"),
