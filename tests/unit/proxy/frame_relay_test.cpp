@@ -386,8 +386,8 @@ std::vector<ViolationCase> utf8ViolationCases() {
        cFrame(kCont, "\xf8\x88\x80\x80\x80"), kInvalidPayload},
       // RFC 6455 8.1: the message must end on a code point; decided before its last bytes
       // leave (the fuzz finding text_message_ending_inside_code_point_is_forwarded).
-      {"final frame ending inside a code point", clientSide(true), "",
-       cFrame(kText, "a\xe2\x82"), kInvalidPayload},
+      {"final frame ending inside a code point", clientSide(true), "", cFrame(kText, "a\xe2\x82"),
+       kInvalidPayload},
       {"final frame ending inside a code point, from the backend", backendSide(true), "",
        bFrame(kText, "a\xf0\x9f\x98"), kInvalidPayload},
       {"final continuation ending inside a code point", clientSide(true),

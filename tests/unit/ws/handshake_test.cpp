@@ -352,8 +352,7 @@ TEST(CheckUpgradeResponse, AppliesRfc6455Section41) {
          r.headers.push_back({"Sec-WebSocket-Extensions", "evil; p=\"\\"});
        },
        "extension"},
-      {"unoffered extension after an offered one ending in a backslash", "",
-       "permessage-deflate",
+      {"unoffered extension after an offered one ending in a backslash", "", "permessage-deflate",
        [](ResponseHead& r) {
          r.headers.push_back({"Sec-WebSocket-Extensions", "permessage-deflate, evil; x=\"a\\"});
        },
