@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/chunked_model.h"
+#include "model/rng.h"
 #include "proxy/http/chunked.h"
 
 namespace {
@@ -98,16 +99,7 @@ void agree(const Outcome& o, const ChunkedAnswer& want) {
   check(o.payload == want.payload.size());
 }
 
-// A small deterministic generator (SplitMix64) for the random pieces.
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-};
+using wsgate::fuzz::Rng;
 
 }  // namespace
 

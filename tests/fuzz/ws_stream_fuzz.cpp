@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 
+#include "model/rng.h"
 #include "model/ws_stream_model.h"
 #include "proxy/frame_relay.h"
 #include "proxy/ws/close_code.h"
@@ -56,16 +57,7 @@ struct EvbufferFree {
 };
 using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferFree>;
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  std::size_t below(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(next() % n); }
-};
+using wsgate::fuzz::Rng;
 
 // One direction: its stream, its relay, what it forwarded, and the model of it.
 struct Side {
