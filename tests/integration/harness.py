@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -612,6 +614,33 @@ class Conn:
     def send_close(self, code: int = wsproto.CLOSE_NORMAL, reason: str = "",
                    mask: bool = True) -> None:
         self.send_frame(wsproto.OP_CLOSE, wsproto.close_payload(code, reason), mask=mask)
+
+
+def upgrade_and_echo(conn: "Conn", path: str = "/ws",
+                     headers: Tuple[Tuple[str, str], ...] = ()) -> "Response":
+    """An upgrade on `conn`; checks the 101 and that a message echoes; returns the 101."""
+    response = conn.upgrade(path, extra_headers=headers)
+    assert response.status == 101, (response.status, response.body)
+    payload = f"hello {conn.local_port}".encode()
+    conn.send_frame(wsproto.OP_TEXT, payload)
+    assert conn.recv_message() == (wsproto.OP_TEXT, payload)
+    return response
+
+
+def admin_port(gate: "Wsgate") -> int:
+    """The port of wsgate's admin listener (admin.listen on 127.0.0.1:0), from its log."""
+    return int(gate.wait_line(r"admin listening address=127\.0\.0\.1:(\d+)").group(1))
+
+
+def admin_request(port: int, method: str, path: str) -> Tuple[int, str]:
+    """(status, body) of one request to the admin listener; an error status is returned too."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
 
 
 def build_request(method: str, path: str, headers: Tuple[Tuple[str, str], ...] = (),

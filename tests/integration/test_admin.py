@@ -2,12 +2,10 @@
 over drain_spread, the others are untouched) and enable it again; status, metrics, errors."""
 
 import json
-import re
 import time
-import urllib.error
-import urllib.request
 
 import harness
+from harness import admin_request as admin
 import wsproto
 from harness import gateway_config, route
 
@@ -17,19 +15,7 @@ def start_gateway(start_wsgate, backends, **timeouts):
                          timeouts={"drain": "5s", "drain_spread": "1s", **timeouts})
     cfg["admin"] = {"listen": "127.0.0.1:0"}
     gate = start_wsgate(cfg)
-    m = re.search(r"admin listening address=127\.0\.0\.1:(\d+)", gate.stderr())
-    assert m, gate.stderr()
-    return gate, int(m.group(1))
-
-
-def admin(port, method, path):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    return gate, harness.admin_port(gate)
 
 
 def open_session(gate, connect):

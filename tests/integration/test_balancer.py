@@ -66,12 +66,7 @@ def ws_open(port: int, path: str = "/ws", headers: Headers = (),
             source_ip: Optional[str] = None) -> Tuple[Conn, harness.Response]:
     """An upgrade on a connection of its own; checks the 101 and that a message echoes."""
     conn = open_conn(port, source_ip)
-    response = conn.upgrade(path, extra_headers=headers)
-    assert response.status == 101, (response.status, response.body)
-    payload = f"hello {conn.local_port}".encode()
-    conn.send_frame(wsproto.OP_TEXT, payload)
-    assert conn.recv_message() == (wsproto.OP_TEXT, payload)
-    return conn, response
+    return conn, harness.upgrade_and_echo(conn, path, headers)
 
 
 def ws_close(conn: Conn) -> None:

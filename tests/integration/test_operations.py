@@ -9,11 +9,10 @@ import json
 import re
 import select
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
 import wsproto
+from harness import admin_port, admin_request as admin
 from harness import (Deadline, ConnectionClosed, build_request, gateway_config, pool,
                      response_bytes, route, switching_protocols, wait_for)
 
@@ -24,21 +23,6 @@ from harness import (Deadline, ConnectionClosed, build_request, gateway_config, 
 def with_admin(cfg):
     cfg["admin"] = {"listen": "127.0.0.1:0"}
     return cfg
-
-
-def admin_port(gate):
-    return int(gate.wait_line(r"admin listening address=127\.0\.0\.1:(\d+)").group(1))
-
-
-def admin(port, method, path):
-    """(status, body) of one admin request."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def open_websocket(gate, connect, path="/ws"):

@@ -9,13 +9,12 @@ because wsgate keeps a kept-alive backend connection for the same client."""
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from typing import List, Tuple
 
 import harness
 import wsproto
+from harness import admin_port, admin_request
 from harness import Conn, ConnectionClosed, FakeBackend, gateway_config, route, wait_for
 
 Headers = Tuple[Tuple[str, str], ...]
@@ -90,19 +89,9 @@ def start_app(start_wsgate, app: dict, admin: bool = False, label: str = "wsgate
     return start_wsgate(cfg, label=label)
 
 
-def admin_port(gate: harness.Wsgate) -> int:
-    m = re.search(r"admin listening address=127\.0\.0\.1:(\d+)", gate.stderr())
-    assert m, gate.stderr()
-    return int(m.group(1))
-
-
 def admin_post(port: int, path: str) -> Tuple[int, dict]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST", data=b"")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {"state": None, "body": e.read().decode(errors="replace")}
+    status, body = admin_request(port, "POST", path)
+    return status, json.loads(body) if status == 200 else {"state": None, "body": body}
 
 
 def get(connect, port: int, path: str = "/", headers: Headers = ()) -> harness.Response:
@@ -114,12 +103,7 @@ def ws_open(connect, port: int, path: str = "/ws",
             headers: Headers = ()) -> Tuple[Conn, harness.Response]:
     """An upgrade on a connection of its own; checks the 101 and that a message echoes."""
     conn = connect(port)
-    response = conn.upgrade(path, extra_headers=headers)
-    assert response.status == 101, (response.status, response.body)
-    payload = f"hello {conn.local_port}".encode()
-    conn.send_frame(wsproto.OP_TEXT, payload)
-    assert conn.recv_message() == (wsproto.OP_TEXT, payload)
-    return conn, response
+    return conn, harness.upgrade_and_echo(conn, path, headers)
 
 
 def ws_close(conn: Conn) -> None:
