@@ -75,8 +75,8 @@ Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_
   addr.length = peerLen;
   clientAddr_ = addr.str();
   clientIp_ = addr.ip();
-  conn_[kClient].fd = fd;  // its event is added by start()
   evtimer_assign(&timer_, worker_.base(), &Session::onTimerCb, this);
+  openConn(kClient, fd);  // its first event runs in a later loop turn, after start()
   ex_.started = Clock::now();
 }
 
@@ -88,7 +88,6 @@ Session::~Session() {
 
 void Session::start() {
   // TCP_NODELAY came with the socket: accepted sockets inherit it from their listener.
-  openConn(kClient, conn_[kClient].fd);
   arm(Timer::Handshake, runtime_->config->timeouts.handshake);
 }
 
@@ -315,12 +314,12 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
 
   // A kept-alive backend connection serves the next request of the same pool, unless the
   // pool is sticky and this request belongs on another backend.
-  const bool idleBackend = conn_[kBackend].fd >= 0 && backendIdle_;
+  const bool idleBackend = conn_[kBackend].isOpen() && backendIdle_;
   if (idleBackend && backendPool_ == pool && sticky) {
     const auto idx = pickBackend();
     if (!idx || *idx != backendIndex_) releaseBackend();
   }
-  if (conn_[kBackend].fd >= 0 && backendIdle_ && backendPool_ == pool) {
+  if (conn_[kBackend].isOpen() && backendIdle_ && backendPool_ == pool) {
     backendIdle_ = false;
     ex_.reusedBackend = true;
     ex_.usedBackend = true;
@@ -485,21 +484,12 @@ void Session::connectBackend() {
 }
 
 void Session::tryConnected() {
-  // A send succeeds only on an established connection, and a failed connect reports its
-  // error (ECONNREFUSED, ...) through it: no getsockopt(SO_ERROR). The head is never empty.
-  evbuffer* o = output(kBackend);
-  evbuffer_iovec chain;
-  ssize_t put = 0;
-  if (evbuffer_peek(o, -1, nullptr, &chain, 1) > 0) {
-    put = send(conn_[kBackend].fd, chain.iov_base, chain.iov_len, MSG_NOSIGNAL);
-  }
-  if (put < 0 && retriable(errno)) return;  // still connecting: its event will say
-  if (put < 0) {
+  const int r = conn_[kBackend].tryConnected(scratch(kBackend));  // the head is never empty
+  if (r == 0) return;  // still connecting: its event will say
+  if (r < 0) {
     onConnectFailed(socketError());
     return;
   }
-  evbuffer_drain(o, static_cast<std::size_t>(put));  // endTurn writes the rest
-  conn_[kBackend].connecting = false;
   onBackendConnected();
 }
 
@@ -727,7 +717,7 @@ void Session::onExchangeDone() {
   logExchange("ok");
   inExchange_ = false;
   const bool backendReusable = ex_.backendKeepAlive && ex_.requestDone && !backendEof_ &&
-                               conn_[kBackend].fd >= 0 && len(input(kBackend)) == 0;
+                               conn_[kBackend].isOpen() && len(input(kBackend)) == 0;
   if (backendReusable) {
     backendIdle_ = true;
     lease_.reset();  // an idle kept-alive connection is not an active session

@@ -8,12 +8,11 @@
 // Every path out goes through close() or finishAndLinger(); the worker frees the object
 // later (deferred delete), never inside one of its callbacks.
 //
-// I/O, in both phases: each socket has one edge-triggered event (EV_READ | EV_WRITE |
-// EV_CLOSED), added once when the socket opens and deleted once when it closes: no
-// epoll_ctl per request or message. A callback reads until a short read into the worker's
-// scratch buffers, acts on the bytes, and ends its turn (endTurn) with one write per side
-// that has output. Only what is left over moves into buffers of the session's own, freed
-// once empty: an idle connection holds no buffer.
+// I/O, in both phases, goes through two transports (net::Conn): each socket has one
+// edge-triggered event added once for its whole life. A callback reads until a short read
+// into the worker's scratch buffers, acts on the bytes, and ends its turn (endTurn) with one
+// write per side that has output. Only what is left over moves into buffers of the
+// connection's own, freed once empty: an idle connection holds no buffer.
 
 #include <event2/event_struct.h>
 
@@ -28,6 +27,7 @@
 #include "proxy/frame_relay.h"
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
+#include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
 #include "proxy/runtime.h"
@@ -131,21 +131,6 @@ private:
 
   static Side other(Side s) { return s == kClient ? kBackend : kClient; }
 
-  // One socket of the session: a plain edge-triggered event, added once for the socket's
-  // whole life (HTTP and tunnel alike).
-  struct Conn {
-    evutil_socket_t fd = -1;      // -1: not open (or closed); otherwise `ev` is added
-    bool readable : 1 = false;    // an edge came that was not read down to a short read yet
-    bool finQueued : 1 = false;   // EPOLLRDHUP seen: the peer's FIN waits behind its data
-    bool connecting : 1 = false;  // a backend connect in progress: no byte went through yet
-    bool shutWr : 1 = false;      // SHUT_WR sent
-    bool blocked : 1 = false;     // a send met EAGAIN: nothing more until EV_WRITE says so
-    bool streaming : 1 = false;   // a bulk transfer: reads fill their buffers
-    event ev{};                   // EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST
-    evbuffer* in = nullptr;       // input kept between turns (null: none)
-    evbuffer* out = nullptr;      // output the socket has not taken yet (null: none)
-  };
-
   // libevent trampolines; both end the session's turn (endTurn), except that a tunnel's
   // socket events only queue it for the worker's batch (Worker::flushBatch).
   static void onIoCb(evutil_socket_t fd, short what, void* self) noexcept;
@@ -170,10 +155,14 @@ private:
   void openConn(Side side, evutil_socket_t fd);
   // Deletes a side's event, closes its socket and drops its buffered bytes (idempotent).
   void closeConn(Side side);
-  // Where a side's input is read to / its output is queued: the session's own buffer when
-  // it holds leftovers, else the worker's scratch buffer.
+  // The worker's scratch buffers this turn lends to a side (its slot's).
+  net::Scratch scratch(Side s) const;
+  // Where a side's input is read to / its output is queued: the connection's own buffer
+  // when it holds leftovers, else the worker's scratch buffer.
   evbuffer* input(Side s) const;
   evbuffer* output(Side s) const;
+  // Bytes queued towards a side that its socket has not taken yet.
+  std::size_t pendingOutput(Side s) const;
   // Reads `side` until a short read, EAGAIN, the end of the stream, a full buffer
   // (mayRead) or the per-turn budget, acting on each read (onInput).
   void readSide(Side side);
@@ -262,8 +251,8 @@ private:
   bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
   bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
   bool backendEof_ = false;
-  Conn conn_[2];  // indexed by Side
-  event timer_;   // embedded: one allocation less per session
+  net::Conn conn_[2];  // the two transports, indexed by Side
+  event timer_;        // embedded: one allocation less per session
   std::chrono::steady_clock::time_point lastActivity_;
 
   struct TunnelState;  // only WebSocket sessions pay for it

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/net/acceptor.h"
+#include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
 #include "proxy/runtime.h"
@@ -56,8 +57,9 @@ public:
   // keeps only what is left over (a partial head or frame, unwritten output) in buffers of
   // its own, so an idle connection holds no buffer at all. Empty between two turns.
   static constexpr std::size_t kSlots = 64;
-  evbuffer* scratchIn(std::size_t slot, int side) const { return scratchIn_[slot][side].get(); }
-  evbuffer* scratchOut(std::size_t slot, int side) const { return scratchOut_[slot][side].get(); }
+  net::Scratch scratch(std::size_t slot, int side) const {
+    return {scratchIn_[slot][side].get(), scratchOut_[slot][side].get()};
+  }
 
   // Tunnels' socket I/O is batched: an event only queues its session (enqueue), and after
   // each loop turn flushBatch() reads every queued socket in one system call, relays, and

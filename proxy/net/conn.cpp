@@ -1,0 +1,201 @@
+#include "proxy/net/conn.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "proxy/net/errors.h"
+#include "proxy/net/handles.h"
+
+namespace wsgate::net {
+namespace {
+
+// Reads up to kReadSize bytes from `fd` straight into `buf` (no FIONREAD first, unlike
+// evbuffer_read). recv(2) when the space is one block, as it nearly always is: cheaper in
+// the kernel than readv(2).
+ssize_t readInto(evbuffer* buf, evutil_socket_t fd) {
+  evbuffer_iovec space[2];
+  const int n = evbuffer_reserve_space(buf, Conn::kReadSize, space, 2);
+  if (n <= 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  ssize_t got;
+  if (n == 1) {
+    got = recv(fd, space[0].iov_base, space[0].iov_len, 0);
+  } else {
+    iovec iov[2];
+    for (int i = 0; i < n; ++i) iov[i] = {space[i].iov_base, space[i].iov_len};
+    got = readv(fd, iov, n);
+  }
+  if (got <= 0) return got;
+  std::size_t left = static_cast<std::size_t>(got);
+  int used = 0;
+  for (; used < n && left > 0; ++used) {
+    space[used].iov_len = std::min(left, space[used].iov_len);
+    left -= space[used].iov_len;
+  }
+  evbuffer_commit_space(buf, space, used);
+  return got;
+}
+
+// Writes as much of `buf` as the socket takes in one call and drains it: send(2) for one
+// chain (the usual case: one message), sendmsg(2) over up to 64 chains otherwise.
+ssize_t writeFrom(evbuffer* buf, evutil_socket_t fd, int flags) {
+  constexpr int kMaxChains = 64;
+  evbuffer_iovec chains[kMaxChains];
+  const int n = std::min(evbuffer_peek(buf, -1, nullptr, chains, kMaxChains), kMaxChains);
+  if (n <= 0) return 0;
+  ssize_t put;
+  if (n == 1) {
+    put = send(fd, chains[0].iov_base, chains[0].iov_len, flags);
+  } else {
+    iovec iov[kMaxChains];
+    for (int i = 0; i < n; ++i) iov[i] = {chains[i].iov_base, chains[i].iov_len};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(n);
+    put = sendmsg(fd, &msg, flags);
+  }
+  if (put > 0) evbuffer_drain(buf, static_cast<std::size_t>(put));
+  return put;
+}
+
+// Keeps what `scratch` still holds in the buffer `own` (allocated on demand), and frees
+// `own` once it is empty: between callbacks an idle connection holds no buffer.
+void keep(evbuffer* scratch, evbuffer*& own) {
+  if (own == nullptr && len(scratch) > 0) {
+    own = evbuffer_new();
+    evbuffer_add_buffer(own, scratch);
+  }
+  if (own != nullptr && len(own) == 0) {
+    evbuffer_free(own);
+    own = nullptr;
+  }
+}
+
+void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
+
+}  // namespace
+
+void Conn::open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void* arg) {
+  close();
+  readable = finQueued = connecting = shutWr = blocked = streaming = false;
+  fd_ = fd;
+  // epoll reports the socket's current state when it is added: no read is tried before
+  // the first edge.
+  event_assign(&ev_, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb, arg);
+  event_add(&ev_, nullptr);
+}
+
+void Conn::close() {
+  if (fd_ < 0) return;  // closed already (or never opened)
+  event_del(&ev_);
+  evutil_closesocket(fd_);
+  fd_ = -1;
+  readable = false;
+  connecting = false;
+  if (in_ != nullptr) evbuffer_free(in_);
+  if (out_ != nullptr) evbuffer_free(out_);
+  in_ = out_ = nullptr;
+}
+
+std::size_t Conn::pendingOutput(const Scratch& s) const { return len(output(s)); }
+
+void Conn::noteEvent(short what) {
+  // EV_CLOSED (EPOLLRDHUP): the peer's FIN is queued. A short read no longer proves the
+  // socket empty then (the FIN may sit behind the data just read): read on to the end.
+  if (what & EV_CLOSED) finQueued = true;
+  if (what & (EV_READ | EV_CLOSED)) readable = true;
+  if (what & EV_WRITE) blocked = false;
+}
+
+ssize_t Conn::read(const Scratch& s) {
+  const ssize_t n = readInto(input(s), fd_);
+  if (n > 0) {
+    // A short read emptied the socket: the next bytes bring a new edge. Not so when the
+    // FIN is already queued: its edge came with these bytes, so read on to the end.
+    if (static_cast<std::size_t>(n) < kReadSize && !finQueued) readable = false;
+  } else {
+    readable = false;
+  }
+  return n;
+}
+
+ssize_t Conn::write(const Scratch& s, bool finFollows) {
+  const ssize_t put = writeFrom(output(s), fd_, MSG_NOSIGNAL | (finFollows ? MSG_MORE : 0));
+  if (put < 0 && retriable(errno)) blocked = true;  // the EV_WRITE edge says when to go on
+  return put;
+}
+
+int Conn::tryConnected(const Scratch& s) {
+  evbuffer* o = output(s);
+  evbuffer_iovec chain;
+  ssize_t put = 0;
+  if (evbuffer_peek(o, -1, nullptr, &chain, 1) > 0) {
+    put = send(fd_, chain.iov_base, chain.iov_len, MSG_NOSIGNAL);
+  }
+  if (put < 0) return retriable(errno) ? 0 : -1;     // still connecting: its event will say
+  evbuffer_drain(o, static_cast<std::size_t>(put));  // the end of the turn writes the rest
+  connecting = false;
+  return 1;
+}
+
+void Conn::shutdownWrite() {
+  if (fd_ < 0 || shutWr) return;
+  shutWr = true;
+  shutdown(fd_, SHUT_WR);
+}
+
+bool Conn::prepareRead(const Scratch& s, IoBatch::Op& op, evbuffer_iovec& space) {
+  if (evbuffer_reserve_space(input(s), kReadSize, &space, 1) != 1) return false;
+  op = {.fd = fd_, .data = space.iov_base, .size = space.iov_len};
+  return true;
+}
+
+ssize_t Conn::completeRead(const Scratch& s, evbuffer_iovec space, ssize_t result) {
+  if (result > 0) {
+    const std::size_t reserved = space.iov_len;
+    space.iov_len = static_cast<std::size_t>(result);
+    evbuffer_commit_space(input(s), &space, 1);
+    // One read per side per batch. A full one means a bulk transfer: the side stays
+    // readable and is read synchronously, up to the per-turn budget.
+    streaming = static_cast<std::size_t>(result) == reserved;
+    if (!streaming && !finQueued) readable = false;
+    return result;
+  }
+  readable = false;
+  streaming = false;
+  if (result < 0) errno = static_cast<int>(-result);
+  return result < 0 ? -1 : 0;
+}
+
+bool Conn::prepareWrite(const Scratch& s, bool finFollows, IoBatch::Op& op) {
+  evbuffer* o = output(s);
+  evbuffer_iovec chain;  // the first chain; the end of the turn writes any others
+  if (evbuffer_peek(o, -1, nullptr, &chain, 1) < 1) return false;
+  const bool last = chain.iov_len == len(o);
+  const int flags = MSG_NOSIGNAL | (!last || finFollows ? MSG_MORE : 0);
+  op = {.fd = fd_, .write = true, .flags = flags, .data = chain.iov_base, .size = chain.iov_len};
+  return true;
+}
+
+void Conn::completeWrite(const Scratch& s, ssize_t result) {
+  if (result > 0) {
+    evbuffer_drain(output(s), static_cast<std::size_t>(result));
+  } else if (result < 0 && retriable(static_cast<int>(-result))) {
+    blocked = true;
+  }
+  // An error is met again, and handled, by the end of the turn's own write.
+}
+
+void Conn::keepLeftovers(const Scratch& s) {
+  keep(s.in, in_);
+  keep(s.out, out_);
+}
+
+void Conn::dropOutput(const Scratch& s) { dropAll(output(s)); }
+
+}  // namespace wsgate::net
