@@ -39,10 +39,44 @@ struct LogConfig {
   LogFormat format = LogFormat::Json;
 };
 
+enum class TlsVersion { V1_2, V1_3 };
+
+// A certificate chain (leaf first, PEM) and its private key (RSA or ECDSA, PEM).
+struct CertificateConfig {
+  std::string cert;
+  std::string key;
+  Mark mark;  // of the entry
+};
+
+enum class ClientCertMode { Off, Optional, Required };
+
+// `listeners[].tls`: TLS termination on a listener.
+struct ListenerTls {
+  std::vector<CertificateConfig> certificates;  // at least one; the first is the default
+  TlsVersion minVersion = TlsVersion::V1_2;
+  std::vector<std::string> alpn{"http/1.1"};  // only "http/1.1" is accepted today
+  std::string clientCa;                        // PEM bundle; empty: no client certificates
+  ClientCertMode clientCert = ClientCertMode::Off;  // Optional by default with client_ca
+  bool ktls = false;  // ask for kernel TLS; falls back quietly where the kernel lacks it
+  Mark mark;          // of the `tls` key
+};
+
+// `pools.NAME.tls`: TLS (wss) towards a pool's backends.
+struct BackendTls {
+  bool verify = true;  // verify the chain against `ca` and the name against `sni`
+  std::string ca;      // PEM bundle; empty: the system's default trust store
+  std::string sni;     // server name sent and verified; empty: the backend's host
+  std::string cert;    // optional client certificate (with `key`)
+  std::string key;
+  TlsVersion minVersion = TlsVersion::V1_2;
+  Mark mark;  // of the `tls` key
+};
+
 struct ListenerConfig {
   std::string name;
   HostPort listen;
-  Mark mark;  // of the listen value
+  std::optional<ListenerTls> tls;  // nullopt: plain TCP
+  Mark mark;                       // of the listen value
 };
 
 struct HeaderMatch {
@@ -116,6 +150,7 @@ struct PoolConfig {
   std::optional<StickyConfig> sticky;
   std::optional<HealthConfig> health;  // nullopt: passive ejection only
   Duration slowStart{0};               // a backend back up ramps its share over this; 0 = off
+  std::optional<BackendTls> tls;       // nullopt: plain TCP to the backends
   Mark mark;                           // of the pool's name
 };
 
