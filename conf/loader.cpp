@@ -1,5 +1,8 @@
 #include "conf/loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -59,7 +62,8 @@ using Visit = std::function<void(const Entry&)>;
 
 // A known key of a map section. An empty `read` marks a key that interface.md defines but
 // this version does not implement: it is refused rather than ignored, because silently
-// dropping a `tls:` or `scripting:` block would run something other than what was asked for.
+// dropping a `scripting:` block or a route's `lua:` would run something other than what was
+// asked for.
 struct Field {
   std::string_view key;
   Visit read;
@@ -491,6 +495,54 @@ private:
     return hp;
   }
 
+  // A certificate, key or CA file. Opened here so that a typo is reported at its line by
+  // `wsgate --check`; what it holds (PEM, a key matching its certificate) is checked in
+  // proxy/tls, which knows what each file must contain. A relative path is relative to the
+  // working directory, as `log.access` is, not to the config file.
+  std::optional<std::string> readablePath(const Entry& e) {
+    auto s = text(e);
+    if (!s) return std::nullopt;
+    if (s->empty() || hasControl(*s)) {
+      error(where(e), "'" + e.name + "' must be a file path, got " + quote(*s));
+      return std::nullopt;
+    }
+    // O_NONBLOCK: a FIFO given by mistake must not stall the loader waiting for a writer.
+    const int fd = ::open(s->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+      const int err = errno;
+      error(where(e), "cannot read certificate file " + quote(*s) + ": " + std::strerror(err));
+      return std::nullopt;
+    }
+    struct stat st {};
+    const bool isDirectory = ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    ::close(fd);
+    if (isDirectory) {
+      error(where(e), "cannot read certificate file " + quote(*s) + ": it is a directory");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  // Only 1.2 and 1.3. YAML reads `1.2` unquoted as a float, but the scalar's text is what
+  // was written, so `1.2` and "1.2" both arrive here as "1.2".
+  std::optional<TlsVersion> tlsVersion(const Entry& e) {
+    if (!e.value.IsScalar()) {
+      typeError(e, "'1.2' or '1.3'");
+      return std::nullopt;
+    }
+    const std::string& s = e.value.Scalar();
+    if (s == "1.2") return TlsVersion::V1_2;
+    if (s == "1.3") return TlsVersion::V1_3;
+    std::string message = "'" + e.name + "' must be '1.2' or '1.3', got " + quote(s);
+    if (s == "1" || s == "1.0" || s == "1.1") {
+      // Deprecated by RFC 8996, and none of their cipher suites is ECDHE with an AEAD, the
+      // only kind wsgate offers.
+      message += ": TLS versions older than 1.2 are not supported";
+    }
+    error(where(e), message);
+    return std::nullopt;
+  }
+
   // Listener, pool and backend names.
   std::optional<std::string> name(const Entry& e, std::string_view what) {
     auto s = text(e);
@@ -506,6 +558,8 @@ private:
   void readTop(const YAML::Node& root);
   void readLog(const Entry& e);
   void readListener(const Entry& e);
+  void readListenerTls(const Entry& e, ListenerConfig& listener);
+  void readCertificate(const Entry& e, ListenerTls& tls);
   void readRoute(const Entry& e);
   void readMatch(const Entry& e, RouteMatch& match);
   void readRouteHost(const Entry& e, RouteMatch& match);
@@ -515,6 +569,7 @@ private:
   void readSticky(const Entry& e, PoolConfig& pool);
   void readStickyCookie(const Entry& e, StickyCookie& cookie);
   void readHealth(const Entry& e, PoolConfig& pool);
+  void readBackendTls(const Entry& e, PoolConfig& pool);
   void readBackend(const Entry& e, PoolConfig& pool,
                    std::vector<std::pair<std::string, int>>& names);
   void readTimeouts(const Entry& e);
@@ -717,7 +772,7 @@ void Loader::readListener(const Entry& e) {
              listener.mark = toMark(listenMark);
            },
            true},
-          {"tls", nullptr},
+          {"tls", [&](const Entry& v) { readListenerTls(v, listener); }},
           {"proxy_protocol",
            [&](const Entry& v) {
              // false asks for exactly what this version does, so it is accepted.
@@ -754,6 +809,91 @@ void Loader::readListener(const Entry& e) {
   listener.name = std::move(*name);
   listener.listen = std::move(*listen);
   config_.listeners.push_back(std::move(listener));
+}
+
+void Loader::readListenerTls(const Entry& e, ListenerConfig& listener) {
+  ListenerTls tls;
+  tls.mark = toMark(e.key.Mark());
+  std::optional<ClientCertMode> clientCert;
+  std::optional<YAML::Mark> clientCertMark;
+  std::optional<YAML::Mark> clientCaMark;  // set even when the file cannot be read
+  walkMap(
+      e, "tls",
+      {
+          {"certificates",
+           [&](const Entry& v) {
+             auto n =
+                 forEachItem(v, "certificate", [&](const Entry& c) { readCertificate(c, tls); });
+             if (n == 0u) {
+               error(where(v),
+                     "'certificates' is empty: a TLS listener needs at least one "
+                     "cert and key");
+             }
+           },
+           true},
+          {"min_version", [&](const Entry& v) { assign(tls.minVersion, tlsVersion(v)); }},
+          {"alpn",
+           [&](const Entry& v) {
+             // HTTP/1.1 is the only protocol wsgate speaks to clients; offering another
+             // would let a client pick something the session cannot parse.
+             auto n = forEachItem(v, "alpn protocol", [&](const Entry& p) {
+               auto s = text(p);
+               if (s && *s != "http/1.1") {
+                 error(where(p), quote(*s) + " is not supported; alpn may only list http/1.1");
+               }
+             });
+             if (n == 0u) {
+               error(where(v), "'alpn' is empty: write [http/1.1], or leave it out for the same");
+             }
+           }},
+          {"client_ca",
+           [&](const Entry& v) {
+             clientCaMark = v.key.Mark();
+             assign(tls.clientCa, readablePath(v));
+           }},
+          {"client_cert",
+           [&](const Entry& v) {
+             static constexpr std::array<std::string_view, 3> kNames{"optional", "required", "off"};
+             static constexpr std::array<ClientCertMode, 3> kModes{
+                 ClientCertMode::Optional, ClientCertMode::Required, ClientCertMode::Off};
+             auto s = text(v);
+             if (!s) return;
+             for (std::size_t i = 0; i < kNames.size(); ++i) {
+               if (kNames[i] == *s) {
+                 clientCert = kModes[i];
+                 clientCertMark = where(v);
+                 return;
+               }
+             }
+             error(where(v), "unknown client_cert mode " + quote(*s) + suggestion(*s, kNames) +
+                                 " (optional, required or off)");
+           }},
+          {"ktls", [&](const Entry& v) { assign(tls.ktls, boolean(v)); }},
+      });
+  if (clientCert && *clientCert != ClientCertMode::Off && !clientCaMark) {
+    error(*clientCertMark,
+          "'client_cert: " +
+              std::string(*clientCert == ClientCertMode::Required ? "required" : "optional") +
+              "' needs 'client_ca', the CAs client certificates are verified against");
+  } else if (clientCert == ClientCertMode::Off && clientCaMark) {
+    // As for a cookie's max_age with insert: false, a value that would go unused is refused.
+    error(*clientCaMark, "'client_ca' is unused with 'client_cert: off': remove one of them");
+  }
+  tls.clientCert =
+      clientCert.value_or(clientCaMark ? ClientCertMode::Optional : ClientCertMode::Off);
+  listener.tls = std::move(tls);
+}
+
+void Loader::readCertificate(const Entry& e, ListenerTls& tls) {
+  CertificateConfig certificate;
+  certificate.mark = toMark(where(e));
+  const bool isMap = walkMap(
+      e, "certificate",
+      {
+          {"cert", [&](const Entry& v) { assign(certificate.cert, readablePath(v)); }, true},
+          {"key", [&](const Entry& v) { assign(certificate.key, readablePath(v)); }, true},
+      });
+  if (isMap) tls.certificates.push_back(std::move(certificate));
 }
 
 void Loader::readRoute(const Entry& e) {
@@ -962,7 +1102,7 @@ void Loader::readPool(const Entry& e) {
           {"health", [&](const Entry& v) { readHealth(v, pool); }},
           {"slow_start",
            [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
-          {"tls", nullptr},
+          {"tls", [&](const Entry& v) { readBackendTls(v, pool); }},
       });
   // Hash picks by the sticky key, so it needs one that every request carries. A sticky block
   // with errors of its own is reported already; adding this would be noise.
@@ -1153,6 +1293,72 @@ void Loader::readHealth(const Entry& e, PoolConfig& pool) {
     return;
   }
   pool.health = std::move(health);
+}
+
+void Loader::readBackendTls(const Entry& e, PoolConfig& pool) {
+  // A null block is refused as for `health`: "TLS with the defaults" and "as if absent" (plain
+  // TCP) are both plausible readings, and they differ.
+  if (e.value.IsNull()) {
+    error(e.key.Mark(),
+          "'tls' is empty: write 'tls: {}' for TLS with the defaults, or remove it for plain "
+          "TCP");
+    return;
+  }
+  BackendTls tls;
+  tls.mark = toMark(e.key.Mark());
+  std::optional<YAML::Mark> caMark;
+  std::optional<YAML::Mark> certMark;
+  std::optional<YAML::Mark> keyMark;
+  walkMap(e, "tls",
+          {
+              {"verify", [&](const Entry& v) { assign(tls.verify, boolean(v)); }},
+              {"ca",
+               [&](const Entry& v) {
+                 caMark = v.key.Mark();
+                 assign(tls.ca, readablePath(v));
+               }},
+              {"sni",
+               [&](const Entry& v) {
+                 auto s = text(v);
+                 if (!s) return;
+                 // RFC 6066 3: SNI carries a DNS name only, never an address literal.
+                 const bool ipLiteral =
+                     s->find(':') != std::string::npos ||
+                     (!s->empty() && std::all_of(s->begin(), s->end(), [](char c) {
+                       return (c >= '0' && c <= '9') || c == '.';
+                     }));
+                 if (ipLiteral && isValidHost(*s)) {
+                   error(where(v), "'sni' must be a DNS name, got the IP address " + quote(*s) +
+                                       ": leave it out to verify the backend's address");
+                   return;
+                 }
+                 if (s->find('*') != std::string::npos || !isValidHost(*s)) {
+                   error(where(v), "invalid 'sni' " + quote(*s) + ": expected a DNS name");
+                   return;
+                 }
+                 tls.sni = toLower(*s);
+               }},
+              {"cert",
+               [&](const Entry& v) {
+                 certMark = v.key.Mark();
+                 assign(tls.cert, readablePath(v));
+               }},
+              {"key",
+               [&](const Entry& v) {
+                 keyMark = v.key.Mark();
+                 assign(tls.key, readablePath(v));
+               }},
+              {"min_version", [&](const Entry& v) { assign(tls.minVersion, tlsVersion(v)); }},
+          });
+  if (certMark && !keyMark) {
+    error(*certMark, "'cert' needs 'key', the client certificate's private key");
+  } else if (keyMark && !certMark) {
+    error(*keyMark, "'key' needs 'cert', the client certificate it belongs to");
+  }
+  if (caMark && !tls.verify) {
+    error(*caMark, "'ca' is unused with 'verify: false': remove one of them");
+  }
+  pool.tls = std::move(tls);
 }
 
 void Loader::readBackend(const Entry& e, PoolConfig& pool,

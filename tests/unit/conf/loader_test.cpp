@@ -3,11 +3,14 @@
 #include "conf/loader.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wsgate::conf {
@@ -509,15 +512,9 @@ const BadCase kBadCases[] = {
     // Keys interface.md defines that this version refuses rather than ignores.
     {"ScriptingNotYet", "scripting: {file: a.lua}",
      "1:1: 'scripting' is not supported yet by this version of wsgate"},
-    {"ListenerTlsNotYet",
-     "listeners:\n  - name: a\n    listen: 127.0.0.1:0\n    tls:\n      certificates: []",
-     "4:5: 'tls' is not supported yet by this version of wsgate"},
     {"ProxyProtocolTrueNotYet",
      "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
      "2:38: 'proxy_protocol: true' is not supported yet by this version of wsgate"},
-    {"PoolTlsNotYet",
-     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    tls: {verify: true}",
-     "4:5: 'tls' is not supported yet by this version of wsgate"},
     {"RouteLuaNotYet", "routes:\n  - {respond: {}, lua: on_request}",
      "2:19: 'lua' is not supported yet by this version of wsgate"},
     {"UnknownPolicy",
@@ -832,6 +829,418 @@ const BadCase kBadPoolCases[] = {
 INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidPoolKeys, ::testing::ValuesIn(kBadPoolCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// TLS keys name files that the loader opens but does not parse (proxy/tls does). These tests
+// run in a fresh directory that holds them, so the YAML names them by relative path and the
+// columns a case expects do not depend on where the temporary directory is.
+class TlsFiles : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    previous_ = std::filesystem::current_path();
+    std::string dir = (std::filesystem::temp_directory_path() / "wsgate_tls_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+    for (const char* name : {"a.pem", "a.key", "b.pem", "b.key", "ca.pem", "clients.pem",
+                             "client.pem", "client.key"}) {
+      std::ofstream(dir_ / name) << "not parsed by the loader\n";
+    }
+    std::filesystem::create_directory(dir_ / "certs");
+    std::filesystem::current_path(dir_);
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::current_path(previous_);
+    std::filesystem::remove_all(dir_);
+  }
+
+  static inline std::filesystem::path dir_;
+  static inline std::filesystem::path previous_;
+};
+
+// A listener 'a' whose `tls` value follows "    tls: " on line 4.
+std::string listenerWithTls(std::string_view tls) {
+  return withDefaults("listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    tls: " +
+                      std::string(tls));
+}
+
+// A pool 'p' whose `tls` value follows "    tls: " on line 4.
+std::string poolWithTls(std::string_view tls) {
+  return withDefaults("pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    tls: " +
+                      std::string(tls));
+}
+
+TEST_F(TlsFiles, ReadsEveryListenerAndPoolTlsKeyWithItsMarks) {
+  const LoadResult r = loadString(R"(listeners:
+  - name: public
+    listen: 0.0.0.0:8443
+    tls:
+      certificates:
+        - { cert: a.pem, key: a.key }
+        - cert: b.pem
+          key: b.key
+      min_version: "1.3"
+      alpn: [http/1.1]
+      client_ca: clients.pem
+      client_cert: required
+      ktls: true
+routes: [{pool: app}]
+pools:
+  app:
+    backends: [{ name: a1, address: app.internal:443 }]
+    tls:
+      verify: true
+      ca: ca.pem
+      sni: App.Internal
+      cert: client.pem
+      key: client.key
+      min_version: 1.3
+)",
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& listener = r.config->listeners.at(0).tls;
+  ASSERT_TRUE(listener);
+  ASSERT_EQ(listener->certificates.size(), 2u);
+  EXPECT_EQ(listener->certificates[0].cert, "a.pem");
+  EXPECT_EQ(listener->certificates[0].key, "a.key");
+  EXPECT_EQ(listener->certificates[0].mark.str(), "t.yaml:6:11");
+  EXPECT_EQ(listener->certificates[1].cert, "b.pem");
+  EXPECT_EQ(listener->certificates[1].key, "b.key");
+  EXPECT_EQ(listener->certificates[1].mark.str(), "t.yaml:7:11");
+  EXPECT_EQ(listener->minVersion, TlsVersion::V1_3);
+  EXPECT_EQ(listener->alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(listener->clientCa, "clients.pem");
+  EXPECT_EQ(listener->clientCert, ClientCertMode::Required);
+  EXPECT_TRUE(listener->ktls);
+  EXPECT_EQ(listener->mark.str(), "t.yaml:4:5");
+
+  const auto& pool = r.config->pools.at(0).tls;
+  ASSERT_TRUE(pool);
+  EXPECT_TRUE(pool->verify);
+  EXPECT_EQ(pool->ca, "ca.pem");
+  EXPECT_EQ(pool->sni, "app.internal") << "stored lower-cased";
+  EXPECT_EQ(pool->cert, "client.pem");
+  EXPECT_EQ(pool->key, "client.key");
+  EXPECT_EQ(pool->minVersion, TlsVersion::V1_3);
+  EXPECT_EQ(pool->mark.str(), "t.yaml:18:5");
+}
+
+TEST_F(TlsFiles, LeavesTlsOffWhereItIsNotWritten) {
+  const LoadResult r =
+      loadString(withDefaults("pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_FALSE(r.config->listeners.at(0).tls);
+  EXPECT_FALSE(r.config->pools.at(0).tls);
+}
+
+struct ListenerTlsCase {
+  std::string_view name;
+  std::string_view tls;  // the listener's `tls` value
+  std::vector<std::pair<std::string, std::string>> certificates;
+  TlsVersion minVersion = TlsVersion::V1_2;
+  std::string clientCa;
+  ClientCertMode clientCert = ClientCertMode::Off;
+  bool ktls = false;
+};
+
+class AcceptsListenerTls : public TlsFiles,
+                           public ::testing::WithParamInterface<ListenerTlsCase> {};
+
+TEST_P(AcceptsListenerTls, AndReadsIt) {
+  const ListenerTlsCase& c = GetParam();
+  const LoadResult r = loadString(listenerWithTls(c.tls), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& tls = r.config->listeners.at(0).tls;
+  ASSERT_TRUE(tls);
+  std::vector<std::pair<std::string, std::string>> certificates;
+  for (const auto& certificate : tls->certificates) {
+    certificates.emplace_back(certificate.cert, certificate.key);
+  }
+  EXPECT_EQ(certificates, c.certificates);
+  EXPECT_EQ(tls->minVersion, c.minVersion);
+  EXPECT_EQ(tls->alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(tls->clientCa, c.clientCa);
+  EXPECT_EQ(tls->clientCert, c.clientCert);
+  EXPECT_EQ(tls->ktls, c.ktls);
+}
+
+const ListenerTlsCase kGoodListenerTls[] = {
+    {"OneCertificateWithEveryDefault",
+     "{certificates: [{cert: a.pem, key: a.key}]}",
+     {{"a.pem", "a.key"}}},
+    {"SeveralCertificatesInFileOrder",
+     "\n      certificates:\n        - {cert: b.pem, key: b.key}\n        - {key: a.key, cert: "
+     "a.pem}",
+     {{"b.pem", "b.key"}, {"a.pem", "a.key"}}},
+    {"MinVersionAsAFloat",
+     "{certificates: [{cert: a.pem, key: a.key}], min_version: 1.3}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_3},
+    {"MinVersionAsAString",
+     "{certificates: [{cert: a.pem, key: a.key}], min_version: '1.2'}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_2},
+    {"AlpnHttp11",
+     "{certificates: [{cert: a.pem, key: a.key}], alpn: [http/1.1]}",
+     {{"a.pem", "a.key"}}},
+    {"ClientCaMakesClientCertOptional",
+     "{certificates: [{cert: a.pem, key: a.key}], client_ca: clients.pem}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_2,
+     "clients.pem",
+     ClientCertMode::Optional},
+    {"ClientCertOptional",
+     "{certificates: [{cert: a.pem, key: a.key}], client_ca: clients.pem, client_cert: "
+     "optional}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_2,
+     "clients.pem",
+     ClientCertMode::Optional},
+    {"ClientCertRequired",
+     "{certificates: [{cert: a.pem, key: a.key}], client_ca: clients.pem, client_cert: "
+     "required}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_2,
+     "clients.pem",
+     ClientCertMode::Required},
+    {"ClientCertOffWithoutClientCa",
+     "{certificates: [{cert: a.pem, key: a.key}], client_cert: off}",
+     {{"a.pem", "a.key"}}},
+    {"Ktls",
+     "{certificates: [{cert: a.pem, key: a.key}], ktls: true}",
+     {{"a.pem", "a.key"}},
+     TlsVersion::V1_2,
+     "",
+     ClientCertMode::Off,
+     true},
+    {"KtlsFalse", "{certificates: [{cert: a.pem, key: a.key}], ktls: false}", {{"a.pem", "a.key"}}},
+    {"PathWithDirectories",
+     "{certificates: [{cert: ./certs/../a.pem, key: a.key}]}",
+     {{"./certs/../a.pem", "a.key"}}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, AcceptsListenerTls, ::testing::ValuesIn(kGoodListenerTls),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+struct PoolTlsCase {
+  std::string_view name;
+  std::string_view tls;  // the pool's `tls` value
+  bool verify = true;
+  std::string ca;
+  std::string sni;
+  std::string cert;
+  std::string key;
+  TlsVersion minVersion = TlsVersion::V1_2;
+};
+
+class AcceptsPoolTls : public TlsFiles, public ::testing::WithParamInterface<PoolTlsCase> {};
+
+TEST_P(AcceptsPoolTls, AndReadsIt) {
+  const PoolTlsCase& c = GetParam();
+  const LoadResult r = loadString(poolWithTls(c.tls), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& tls = r.config->pools.at(0).tls;
+  ASSERT_TRUE(tls);
+  EXPECT_EQ(tls->verify, c.verify);
+  EXPECT_EQ(tls->ca, c.ca);
+  EXPECT_EQ(tls->sni, c.sni);
+  EXPECT_EQ(tls->cert, c.cert);
+  EXPECT_EQ(tls->key, c.key);
+  EXPECT_EQ(tls->minVersion, c.minVersion);
+}
+
+const PoolTlsCase kGoodPoolTls[] = {
+    {"EmptyMapIsEveryDefault", "{}"},
+    {"VerifyOff", "{verify: false}", false},
+    {"OwnCa", "{ca: ca.pem}", true, "ca.pem"},
+    {"SniLowerCased", "{sni: Chat.Internal}", true, "", "chat.internal"},
+    {"ClientCertificate", "{cert: client.pem, key: client.key}", true, "", "", "client.pem",
+     "client.key"},
+    {"MinVersion13", "{min_version: 1.3}", true, "", "", "", "", TlsVersion::V1_3},
+    {"SniWithoutVerify", "{verify: false, sni: app.internal}", false, "", "app.internal"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, AcceptsPoolTls, ::testing::ValuesIn(kGoodPoolTls),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(TlsFiles, ReadsRelativePathsFromTheWorkingDirectoryNotTheConfigFiles) {
+  // The config sits in certs/, the files beside the working directory.
+  const std::filesystem::path config = dir_ / "certs" / "wsgate.yaml";
+  std::ofstream(config) << listenerWithTls("{certificates: [{cert: a.pem, key: a.key}]}");
+  LoadResult r = loadFile(config.string());
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->listeners.at(0).tls->certificates.at(0).cert, "a.pem");
+
+  std::filesystem::current_path(dir_ / "certs");
+  r = loadFile(config.string());
+  std::filesystem::current_path(dir_);
+  EXPECT_EQ(errorStrings(r).at(0), config.string() +
+                                       ":4:33: cannot read certificate file 'a.pem': No such "
+                                       "file or directory");
+}
+
+TEST_F(TlsFiles, AcceptsAbsolutePaths) {
+  const std::string cert = (dir_ / "a.pem").string();
+  const std::string key = (dir_ / "a.key").string();
+  const LoadResult r = loadString(
+      listenerWithTls("{certificates: [{cert: '" + cert + "', key: '" + key + "'}]}"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->listeners.at(0).tls->certificates.at(0).cert, cert);
+  EXPECT_EQ(r.config->listeners.at(0).tls->certificates.at(0).key, key);
+}
+
+TEST_F(TlsFiles, ReportsAFileItCannotOpenForReading) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads a file whatever its mode";
+  const std::filesystem::path locked = dir_ / "locked.key";
+  std::ofstream(locked) << "secret\n";
+  std::filesystem::permissions(locked, std::filesystem::perms::none);
+  const LoadResult r =
+      loadString(listenerWithTls("{certificates: [{cert: a.pem, key: locked.key}]}"), kFile);
+  std::filesystem::remove(locked);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{
+                "t.yaml:4:45: cannot read certificate file 'locked.key': Permission denied"});
+}
+
+class RejectsInvalidListenerTls : public TlsFiles, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(RejectsInvalidListenerTls, WithOneErrorAtItsPosition) {
+  const BadCase& c = GetParam();
+  const LoadResult r = loadString(listenerWithTls(c.yaml), kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{std::string(kFile) + ":" + std::string(c.expect)});
+}
+
+// `yaml` is the listener's `tls` value; "    tls: " puts its first character at 4:10.
+const BadCase kBadListenerTls[] = {
+    // The block and its certificates.
+    {"NotAMap", "true", "4:10: 'tls' must be a map, got 'true'"},
+    {"LeftEmpty", "", "4:5: tls is missing 'certificates'"},
+    {"WithoutCertificates", "{min_version: '1.3'}", "4:10: tls is missing 'certificates'"},
+    {"EmptyCertificates", "{certificates: []}",
+     "4:25: 'certificates' is empty: a TLS listener needs at least one cert and key"},
+    {"CertificatesNotAList", "{certificates: {cert: a.pem, key: a.key}}",
+     "4:25: 'certificates' must be a list, got a map"},
+    {"CertificateNotAMap", "{certificates: [a.pem]}",
+     "4:26: each certificate must be a map, got 'a.pem'"},
+    {"CertificateMissingCert", "{certificates: [{key: a.key}]}",
+     "4:26: certificate is missing 'cert'"},
+    {"CertificateMissingKey", "{certificates: [{cert: a.pem}]}",
+     "4:26: certificate is missing 'key'"},
+    {"SecondCertificateMissingKey",
+     "\n      certificates:\n        - {cert: a.pem, key: a.key}\n        - cert: b.pem",
+     "7:11: certificate is missing 'key'"},
+    {"UnknownCertificateKeyWithSuggestion", "{certificates: [{cert: a.pem, key: a.key, kye: x}]}",
+     "4:52: unknown key 'kye' in certificate, did you mean 'key'?"},
+    {"UnknownKeyWithSuggestion", "{certificates: [{cert: a.pem, key: a.key}], min_versoin: '1.3'}",
+     "4:54: unknown key 'min_versoin' in tls, did you mean 'min_version'?"},
+
+    // Files: opened, not parsed.
+    {"CertFileMissing", "{certificates: [{cert: nowhere.pem, key: a.key}]}",
+     "4:33: cannot read certificate file 'nowhere.pem': No such file or directory"},
+    {"KeyFileMissing", "{certificates: [{cert: a.pem, key: nowhere.key}]}",
+     "4:45: cannot read certificate file 'nowhere.key': No such file or directory"},
+    {"CertInAMissingDirectory", "{certificates: [{cert: /nonexistent/a.pem, key: a.key}]}",
+     "4:33: cannot read certificate file '/nonexistent/a.pem': No such file or directory"},
+    {"CertIsADirectory", "{certificates: [{cert: certs, key: a.key}]}",
+     "4:33: cannot read certificate file 'certs': it is a directory"},
+    {"CertPathEmpty", "{certificates: [{cert: '', key: a.key}]}",
+     "4:33: 'cert' must be a file path, got ''"},
+    {"CertPathNotAString", "{certificates: [{cert: [a.pem], key: a.key}]}",
+     "4:33: 'cert' must be a string, got a list"},
+    {"ClientCaFileMissing", "{certificates: [{cert: a.pem, key: a.key}], client_ca: nowhere.pem}",
+     "4:65: cannot read certificate file 'nowhere.pem': No such file or directory"},
+
+    // Versions and ALPN.
+    {"MinVersion11", "{certificates: [{cert: a.pem, key: a.key}], min_version: 1.1}",
+     "4:67: 'min_version' must be '1.2' or '1.3', got '1.1': TLS versions older than 1.2 are "
+     "not supported"},
+    {"MinVersion10", "{certificates: [{cert: a.pem, key: a.key}], min_version: '1.0'}",
+     "4:67: 'min_version' must be '1.2' or '1.3', got '1.0': TLS versions older than 1.2 are "
+     "not supported"},
+    {"MinVersionUnknown", "{certificates: [{cert: a.pem, key: a.key}], min_version: TLSv1.3}",
+     "4:67: 'min_version' must be '1.2' or '1.3', got 'TLSv1.3'"},
+    {"MinVersionNotAScalar", "{certificates: [{cert: a.pem, key: a.key}], min_version: [1.2]}",
+     "4:67: 'min_version' must be '1.2' or '1.3', got a list"},
+    {"AlpnH2", "{certificates: [{cert: a.pem, key: a.key}], alpn: [h2, http/1.1]}",
+     "4:61: 'h2' is not supported; alpn may only list http/1.1"},
+    {"AlpnEmpty", "{certificates: [{cert: a.pem, key: a.key}], alpn: []}",
+     "4:60: 'alpn' is empty: write [http/1.1], or leave it out for the same"},
+    {"AlpnNotAList", "{certificates: [{cert: a.pem, key: a.key}], alpn: http/1.1}",
+     "4:60: 'alpn' must be a list, got 'http/1.1'"},
+
+    // Client certificates.
+    {"ClientCertRequiredWithoutClientCa",
+     "{certificates: [{cert: a.pem, key: a.key}], client_cert: required}",
+     "4:67: 'client_cert: required' needs 'client_ca', the CAs client certificates are "
+     "verified against"},
+    {"ClientCertOptionalWithoutClientCa",
+     "{certificates: [{cert: a.pem, key: a.key}], client_cert: optional}",
+     "4:67: 'client_cert: optional' needs 'client_ca', the CAs client certificates are "
+     "verified against"},
+    {"ClientCertOffWithClientCa",
+     "{certificates: [{cert: a.pem, key: a.key}], client_ca: ca.pem, client_cert: off}",
+     "4:54: 'client_ca' is unused with 'client_cert: off': remove one of them"},
+    {"ClientCertUnknownModeWithSuggestion",
+     "{certificates: [{cert: a.pem, key: a.key}], client_ca: ca.pem, client_cert: require}",
+     "4:86: unknown client_cert mode 'require', did you mean 'required'? (optional, required "
+     "or off)"},
+    {"KtlsNotABoolean", "{certificates: [{cert: a.pem, key: a.key}], ktls: yes}",
+     "4:60: 'ktls' must be true or false, got 'yes'"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidListenerTls, ::testing::ValuesIn(kBadListenerTls),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+class RejectsInvalidPoolTls : public TlsFiles, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(RejectsInvalidPoolTls, WithOneErrorAtItsPosition) {
+  const BadCase& c = GetParam();
+  const LoadResult r = loadString(poolWithTls(c.yaml), kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{std::string(kFile) + ":" + std::string(c.expect)});
+}
+
+// `yaml` is the pool's `tls` value; "    tls: " puts its first character at 4:10.
+const BadCase kBadPoolTls[] = {
+    {"NotAMap", "true", "4:10: 'tls' must be a map, got 'true'"},
+    {"LeftEmpty", "",
+     "4:5: 'tls' is empty: write 'tls: {}' for TLS with the defaults, or remove it for plain "
+     "TCP"},
+    {"UnknownKeyWithSuggestion", "{verfiy: false}",
+     "4:11: unknown key 'verfiy' in tls, did you mean 'verify'?"},
+    {"ListenerKeyOnAPool", "{certificates: [{cert: a.pem, key: a.key}]}",
+     "4:11: unknown key 'certificates' in tls"},
+    {"VerifyNotABoolean", "{verify: no}", "4:19: 'verify' must be true or false, got 'no'"},
+    {"CertWithoutKey", "{cert: client.pem}",
+     "4:11: 'cert' needs 'key', the client certificate's private key"},
+    {"KeyWithoutCert", "{key: client.key}",
+     "4:11: 'key' needs 'cert', the client certificate it belongs to"},
+    {"CaUnusedWithoutVerify", "{verify: false, ca: ca.pem}",
+     "4:26: 'ca' is unused with 'verify: false': remove one of them"},
+    {"CaFileMissing", "{ca: nowhere.pem}",
+     "4:15: cannot read certificate file 'nowhere.pem': No such file or directory"},
+    {"ClientCertFileMissing", "{cert: nowhere.pem, key: client.key}",
+     "4:17: cannot read certificate file 'nowhere.pem': No such file or directory"},
+    {"ClientKeyIsADirectory", "{cert: client.pem, key: certs}",
+     "4:34: cannot read certificate file 'certs': it is a directory"},
+    {"SniIpv4", "{sni: 10.0.0.1}",
+     "4:16: 'sni' must be a DNS name, got the IP address '10.0.0.1': leave it out to verify "
+     "the backend's address"},
+    {"SniIpv6", "{sni: '::1'}",
+     "4:16: 'sni' must be a DNS name, got the IP address '::1': leave it out to verify the "
+     "backend's address"},
+    {"SniWithPort", "{sni: 'app.internal:443'}",
+     "4:16: invalid 'sni' 'app.internal:443': expected a DNS name"},
+    {"SniWildcard", "{sni: '*.internal'}", "4:16: invalid 'sni' '*.internal': expected a DNS name"},
+    {"SniNotAString", "{sni: [a]}", "4:16: 'sni' must be a string, got a list"},
+    {"MinVersion11", "{min_version: 1.1}",
+     "4:24: 'min_version' must be '1.2' or '1.3', got '1.1': TLS versions older than 1.2 are "
+     "not supported"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidPoolTls, ::testing::ValuesIn(kBadPoolTls),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 TEST(Loader, ReportsEveryErrorOfAFileInFileOrder) {
   const LoadResult r = loadString(R"(workers: many
 listeners:
@@ -850,7 +1259,7 @@ limits: {max_header_bytes: 10MiB}
   EXPECT_EQ(errorStrings(r),
             (std::vector<std::string>{
                 "t.yaml:1:10: 'workers' must be 'auto' or an integer between 1 and 256, got 'many'",
-                "t.yaml:3:38: 'tls' is not supported yet by this version of wsgate",
+                "t.yaml:3:43: tls is missing 'certificates'",
                 "t.yaml:4:12: duplicate listener name 'a' (first at line 3)",
                 "t.yaml:4:23: invalid address 'nohost' for 'listen': missing port (expected "
                 "host:port or [v6]:port)",
