@@ -1,6 +1,8 @@
 #include "proxy/health_checker.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -67,20 +69,35 @@ void HealthChecker::onReadCb(bufferevent*, void* probe) noexcept {
   p->owner->onReadable(*p);
 }
 
-void HealthChecker::onEventCb(bufferevent*, short what, void* probe) noexcept {
+void HealthChecker::onEventCb(bufferevent* bev, short what, void* probe) noexcept {
   auto* p = static_cast<Probe*>(probe);
   if (what & BEV_EVENT_CONNECTED) return;
-  p->owner->finish(*p, false,
-                   what & BEV_EVENT_TIMEOUT ? "timeout"
-                   : what & BEV_EVENT_EOF   ? "closed before a response"
-                                            : "connect failed");
+  std::string why = what & BEV_EVENT_TIMEOUT ? "timeout"
+                    : what & BEV_EVENT_EOF   ? "closed before a response"
+                                             : "connect failed";
+  if (p->pool->tls && (what & BEV_EVENT_ERROR)) {
+    // A TLS failure (a certificate that does not verify, a name that does not match).
+    if (const unsigned long e = bufferevent_get_openssl_error(bev); e != 0) {
+      const char* reason = ERR_reason_error_string(e);
+      why = std::string("TLS: ") + (reason != nullptr ? reason : "handshake failed");
+    }
+  }
+  p->owner->finish(*p, false, why);
 }
 
 void HealthChecker::start(Probe& p) {
   const conf::HealthConfig& hc = *p.pool->config->health;
   const auto& backend = *p.pool->pool->backends()[p.index];
   const net::SocketAddress& addr = p.pool->addresses[p.index];
-  p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+  if (p.pool->tls) {
+    // Probes speak TLS as the sessions do: the same CA, name and client certificate. With
+    // BEV_OPT_CLOSE_ON_FREE libevent frees the SSL with the bufferevent.
+    tls::SslPtr ssl = p.pool->tls->newSsl(backend.spec().host, nullptr);
+    p.conn.reset(bufferevent_openssl_socket_new(base_, -1, ssl.release(),
+                                                BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE));
+  } else {
+    p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+  }
   bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb, &p);
   const timeval timeout = net::toTimeval(hc.timeout);
   bufferevent_set_timeouts(p.conn.get(), &timeout, &timeout);

@@ -40,8 +40,18 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 }
 
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
-                        std::string& error) {
+                        std::string& error, std::vector<std::string>& warnings) {
   auto rt = std::make_shared<Runtime>(config);
+  std::vector<tls::Problem> tlsErrors, tlsWarnings;
+  std::vector<std::string> routeHosts;
+  for (const auto& r : config->routes) {
+    if (r.match.host) routeHosts.push_back(*r.match.host);
+  }
+  for (const auto& l : config->listeners) {
+    ListenerEntry entry{&l, nullptr};
+    if (l.tls) entry.tls = tls::ServerContext::build(*l.tls, routeHosts, tlsErrors, tlsWarnings);
+    rt->listeners.push_back(std::move(entry));
+  }
   for (const auto& pc : config->pools) {
     PoolEntry entry;
     entry.config = &pc;
@@ -64,11 +74,20 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
       error = "pool " + pc.name + ": policy not supported by this build";
       return nullptr;
     }
+    if (pc.tls) entry.tls = tls::ClientContext::build(*pc.tls, tlsErrors, tlsWarnings);
     balancer::PoolOptions options;
     options.slowStart = pc.slowStart;
     entry.pool =
         std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy), options);
     rt->pools.emplace(pc.name, std::move(entry));
+  }
+  for (const auto& w : tlsWarnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);
+  if (!tlsErrors.empty()) {
+    error.clear();
+    for (const auto& e : tlsErrors) {
+      error += (error.empty() ? "" : "\n") + e.mark.str() + ": " + e.message;
+    }
+    return nullptr;
   }
   return rt;
 }

@@ -12,18 +12,26 @@
 #include "conf/config.h"
 #include "proxy/net/address.h"
 #include "proxy/router.h"
+#include "proxy/tls/context.h"
 
 namespace wsgate::proxy {
 
 struct PoolEntry {
   const conf::PoolConfig* config = nullptr;
-  std::shared_ptr<balancer::Pool> pool;       // pick() mutates only atomics
-  std::vector<net::SocketAddress> addresses;  // parallel to pool->backends()
+  std::shared_ptr<balancer::Pool> pool;           // pick() mutates only atomics
+  std::vector<net::SocketAddress> addresses;      // parallel to pool->backends()
+  std::shared_ptr<const tls::ClientContext> tls;  // null: plain TCP to the backends
+};
+
+struct ListenerEntry {
+  const conf::ListenerConfig* config = nullptr;
+  std::shared_ptr<const tls::ServerContext> tls;  // null: plain TCP
 };
 
 struct Runtime {
   std::shared_ptr<const conf::Config> config;
   std::unordered_map<std::string, PoolEntry> pools;
+  std::vector<ListenerEntry> listeners;  // parallel to config->listeners
   Router router;
 
   explicit Runtime(std::shared_ptr<const conf::Config> c)
@@ -33,10 +41,12 @@ struct Runtime {
 
 using RuntimePtr = std::shared_ptr<const Runtime>;
 
-// Resolves backend addresses and builds pools. Backends whose identity is unchanged from
-// `previous` keep their Backend object (and live counters). nullptr with `error` set when
-// an address cannot be resolved.
+// Resolves backend addresses, builds pools and TLS contexts. Backends whose identity is
+// unchanged from `previous` keep their Backend object (and live counters). nullptr with
+// `error` set (one "FILE:LINE:COL: message" per line) when an address cannot be resolved or
+// a certificate or key cannot be used; `warnings` get the same form (an expired
+// certificate, one without a route's host name).
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
-                        std::string& error);
+                        std::string& error, std::vector<std::string>& warnings);
 
 }  // namespace wsgate::proxy

@@ -44,7 +44,9 @@ std::optional<Loaded> load(const std::string& path) {
   }
   auto config = std::make_shared<const conf::Config>(std::move(*r.config));
   std::string error;
-  RuntimePtr rt = buildRuntime(config, nullptr, error);
+  std::vector<std::string> warnings;
+  RuntimePtr rt = buildRuntime(config, nullptr, error, warnings);
+  for (const auto& w : warnings) std::cerr << w << "\n";
   if (!rt) {
     std::cerr << (error.starts_with(path) ? "" : path + ": ") << error << "\n";
     return std::nullopt;

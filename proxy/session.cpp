@@ -67,9 +67,9 @@ std::size_t scanChunked(http::ChunkedDecoder& dec, evbuffer* src,
 
 }  // namespace
 
-Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd,
-                 const sockaddr* peer, int peerLen)
-    : worker_(worker), runtime_(std::move(runtime)), id_(id) {
+Session::Session(Worker& worker, RuntimePtr runtime, const ListenerEntry& listener, uint64_t id,
+                 evutil_socket_t fd, const sockaddr* peer, int peerLen)
+    : worker_(worker), runtime_(std::move(runtime)), listener_(&listener), id_(id) {
   net::SocketAddress addr;
   std::memcpy(&addr.storage, peer, std::min<std::size_t>(peerLen, sizeof addr.storage));
   addr.length = peerLen;
@@ -77,6 +77,9 @@ Session::Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_
   clientIp_ = addr.ip();
   evtimer_assign(&timer_, worker_.base(), &Session::onTimerCb, this);
   openConn(kClient, fd);  // its first event runs in a later loop turn, after start()
+  // The TLS handshake runs through the same reads as the request head, and counts against
+  // timeouts.handshake with it.
+  if (listener_->tls) conn_[kClient].startTls(listener_->tls->newSsl());
   ex_.started = Clock::now();
 }
 
@@ -308,7 +311,9 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
     }
     if (value && !value->empty()) ex_.stickyKey = balancer::stickyKeyHash(*value);
   }
-  http::appendForwardedRequest(head, {clientIp_, "http", ex_.websocket}, ex_.forwardedHead);
+  http::appendForwardedRequest(
+      head, {clientIp_, conn_[kClient].isTls() ? "https" : "http", ex_.websocket},
+      ex_.forwardedHead);
   evbuffer_drain(input, headBytes);  // `head` is invalid from here on
   ex_.tried.assign(pool->pool->backends().size(), false);
 
@@ -477,6 +482,12 @@ void Session::connectBackend() {
   setNoDelay(fd);
   openConn(kBackend, fd);
   conn_[kBackend].connecting = true;
+  if (entry.tls) {
+    // Every WebSocket opens a new backend connection: resume the worker's last session
+    // with this backend instead of a full handshake each time.
+    conn_[kBackend].startTls(
+        entry.tls->newSsl(backend->spec().host, worker_.backendTlsSession(backend.get())));
+  }
   // The request head goes out as soon as the socket takes it (on loopback, often at once):
   // no round trip through the loop to learn that the connect went through.
   evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
@@ -561,6 +572,15 @@ void Session::onBackendConnected() {
 void Session::onBackendEof(bool reset) {
   switch (state_) {
     case State::AwaitingResponse:
+      if (const std::string& why = conn_[kBackend].tlsError(); !why.empty()) {
+        // Not the backend's health, nor the client's doing: the TLS settings of the pool
+        // and the backend disagree (a CA, a name). Every request says so until fixed.
+        log().info("[s{} {} connect b={}] backend TLS failed: {}", id_, clientAddr_, backendName_,
+                   why);
+        releaseBackend();
+        answer(502, "backend TLS handshake failed: " + why, "backend TLS failed", false);
+        return;
+      }
       if (ex_.reusedBackend && ex_.requestBody == http::BodyKind::None &&
           len(input(kBackend)) == 0) {
         // A kept-alive connection the backend closed as we reused it: the request never
@@ -621,6 +641,12 @@ void Session::readResponseHead() {
 
 void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headBytes) {
   evbuffer* input = this->input(kBackend);
+  // The backend's TLS session (a TLS 1.3 ticket has come by now, ahead of the response)
+  // for the next connection of this worker to it.
+  if (conn_[kBackend].isTls() && backendPool_ != nullptr) {
+    worker_.keepBackendTlsSession(backendPool_->pool->backends()[backendIndex_],
+                                  conn_[kBackend].tls()->ssl());
+  }
   std::string head;
   if (resp.status == 101) {
     ws::Verdict v = ex_.websocket
@@ -738,6 +764,8 @@ void Session::awaitNextRequest() {
   ex_.started = Clock::now();
   headScanned_ = 0;
   arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
+  // Between requests a kept-alive TLS connection gives OpenSSL's record buffers back.
+  conn_[kClient].releaseIdleBuffers();
   if (len(input(kClient)) > 0) {
     // A pipelined request is already here. It is read from the loop, not from this call
     // stack: thousands of tiny pipelined requests must not nest thousands of frames.

@@ -53,8 +53,9 @@ public:
   // The two ends of a session; tunnel state is indexed by them.
   enum Side : uint8_t { kClient = 0, kBackend = 1 };
 
-  Session(Worker& worker, RuntimePtr runtime, uint64_t id, evutil_socket_t fd, const sockaddr* peer,
-          int peerLen);
+  // `listener`: the runtime's entry of the listener that accepted `fd`.
+  Session(Worker& worker, RuntimePtr runtime, const ListenerEntry& listener, uint64_t id,
+          evutil_socket_t fd, const sockaddr* peer, int peerLen);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -239,6 +240,7 @@ private:
 
   Worker& worker_;
   RuntimePtr runtime_;
+  const ListenerEntry* listener_;  // lives in runtime_
   const uint64_t id_;
   std::string clientAddr_;
   std::string clientIp_;

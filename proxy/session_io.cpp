@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "proxy/log.h"
 #include "proxy/net/errors.h"
 #include "proxy/session.h"
 #include "proxy/session_tunnel.h"
@@ -23,6 +24,13 @@ using net::retriable;
 constexpr std::size_t kReadBudget = 256 * 1024;
 
 void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
+
+void dropScratch(const net::Scratch& s) {
+  dropAll(s.in);
+  dropAll(s.out);
+  dropAll(s.rawIn);
+  dropAll(s.rawOut);
+}
 
 }  // namespace
 
@@ -48,11 +56,10 @@ void Session::openConn(Side side, evutil_socket_t fd) {
 void Session::closeConn(Side side) {
   net::Conn& c = conn_[side];
   if (!c.isOpen()) return;  // closed already (or never opened)
-  c.close();
-  // This side's bytes in the worker's scratch buffers (this session's turn) go with it.
   const net::Scratch s = scratch(side);
-  dropAll(s.in);
-  dropAll(s.out);
+  c.close(&s);
+  // This side's bytes in the worker's scratch buffers (this session's turn) go with it.
+  dropScratch(s);
   if (tunnel_) tunnel_->eof[side] = true;
 }
 
@@ -131,6 +138,14 @@ bool Session::mayRead(Side side) const {
 }
 
 void Session::onEof(Side side, bool reset) {
+  if (side == kClient && conn_[kClient].isTls() && !conn_[kClient].tlsError().empty() &&
+      state_ != State::Tunnel) {
+    // A failed handshake or a bad record: the client's doing, one debug line at most.
+    log().debug("[s{} {}] client TLS failed: {}", id_, clientAddr_, conn_[kClient].tlsError());
+    conn_[kClient].sendAlert(scratch(kClient));  // e.g. protocol_version, unknown_ca
+    close("client TLS error");
+    return;
+  }
   if (state_ == State::Tunnel) {
     (side == kClient ? clientEof_ : backendEof_) = true;
     onTunnelEof(side, reset);
@@ -194,8 +209,7 @@ void Session::endTurn() {
     net::Conn& c = conn_[s];
     const net::Scratch sc = scratch(s);
     if (state_ == State::Closed || !c.isOpen()) {
-      dropAll(sc.in);
-      dropAll(sc.out);
+      dropScratch(sc);
       continue;
     }
     // A reader stopped by a full buffer or the budget gets no new edge: resume it after

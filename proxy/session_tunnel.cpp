@@ -21,6 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace cc = ws::close_code;
 constexpr std::string_view kPingPrefix = "wsgate:";
+// An idle TLS tunnel gives OpenSSL's record buffers back after this long without traffic
+// (~33 KB per side): not after every record, which would cost a malloc and free each.
+constexpr std::chrono::milliseconds kTlsIdleRelease{1000};
 
 using net::len;
 
@@ -136,7 +139,13 @@ void Session::pumpTunnel(Side from) {
       }
     }
   }
-  if (relay.frames() != framesBefore || len(dst) != outBefore) lastActivity_ = Clock::now();
+  if (relay.frames() != framesBefore || len(dst) != outBefore) {
+    lastActivity_ = Clock::now();
+    if (!t.tlsBuffersHeld && (conn_[kClient].isTls() || conn_[kBackend].isTls())) {
+      t.tlsBuffersHeld = true;
+      armTunnelTimer();  // once per burst after an idle spell: to give them back again
+    }
+  }
   if (from == kClient) {
     ex_.bytesFromClient += len(dst) - std::min(len(dst), outBefore);
   } else {
@@ -283,6 +292,9 @@ void Session::armTunnelTimer() {
   auto next = t.closing() ? t.closeDeadline : lastActivity_ + to.idle;
   if (!t.closing() && to.pingInterval.count() > 0) next = std::min(next, t.nextPing);
   if (!t.closing() && t.drainAt != Clock::time_point{}) next = std::min(next, t.drainAt);
+  if (t.tlsBuffersHeld && (conn_[kClient].isTls() || conn_[kBackend].isTls())) {
+    next = std::min(next, lastActivity_ + kTlsIdleRelease);
+  }
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
   arm(Timer::Idle, std::max(wait, std::chrono::milliseconds(0)) + std::chrono::milliseconds(1));
 }
@@ -291,6 +303,11 @@ void Session::onTunnelTimeout() {
   TunnelState& t = *tunnel_;
   const auto& to = runtime_->config->timeouts;
   const auto now = Clock::now();
+  if (t.tlsBuffersHeld && now - lastActivity_ >= kTlsIdleRelease) {
+    t.tlsBuffersHeld = false;
+    conn_[kClient].releaseIdleBuffers();
+    conn_[kBackend].releaseIdleBuffers();
+  }
   if (t.closing()) {
     if (now >= t.closeDeadline) {
       close(closeReason_.empty() ? "close timeout" : closeReason_);

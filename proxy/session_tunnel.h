@@ -1,7 +1,7 @@
 #pragma once
 // The state a Session keeps only while it is a WebSocket tunnel: the two frame relays, the
 // closing handshake and keepalive pings. The sockets and their buffers stay the Session's
-// (Session::Conn). Private to session*.cpp.
+// (net::Conn). Private to session*.cpp.
 
 #include <chrono>
 #include <cstdint>
@@ -35,6 +35,9 @@ struct Session::TunnelState {
   bool pingOutstanding = false;
   bool lingering = false;        // both closes done: FIN sent to the client, waiting for its FIN
   bool clientSentClose = false;  // a Close frame (not a violation, not EOF) came from it
+  // TLS: OpenSSL's record buffers may be held (traffic since they were last given back);
+  // they go back after kTlsIdleRelease without traffic.
+  bool tlsBuffersHeld = true;
 
   bool closing() const { return closeDeadline != std::chrono::steady_clock::time_point{}; }
   bool sideDone(int s) const { return closeFrom[s] && (closeTo[s] || eof[s]); }

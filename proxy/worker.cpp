@@ -34,9 +34,11 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
   const uint64_t limit = runtime_->config->limits.maxConnections;
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
   maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
-  for (int fd : listenFds) {
+  for (std::size_t i = 0; i < listenFds.size(); ++i) {
+    listenerSlots_.push_back(std::make_unique<ListenerSlot>(ListenerSlot{this, i}));
     listeners_.push_back(std::make_unique<net::Acceptor>(
-        base_.get(), fd, &Worker::onAcceptCb, &Worker::onAcceptShortageCb, this, &turn_));
+        base_.get(), listenFds[i], &Worker::onAcceptCb, &Worker::onAcceptShortageCb,
+        listenerSlots_.back().get(), &turn_));
   }
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
   log().info("worker {} tunnel I/O: {}", index_,
@@ -46,8 +48,10 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
   for (auto& slot : scratchIn_) {
     for (auto& b : slot) b.reset(evbuffer_new());
   }
-  for (auto& slot : scratchOut_) {
-    for (auto& b : slot) b.reset(evbuffer_new());
+  for (auto* scratch : {&scratchOut_, &scratchRawIn_, &scratchRawOut_}) {
+    for (auto& slot : *scratch) {
+      for (auto& b : slot) b.reset(evbuffer_new());
+    }
   }
 }
 
@@ -114,12 +118,13 @@ bool Worker::enterQueue() {
 
 void Worker::stop() { event_base_loopexit(base_.get(), nullptr); }
 
-void Worker::onAcceptCb(void* self, int fd, const sockaddr* peer, socklen_t len) noexcept {
-  static_cast<Worker*>(self)->onAccept(fd, peer, len);
+void Worker::onAcceptCb(void* slot, int fd, const sockaddr* peer, socklen_t len) noexcept {
+  auto* s = static_cast<ListenerSlot*>(slot);
+  s->worker->onAccept(s->index, fd, peer, len);
 }
 
-void Worker::onAcceptShortageCb(void* self, int error) noexcept {
-  auto* w = static_cast<Worker*>(self);
+void Worker::onAcceptShortageCb(void* slot, int error) noexcept {
+  auto* w = static_cast<ListenerSlot*>(slot)->worker;
   w->acceptShortage_ = true;
   w->noteShortage("accept", error);
 }
@@ -138,13 +143,14 @@ void Worker::noteShortage(std::string_view what, int error) {
   lastShortageLog_ = now;
 }
 
-void Worker::onAccept(int fd, const sockaddr* peer, socklen_t len) {
+void Worker::onAccept(std::size_t listener, int fd, const sockaddr* peer, socklen_t len) {
   if (acceptShortage_) {
     acceptShortage_ = false;
     log().info("worker {} accepting again", index_);
   }
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
-  auto* session = new Session(*this, runtime_, id, fd, peer, static_cast<int>(len));
+  auto* session = new Session(*this, runtime_, runtime_->listeners[listener], id, fd, peer,
+                              static_cast<int>(len));
   link(session);
   session->start();
   updateAccepting();
@@ -213,6 +219,23 @@ void Worker::runBatchPhase(std::size_t first, std::size_t end, BatchPrepare prep
   for (std::size_t k = 0; k < ops_.size(); ++k) {
     (owners_[k].session->*complete)(owners_[k], ops_[k].result);
   }
+}
+
+SSL_SESSION* Worker::backendTlsSession(const balancer::Backend* backend) const {
+  auto it = backendTlsSessions_.find(backend);
+  return it == backendTlsSessions_.end() ? nullptr : it->second.session.get();
+}
+
+void Worker::keepBackendTlsSession(const balancer::BackendPtr& backend, SSL* ssl) {
+  SSL_SESSION* session = SSL_get1_session(ssl);
+  if (session == nullptr) return;
+  if (!SSL_SESSION_is_resumable(session)) {
+    SSL_SESSION_free(session);
+    return;
+  }
+  BackendTlsSession& slot = backendTlsSessions_[backend.get()];
+  slot.backend = backend;
+  slot.session.reset(session);
 }
 
 void Worker::retire(Session* s) {

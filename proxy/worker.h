@@ -2,11 +2,14 @@
 // One event-loop thread: its own event_base, its own SO_REUSEPORT listening socket per
 // listener, and the sessions it accepted (a session never changes worker).
 
+#include <openssl/ssl.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <random>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "proxy/net/acceptor.h"
@@ -22,7 +25,8 @@ struct BatchOwner;
 
 class Worker {
 public:
-  // `listenFds`: this worker's listening sockets (it takes ownership).
+  // `listenFds`: this worker's listening sockets (it takes ownership), one per listener of
+  // the runtime, in its order.
   Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -58,7 +62,8 @@ public:
   // its own, so an idle connection holds no buffer at all. Empty between two turns.
   static constexpr std::size_t kSlots = 64;
   net::Scratch scratch(std::size_t slot, int side) const {
-    return {scratchIn_[slot][side].get(), scratchOut_[slot][side].get()};
+    return {scratchIn_[slot][side].get(), scratchOut_[slot][side].get(),
+            scratchRawIn_[slot][side].get(), scratchRawOut_[slot][side].get()};
   }
 
   // Tunnels' socket I/O is batched: an event only queues its session (enqueue), and after
@@ -72,6 +77,11 @@ public:
   // libevent would run it again within the same pass, before polling other sockets.
   void resumeLater(Session* s, int side);
 
+  // TLS towards backends: the last resumable session of this worker with `backend` (null:
+  // none yet), kept so that the next connection skips the full handshake. One per backend.
+  SSL_SESSION* backendTlsSession(const balancer::Backend* backend) const;
+  void keepBackendTlsSession(const balancer::BackendPtr& backend, SSL* ssl);
+
   // The process ran out of file descriptors, memory or local ports for `what` (an accept,
   // a backend socket): one warning per second at most, with the count of failures since
   // the last.
@@ -82,7 +92,7 @@ private:
   static void onAcceptShortageCb(void* self, int error) noexcept;
   static void onReapCb(evutil_socket_t, short, void* self) noexcept;
   static void onDrainCb(evutil_socket_t, short, void* arg) noexcept;
-  void onAccept(int fd, const sockaddr* peer, socklen_t len);
+  void onAccept(std::size_t listener, int fd, const sockaddr* peer, socklen_t len);
   void reap();
   void updateAccepting();
   void flushBatch();
@@ -108,6 +118,8 @@ private:
   net::EventPtr reaper_;
   net::EvBufferPtr scratchIn_[kSlots][2];
   net::EvBufferPtr scratchOut_[kSlots][2];
+  net::EvBufferPtr scratchRawIn_[kSlots][2];  // TLS ciphertext
+  net::EvBufferPtr scratchRawOut_[kSlots][2];
   net::IoBatch io_;
   std::vector<Session*> batch_;  // queued sessions (null: retired since)
   struct Resume {
@@ -127,6 +139,17 @@ private:
   uint64_t shortages_ = 0;       // failures not yet reported
   std::chrono::steady_clock::time_point lastShortageLog_{};
   std::atomic<std::size_t> sessionCount_{0};  // read by other threads for status only
+  struct BackendTlsSession {
+    balancer::BackendPtr backend;  // keeps the key's object alive
+    std::unique_ptr<SSL_SESSION, net::Deleter<SSL_SESSION_free>> session;
+  };
+  std::unordered_map<const balancer::Backend*, BackendTlsSession> backendTlsSessions_;
+  // The accepting side of each listener: which worker, which runtime listener entry.
+  struct ListenerSlot {
+    Worker* worker;
+    std::size_t index;  // in runtime_->listeners
+  };
+  std::vector<std::unique_ptr<ListenerSlot>> listenerSlots_;
 };
 
 }  // namespace wsgate::proxy

@@ -78,7 +78,80 @@ void keep(evbuffer* scratch, evbuffer*& own) {
 
 void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
 
+const std::string kNoError;
+
 }  // namespace
+
+struct Conn::Tls {
+  explicit Tls(tls::SslPtr ssl) : stream(std::move(ssl)) {}
+  ~Tls() {
+    if (rawIn != nullptr) evbuffer_free(rawIn);
+    if (rawOut != nullptr) evbuffer_free(rawOut);
+  }
+  tls::Stream stream;
+  evbuffer* rawIn = nullptr;   // a partial record kept between reads (null: none)
+  evbuffer* rawOut = nullptr;  // ciphertext the socket has not taken yet (null: none)
+  bool peerClosed = false;     // close_notify came: the next read reports the end
+  bool failed = false;
+};
+
+Conn::Conn() = default;
+
+Conn::~Conn() { close(); }
+
+void Conn::startTls(tls::SslPtr ssl) { tls_ = std::make_unique<Tls>(std::move(ssl)); }
+
+const tls::Stream* Conn::tls() const { return tls_ ? &tls_->stream : nullptr; }
+
+const std::string& Conn::tlsError() const { return tls_ ? tls_->stream.error() : kNoError; }
+
+void Conn::sendAlert(const Scratch& s) {
+  if (!tls_ || fd_ < 0) return;
+  evbuffer* raw = rawOutput(s);
+  if (len(raw) > 0) writeFrom(raw, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
+  dropAll(raw);
+}
+
+void Conn::releaseIdleBuffers() {
+  if (tls_) tls_->stream.releaseBuffers();
+}
+
+evbuffer* Conn::rawInput(const Scratch& s) const {
+  return tls_->rawIn != nullptr ? tls_->rawIn : s.rawIn;
+}
+
+evbuffer* Conn::rawOutput(const Scratch& s) const {
+  return tls_->rawOut != nullptr ? tls_->rawOut : s.rawOut;
+}
+
+bool Conn::afterRead(const Scratch& s) {
+  switch (tls_->stream.decrypt(rawInput(s), input(s), rawOutput(s))) {
+    case tls::Stream::Status::Ok:
+      return true;
+    case tls::Stream::Status::Closed:
+      // The plaintext before it is delivered now; the end is reported by the next read.
+      tls_->peerClosed = true;
+      readable = true;
+      return true;
+    case tls::Stream::Status::Failed:
+      break;
+  }
+  tls_->failed = true;
+  errno = EPROTO;
+  return false;
+}
+
+bool Conn::beforeWrite(const Scratch& s, bool finFollows) {
+  evbuffer* plain = output(s);
+  if (tls_->stream.encrypt(plain, rawOutput(s)) == tls::Stream::Status::Failed) {
+    tls_->failed = true;
+    errno = EPROTO;
+    return false;
+  }
+  // close_notify goes out ahead of the FIN, in the same segment.
+  if (finFollows && len(plain) == 0) tls_->stream.shutdown(rawOutput(s));
+  return true;
+}
 
 void Conn::open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void* arg) {
   close();
@@ -90,8 +163,18 @@ void Conn::open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void
   event_add(&ev_, nullptr);
 }
 
-void Conn::close() {
+void Conn::close(const Scratch* s) {
   if (fd_ < 0) return;  // closed already (or never opened)
+  const bool rawPending =
+      tls_ && ((tls_->rawOut != nullptr && len(tls_->rawOut) > 0) || (s && len(s->rawOut) > 0));
+  if (tls_ && !tls_->failed && tls_->stream.handshakeDone() && !shutWr && !rawPending) {
+    // close_notify ahead of the FIN, when no write carried it already (one send, best
+    // effort: the socket closes either way; never behind ciphertext not yet written).
+    evbuffer* notify = evbuffer_new();
+    tls_->stream.shutdown(notify);
+    if (len(notify) > 0) writeFrom(notify, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    evbuffer_free(notify);
+  }
   event_del(&ev_);
   evutil_closesocket(fd_);
   fd_ = -1;
@@ -100,9 +183,10 @@ void Conn::close() {
   if (in_ != nullptr) evbuffer_free(in_);
   if (out_ != nullptr) evbuffer_free(out_);
   in_ = out_ = nullptr;
+  tls_.reset();
 }
 
-std::size_t Conn::pendingOutput(const Scratch& s) const { return len(output(s)); }
+std::size_t Conn::pendingCiphertext(const Scratch& s) const { return len(rawOutput(s)); }
 
 void Conn::noteEvent(short what) {
   // EV_CLOSED (EPOLLRDHUP): the peer's FIN is queued. A short read no longer proves the
@@ -113,11 +197,19 @@ void Conn::noteEvent(short what) {
 }
 
 ssize_t Conn::read(const Scratch& s) {
-  const ssize_t n = readInto(input(s), fd_);
+  if (tls_ && tls_->peerClosed) {
+    readable = false;
+    return 0;
+  }
+  const ssize_t n = readInto(socketInput(s), fd_);
   if (n > 0) {
     // A short read emptied the socket: the next bytes bring a new edge. Not so when the
     // FIN is already queued: its edge came with these bytes, so read on to the end.
     if (static_cast<std::size_t>(n) < kReadSize && !finQueued) readable = false;
+    if (tls_ && !afterRead(s)) {
+      readable = false;
+      return -1;
+    }
   } else {
     readable = false;
   }
@@ -125,13 +217,16 @@ ssize_t Conn::read(const Scratch& s) {
 }
 
 ssize_t Conn::write(const Scratch& s, bool finFollows) {
-  const ssize_t put = writeFrom(output(s), fd_, MSG_NOSIGNAL | (finFollows ? MSG_MORE : 0));
+  if (tls_ && !beforeWrite(s, finFollows)) return -1;
+  const ssize_t put = writeFrom(socketOutput(s), fd_, MSG_NOSIGNAL | (finFollows ? MSG_MORE : 0));
   if (put < 0 && retriable(errno)) blocked = true;  // the EV_WRITE edge says when to go on
   return put;
 }
 
 int Conn::tryConnected(const Scratch& s) {
-  evbuffer* o = output(s);
+  // With TLS the first bytes are the ClientHello; the request waits for the handshake.
+  if (tls_ && !beforeWrite(s, false)) return -1;
+  evbuffer* o = socketOutput(s);
   evbuffer_iovec chain;
   ssize_t put = 0;
   if (evbuffer_peek(o, -1, nullptr, &chain, 1) > 0) {
@@ -146,11 +241,21 @@ int Conn::tryConnected(const Scratch& s) {
 void Conn::shutdownWrite() {
   if (fd_ < 0 || shutWr) return;
   shutWr = true;
+  if (tls_ && !tls_->failed && tls_->stream.handshakeDone()) {
+    // close_notify ahead of the FIN, when the last write did not carry it already (then
+    // shutdown() adds nothing). Called only once every byte queued has been written.
+    evbuffer* notify = evbuffer_new();
+    tls_->stream.shutdown(notify);
+    if (len(notify) > 0) writeFrom(notify, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    evbuffer_free(notify);
+  }
   shutdown(fd_, SHUT_WR);
 }
 
 bool Conn::prepareRead(const Scratch& s, IoBatch::Op& op, evbuffer_iovec& space) {
-  if (evbuffer_reserve_space(input(s), kReadSize, &space, 1) != 1) return false;
+  // A close_notify already seen: the end is reported by a synchronous read.
+  if (tls_ && tls_->peerClosed) return false;
+  if (evbuffer_reserve_space(socketInput(s), kReadSize, &space, 1) != 1) return false;
   op = {.fd = fd_, .data = space.iov_base, .size = space.iov_len};
   return true;
 }
@@ -159,11 +264,17 @@ ssize_t Conn::completeRead(const Scratch& s, evbuffer_iovec space, ssize_t resul
   if (result > 0) {
     const std::size_t reserved = space.iov_len;
     space.iov_len = static_cast<std::size_t>(result);
-    evbuffer_commit_space(input(s), &space, 1);
+    evbuffer_commit_space(socketInput(s), &space, 1);
     // One read per side per batch. A full one means a bulk transfer: the side stays
     // readable and is read synchronously, up to the per-turn budget.
     streaming = static_cast<std::size_t>(result) == reserved;
     if (!streaming && !finQueued) readable = false;
+    if (tls_ && !afterRead(s)) {
+      readable = streaming = false;
+      return -1;
+    }
+    // A close_notify: the synchronous read (readStreaming) reports the end.
+    if (tls_ && tls_->peerClosed) streaming = true;
     return result;
   }
   readable = false;
@@ -173,7 +284,9 @@ ssize_t Conn::completeRead(const Scratch& s, evbuffer_iovec space, ssize_t resul
 }
 
 bool Conn::prepareWrite(const Scratch& s, bool finFollows, IoBatch::Op& op) {
-  evbuffer* o = output(s);
+  // A TLS failure is met again, and handled, by the end of the turn's own write.
+  if (tls_ && !beforeWrite(s, finFollows)) return false;
+  evbuffer* o = socketOutput(s);
   evbuffer_iovec chain;  // the first chain; the end of the turn writes any others
   if (evbuffer_peek(o, -1, nullptr, &chain, 1) < 1) return false;
   const bool last = chain.iov_len == len(o);
@@ -184,7 +297,7 @@ bool Conn::prepareWrite(const Scratch& s, bool finFollows, IoBatch::Op& op) {
 
 void Conn::completeWrite(const Scratch& s, ssize_t result) {
   if (result > 0) {
-    evbuffer_drain(output(s), static_cast<std::size_t>(result));
+    evbuffer_drain(socketOutput(s), static_cast<std::size_t>(result));
   } else if (result < 0 && retriable(static_cast<int>(-result))) {
     blocked = true;
   }
@@ -194,8 +307,15 @@ void Conn::completeWrite(const Scratch& s, ssize_t result) {
 void Conn::keepLeftovers(const Scratch& s) {
   keep(s.in, in_);
   keep(s.out, out_);
+  if (tls_) {
+    keep(s.rawIn, tls_->rawIn);
+    keep(s.rawOut, tls_->rawOut);
+  }
 }
 
-void Conn::dropOutput(const Scratch& s) { dropAll(output(s)); }
+void Conn::dropOutput(const Scratch& s) {
+  dropAll(output(s));
+  if (tls_) dropAll(rawOutput(s));
+}
 
 }  // namespace wsgate::net

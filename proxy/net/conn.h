@@ -5,6 +5,11 @@
 // writes once per turn; only leftovers move into buffers of its own, freed once empty, so
 // an idle connection holds no buffer.
 //
+// With TLS (startTls) the Conn still moves only bytes: the socket's bytes are ciphertext,
+// decrypted into the input after each read and encrypted from the output before each
+// write by a tls::Stream over the Conn's buffers (no SSL_read on the fd). io_uring
+// batching, the short-read rule and MSG_MORE+FIN work the same on both paths.
+//
 // Every call is a plain member call (no virtual dispatch on the data path).
 
 #include <event2/buffer.h>
@@ -13,16 +18,22 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <memory>
+#include <string>
 
 #include "proxy/net/io_batch.h"
+#include "proxy/tls/stream.h"
 
 namespace wsgate::net {
 
 // The worker's scratch buffers lent to one side of a session for one turn: bytes read are
-// appended to `in`, bytes to write are queued on `out`. Empty between two turns.
+// appended to `in`, bytes to write are queued on `out`; a TLS connection's ciphertext goes
+// through `rawIn` and `rawOut`. Empty between two turns.
 struct Scratch {
   evbuffer* in;
   evbuffer* out;
+  evbuffer* rawIn;
+  evbuffer* rawOut;
 };
 
 class Conn {
@@ -30,25 +41,41 @@ public:
   // One read per call; a read shorter than this means the socket had no more for now.
   static constexpr std::size_t kReadSize = 16 * 1024;
 
-  Conn() = default;
-  ~Conn() { close(); }
+  Conn();
+  ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
   // Takes `fd` and adds its one event (EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
   // EV_PERSIST), kept for the socket's whole life: no epoll_ctl per request or message.
   void open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void* arg);
-  // Deletes the event, closes the socket and frees the buffered bytes (idempotent).
-  void close();
+  // Deletes the event, closes the socket and frees the buffered bytes (idempotent). `s`:
+  // the scratch buffers of the turn, if one is running (a TLS close_notify never goes out
+  // behind ciphertext that was not written).
+  void close(const Scratch* s = nullptr);
   bool isOpen() const { return fd_ >= 0; }
   evutil_socket_t fd() const { return fd_; }
+
+  // Puts TLS between the socket and the buffers (before any byte went through).
+  void startTls(tls::SslPtr ssl);
+  bool isTls() const { return tls_ != nullptr; }
+  const tls::Stream* tls() const;
+  // Why the TLS layer failed (a read or write returned -1 with errno EPROTO).
+  const std::string& tlsError() const;
+  // After a TLS failure: sends what OpenSSL left to say (its alert), once, best effort.
+  void sendAlert(const Scratch& s);
+  // An idle TLS connection gives OpenSSL's record buffers back (~33 KB).
+  void releaseIdleBuffers();
 
   // Where input is read to / output is queued this turn: the Conn's own buffer when it
   // holds leftovers, else the scratch buffer.
   evbuffer* input(const Scratch& s) const { return in_ != nullptr ? in_ : s.in; }
   evbuffer* output(const Scratch& s) const { return out_ != nullptr ? out_ : s.out; }
-  // Bytes queued for the socket that it has not taken yet.
-  std::size_t pendingOutput(const Scratch& s) const;
+  // Bytes queued for the socket that it has not taken yet (plaintext not yet encrypted and
+  // ciphertext not yet written: both count against the buffer limits).
+  std::size_t pendingOutput(const Scratch& s) const {
+    return evbuffer_get_length(output(s)) + (tls_ ? pendingCiphertext(s) : 0);
+  }
 
   // What an event says: a new edge to read, the peer's FIN queued, room to write again.
   void noteEvent(short what);
@@ -92,10 +119,24 @@ public:
   bool streaming : 1 = false;   // a bulk transfer: reads fill their buffers
 
 private:
+  std::size_t pendingCiphertext(const Scratch& s) const;
+  evbuffer* rawInput(const Scratch& s) const;
+  evbuffer* rawOutput(const Scratch& s) const;
+  // TLS: decrypts what a read brought; false (errno EPROTO) when the stream failed.
+  bool afterRead(const Scratch& s);
+  // TLS: encrypts the output (and close_notify when a FIN follows); false on failure.
+  bool beforeWrite(const Scratch& s, bool finFollows);
+  // Where the socket's bytes go and come from: ciphertext buffers with TLS.
+  evbuffer* socketInput(const Scratch& s) const { return tls_ ? rawInput(s) : input(s); }
+  evbuffer* socketOutput(const Scratch& s) const { return tls_ ? rawOutput(s) : output(s); }
+
   evutil_socket_t fd_ = -1;  // -1: not open (or closed); otherwise `ev_` is added
   event ev_{};
   evbuffer* in_ = nullptr;   // input kept between turns (null: none)
   evbuffer* out_ = nullptr;  // output the socket has not taken yet (null: none)
+  // TLS only, behind one pointer so that a plain connection does not grow.
+  struct Tls;
+  std::unique_ptr<Tls> tls_;
 };
 
 }  // namespace wsgate::net

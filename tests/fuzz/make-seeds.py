@@ -269,8 +269,35 @@ def handshake():
     w('request_http10', ('GET /chat HTTP/1.0\nHost: a\n' + ''.join(l + '\n' for l in req)).encode())
 
 
+# ---- tls_stream: mode byte (0: raw bytes to a fresh server, 1: edits after a handshake) --
+def tls_stream():
+    import ssl
+    w = writer('tls_stream')
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ctx.wrap_bio(incoming, outgoing, server_hostname='a.test')
+    try:
+        client.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()  # a real ClientHello, as Python's OpenSSL sends it
+    w('client-hello', b'\x00' + hello)
+    w('client-hello-truncated', b'\x00' + hello[:len(hello) // 2])
+    w('plaintext-http', b'\x00GET / HTTP/1.1\r\nHost: a\r\n\r\n')
+    w('oversized-record', b'\x00\x16\x03\x01\xff\xff' + b'a' * 64)
+    w('sslv2-hello', b'\x00\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10' + b'\x00' * 37)
+    # Mode 1: three record padding bytes, then edits (op, position hi, lo, value).
+    w('clean-records', b'\x01\x05\x10\x20')
+    w('flip-a-byte', b'\x01\x00\x00\x00\x00\x00\x05\x01')
+    w('cut-mid-record', b'\x01\x00\x00\x00\x01\x00\x07')
+    w('garbage-after', b'\x01\x00\x00\x00\x02\x00\x00\x10\x17')
+
+
 if __name__ == '__main__':
     chunked()
     utf8()
     stream()
     handshake()
+    tls_stream()
