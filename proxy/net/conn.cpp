@@ -12,10 +12,11 @@
 namespace wsgate::net {
 namespace {
 
-// Reads up to kReadSize bytes from `fd` straight into `buf` (no FIONREAD first, unlike
-// evbuffer_read). recv(2) when the space is one block, as it nearly always is: cheaper in
-// the kernel than readv(2).
-ssize_t readInto(evbuffer* buf, evutil_socket_t fd) {
+// Reads from `fd` straight into `buf` (no FIONREAD first, unlike evbuffer_read), into the
+// space libevent reserves for at least kReadSize bytes (often more: the rest of its block).
+// `offered` is set to that space, so the caller can tell a short read. recv(2) when the
+// space is one block, as it nearly always is: cheaper in the kernel than readv(2).
+ssize_t readInto(evbuffer* buf, evutil_socket_t fd, std::size_t& offered) {
   evbuffer_iovec space[2];
   const int n = evbuffer_reserve_space(buf, Conn::kReadSize, space, 2);
   if (n <= 0) {
@@ -24,10 +25,15 @@ ssize_t readInto(evbuffer* buf, evutil_socket_t fd) {
   }
   ssize_t got;
   if (n == 1) {
+    offered = space[0].iov_len;
     got = recv(fd, space[0].iov_base, space[0].iov_len, 0);
   } else {
     iovec iov[2];
-    for (int i = 0; i < n; ++i) iov[i] = {space[i].iov_base, space[i].iov_len};
+    offered = 0;
+    for (int i = 0; i < n; ++i) {
+      iov[i] = {space[i].iov_base, space[i].iov_len};
+      offered += space[i].iov_len;
+    }
     got = readv(fd, iov, n);
   }
   if (got <= 0) return got;
@@ -201,11 +207,13 @@ ssize_t Conn::read(const Scratch& s) {
     readable = false;
     return 0;
   }
-  const ssize_t n = readInto(socketInput(s), fd_);
+  std::size_t offered = 0;
+  const ssize_t n = readInto(socketInput(s), fd_, offered);
   if (n > 0) {
-    // A short read emptied the socket: the next bytes bring a new edge. Not so when the
-    // FIN is already queued: its edge came with these bytes, so read on to the end.
-    if (static_cast<std::size_t>(n) < kReadSize && !finQueued) readable = false;
+    // A read shorter than the space offered emptied the socket: the next bytes bring a new
+    // edge. Not so when the FIN is already queued: its edge came with these bytes, so read
+    // on to the end.
+    if (static_cast<std::size_t>(n) < offered && !finQueued) readable = false;
     if (tls_ && !afterRead(s)) {
       readable = false;
       return -1;

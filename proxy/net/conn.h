@@ -38,7 +38,8 @@ struct Scratch {
 
 class Conn {
 public:
-  // One read per call; a read shorter than this means the socket had no more for now.
+  // The least space a read offers the socket (libevent often offers the rest of its block,
+  // up to 32 KiB); a read shorter than what was offered means the socket had no more.
   static constexpr std::size_t kReadSize = 16 * 1024;
 
   Conn();
@@ -80,8 +81,8 @@ public:
   // What an event says: a new edge to read, the peer's FIN queued, room to write again.
   void noteEvent(short what);
 
-  // One read into input(s), with the short-read rule: a read shorter than kReadSize
-  // emptied the socket (clears `readable`), unless the FIN is queued behind the data.
+  // One read into input(s), with the short-read rule: a read shorter than the space it
+  // offered emptied the socket (clears `readable`), unless the FIN is queued behind it.
   // Returns what read(2) returns (errno set on -1); `readable` is cleared on 0 or -1.
   ssize_t read(const Scratch& s);
   // One write of output(s) (send for one chain, sendmsg over up to 64). `finFollows`: the

@@ -354,6 +354,8 @@ INSTANTIATE_TEST_SUITE_P(
     ConnShortReadRule, ConnReadTest,
     ::testing::Values(
         ReadCase{"ShortReadClearsReadable", 100, false, false, 100, 0, false},
+        // Longer than kReadSize but shorter than the block libevent offered: still short.
+        ReadCase{"ReadShorterThanTheOfferClearsReadable", 20000, false, false, 20000, 0, false},
         ReadCase{"FullReadLeavesReadableSet", 3 * Conn::kReadSize, false, false, kFull, 0, true},
         ReadCase{"ShortReadWithFinQueuedLeavesReadableSet", 100, true, true, 100, 0, true},
         ReadCase{"EofReturnsZeroAndClearsReadable", 0, true, true, 0, 0, false},
