@@ -17,6 +17,12 @@ Every response carries `X-Backend: NAME`. Once listening it prints
 `listening HOST:PORT` on stdout (useful with port 0), then one line per request
 or WebSocket session on stderr unless --quiet. SIGTERM/SIGINT stop it cleanly.
 
+With --tls-cert and --tls-key it serves the same over TLS (wss:// and https://) instead of
+plain TCP; --tls-client-ca then also asks for a client certificate and requires one signed by
+that CA. A failed handshake is the client's doing: it ends that connection only. JSON answers
+then also carry "tls": {"version", "resumed", "client_subject"} (the client certificate's
+subject, or null), and each log line ends with ` tls=VERSION resumed=yes|no`.
+
 A connection that raises anything but a connection error (a bug in this backend) is closed,
 and its traceback goes to stderr after a line `echo_backend NAME: unhandled exception ...`
 (even with --quiet); the exit status is then 3, so that the tests which used it fail.
@@ -29,6 +35,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 import traceback
@@ -62,6 +69,10 @@ class Connection:
         self.buf = bytearray()
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
+        self.tls_note = ""
+        if server.tls is not None:
+            tls = self.tls_description()
+            self.tls_note = f" tls={tls['version']} resumed={'yes' if tls['resumed'] else 'no'}"
 
     async def run(self) -> None:
         try:
@@ -126,6 +137,8 @@ class Connection:
                 "version": version,
                 "headers": [[k, v] for k, v in head.headers],
             }
+            if self.server.tls is not None:
+                described["tls"] = self.tls_description()
             payload = (json.dumps(described) + "\n").encode()
             await self.send_response(
                 200, payload, content_type="application/json", close=not keep_alive,
@@ -133,8 +146,18 @@ class Connection:
             )
         else:
             await self.send_response(405, b"method not allowed\n", close=not keep_alive)
-        self.server.log(f"{self.peer} {method} {path} {len(body)}B")
+        self.server.log(f"{self.peer} {method} {path} {len(body)}B{self.tls_note}")
         return keep_alive
+
+    def tls_description(self) -> dict:
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        peer = ssl_object.getpeercert() if ssl_object is not None else None
+        subject = None
+        if peer:
+            subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+        return {"version": ssl_object.version() if ssl_object else None,
+                "resumed": ssl_object.session_reused if ssl_object else None,
+                "client_subject": subject}
 
     async def read_body(self, decoder: http11.BodyDecoder) -> bytes:
         rest = decoder.feed(bytes(self.buf))
@@ -221,7 +244,7 @@ class Connection:
         code = await self.echo_messages()
         self.server.log(
             f"{self.peer} websocket {head.start[1]} closed {code} after "
-            f"{time.monotonic() - started:.3f}s"
+            f"{time.monotonic() - started:.3f}s{self.tls_note}"
         )
         return False
 
@@ -261,10 +284,12 @@ class Connection:
 
 
 class EchoServer:
-    def __init__(self, name: str, quiet: bool, max_message_bytes: int):
+    def __init__(self, name: str, quiet: bool, max_message_bytes: int,
+                 tls: Optional[ssl.SSLContext] = None):
         self.name = name
         self.quiet = quiet
         self.max_message_bytes = max_message_bytes
+        self.tls = tls
         self.connections: set = set()
         self.errors = 0  # unhandled exceptions so far
 
@@ -299,7 +324,8 @@ class EchoServer:
 
     async def serve(self, host: str, port: int) -> None:
         asyncio.get_running_loop().set_exception_handler(self.loop_exception)
-        server = await asyncio.start_server(self.handle, host, port, limit=READ_SIZE)
+        tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.tls else {}
+        server = await asyncio.start_server(self.handle, host, port, limit=READ_SIZE, **tls)
         bound = server.sockets[0].getsockname()
         print(f"listening {bound[0]}:{bound[1]}", flush=True)
         stop = asyncio.Event()
@@ -321,6 +347,18 @@ def parse_listen(value: str) -> tuple:
     return host.strip("[]"), int(port)
 
 
+def tls_context(cert: str, key: str, client_ca: Optional[str]) -> ssl.SSLContext:
+    """A server context for --tls-cert/--tls-key (TLS 1.2 and later, ALPN http/1.1)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    if client_ca:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", type=parse_listen, default="127.0.0.1:9001",
@@ -329,8 +367,24 @@ def main() -> int:
     parser.add_argument("--max-message-bytes", type=int, default=64 << 20,
                         help="largest WebSocket message accepted (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    parser.add_argument("--tls-cert", metavar="PATH",
+                        help="serve TLS with this PEM certificate chain (needs --tls-key)")
+    parser.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", metavar="PATH",
+                        help="require a client certificate signed by a CA in this PEM file")
     args = parser.parse_args()
-    server = EchoServer(args.name, args.quiet, args.max_message_bytes)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = None
+    if args.tls_cert:
+        try:
+            tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        except (OSError, ssl.SSLError) as e:
+            print(f"echo_backend: TLS: {e}", file=sys.stderr)
+            return 1
+    server = EchoServer(args.name, args.quiet, args.max_message_bytes, tls)
     try:
         asyncio.run(server.serve(*args.listen))
     except OSError as e:

@@ -7,7 +7,8 @@
 - FakeBackend: an in-process server whose every connection runs a script on its
   own thread (misbehaving backends), counting the connections it accepted.
 - Conn: a blocking client socket with a receive buffer, where every read has a
-  deadline: HTTP heads and bodies, WebSocket frames, end of stream.
+  deadline: HTTP heads and bodies, WebSocket frames, end of stream. TlsConn: the same over
+  TLS (tls_client_context makes its context); TlsEchoBackend: the echo backend serving TLS.
 
 Waits are bounded: wait_for() polls a condition until a deadline.
 """
@@ -19,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -663,6 +665,164 @@ def headers_seen(response: Response) -> Dict[str, List[str]]:
     for name, value in response.json()["headers"]:
         seen.setdefault(name.lower(), []).append(value)
     return seen
+
+
+# --- TLS ----------------------------------------------------------------------------------
+
+
+def tls_client_context(ca: Optional[str] = None, *, cert: Optional[str] = None,
+                       key: Optional[str] = None, minimum: Optional[ssl.TLSVersion] = None,
+                       maximum: Optional[ssl.TLSVersion] = None,
+                       alpn: Optional[List[str]] = None) -> ssl.SSLContext:
+    """A client context that trusts `ca` only and checks the server's name (pass the name as
+    TlsConn's server_hostname); `cert`/`key`: a client certificate to present."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca is not None:
+        context.load_verify_locations(ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    if minimum is not None:
+        context.minimum_version = minimum
+    if maximum is not None:
+        context.maximum_version = maximum
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+class TlsConn(Conn):
+    """A Conn over TLS, for the same tests over wss: an ssl.SSLObject over memory BIOs on a
+    plain socket. Reads keep their deadlines; `sock` stays the TCP socket (TCP_CORK,
+    SO_LINGER and abort() act on it as on a Conn); shutdown_write() sends close_notify and
+    then the FIN; close() closes the socket without a close_notify, as a vanishing client.
+
+    The end of the stream is the peer's close_notify (`close_notify` set), its FIN or RST
+    without one, or a fatal TLS alert (kept in `tls_error`, e.g. "TLSV13_ALERT_CERTIFICATE_
+    REQUIRED"): each makes reads report the end, as the FIN does on a Conn."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext,
+                 server_hostname: Optional[str]):
+        super().__init__(sock)
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_side=False,
+                                    server_hostname=server_hostname)
+        self.close_notify = False
+        self.tls_error: Optional[ssl.SSLError] = None
+
+    @classmethod
+    def open(cls, port: int, host: str = LOOPBACK, timeout: float = DEFAULT_TIMEOUT,
+             rcvbuf: Optional[int] = None, *, context: ssl.SSLContext,
+             server_hostname: Optional[str] = "localhost") -> "TlsConn":
+        """Connects and completes the handshake (ssl.SSLError when it fails)."""
+        plain = Conn.open(port, host, timeout, rcvbuf)
+        conn = cls(plain.sock, context, server_hostname)
+        try:
+            conn.handshake(timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def handshake(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        deadline = Deadline(timeout)
+        while True:
+            try:
+                self.tls.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill(deadline):
+                    self._incoming.write_eof()
+                    if self.reset:
+                        raise ConnectionResetError("reset during the TLS handshake") from None
+
+    @property
+    def version(self) -> Optional[str]:
+        return self.tls.version()
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self, deadline: Deadline) -> bool:
+        """Raw bytes from the socket into the TLS object; False at end of stream."""
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise TimeoutError(f"no data within {deadline.seconds}s")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            raise TimeoutError(f"no data within {deadline.seconds}s") from None
+        except ConnectionResetError:
+            self.reset = True
+            return False
+        if not data:
+            return False
+        self._incoming.write(data)
+        return True
+
+    def _recv(self, deadline: Deadline, size: int = 1 << 20) -> bool:
+        if self.eof:
+            return False
+        while True:
+            try:
+                data = self.tls.read(size)
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill(deadline):
+                    self._incoming.write_eof()  # the next read reports how the stream ended
+                continue
+            except ssl.SSLZeroReturnError:
+                self.close_notify = True
+                data = b""
+            except ssl.SSLEOFError:  # FIN or RST without close_notify
+                data = b""
+            except ssl.SSLError as e:  # a fatal alert, a bad record
+                self.tls_error = e
+                data = b""
+            self._flush()  # whatever reading made OpenSSL answer (a key update)
+            if not data:
+                self.eof = True
+                return False
+            self.buf += data
+            return True
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.tls.write(view):]
+        self._flush()
+
+    def shutdown_write(self) -> None:
+        """close_notify, then the FIN; reading goes on."""
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:  # sent; the peer's close_notify is not here yet
+            pass
+        self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+
+class TlsEchoBackend(EchoBackend):
+    """tests/backends/echo_backend.py serving TLS (--tls-cert/--tls-key, --tls-client-ca)."""
+
+    def __init__(self, name: str, workdir: Path, cert: str, key: str,
+                 client_ca: Optional[str] = None):
+        super().__init__(name, workdir)
+        self.tls_args = ["--tls-cert", cert, "--tls-key", key]
+        if client_ca is not None:
+            self.tls_args += ["--tls-client-ca", client_ca]
+
+    def start(self, timeout: float = 10.0) -> "TlsEchoBackend":
+        self._spawn([PYTHON, str(BACKENDS_DIR / "echo_backend.py"),
+                     "--listen", f"{LOOPBACK}:0", "--name", self.name] + self.tls_args)
+        m = self.wait_line(r"^listening \S+:(\d+)$", stream="stdout", timeout=timeout)
+        self.port = int(m.group(1))
+        return self
 
 
 # --- fake backends ---------------------------------------------------------------

@@ -4,11 +4,17 @@ keepalive pings, permessage-deflate, the access-log counters, and one representa
 scenario per Autobahn|Testsuite case group (docs/websocket.md maps groups to tests).
 
 Backends here record every frame they receive (Recorder), so each test can say what the
-backend saw as well as what the client got."""
+backend saw as well as what the client got.
+
+Every test runs twice, over ws and over wss (the `transport` fixture): under wss wsgate's
+listener terminates TLS and every client, raw (harness.TlsConn) or python3-websockets,
+connects over TLS; the backends stay plain. The frames, closes and timings must not change."""
 
 import asyncio
+import copy
 import os
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -17,15 +23,76 @@ from typing import Callable, List, Optional, Tuple
 import pytest
 import websockets
 
+import tls_certs
 import wsproto
-from harness import (Deadline, gateway_config, pool, route, switching_protocols,
-                     wait_for)
+from harness import (Deadline, TlsConn, gateway_config, pool, route, switching_protocols,
+                     tls_client_context, wait_for)
 
 TEXT, BINARY, CONT = wsproto.OP_TEXT, wsproto.OP_BINARY, wsproto.OP_CONT
 CLOSE, PING, PONG = wsproto.OP_CLOSE, wsproto.OP_PING, wsproto.OP_PONG
 DEFLATE_OFFER = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
 DEFLATE_CHOSEN = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
 MARK = b"BAD-FRAME-MARKER"  # in every payload that must never reach the backend
+
+
+# --- ws and wss ------------------------------------------------------------------------------
+
+
+class Transport:
+    """How the clients of a test reach wsgate: "ws" (plain TCP) or "wss" (TLS listeners,
+    with the test session's certificate for localhost, trusted by the clients)."""
+
+    def __init__(self, scheme: str, pki: Optional[tls_certs.Pki] = None):
+        self.scheme = scheme
+        self.pki = pki
+        self.context: Optional[ssl.SSLContext] = tls_client_context(pki.ca) if pki else None
+
+    def listening(self, config: dict) -> dict:
+        """`config` with TLS turned on in every listener under wss."""
+        if self.scheme == "ws":
+            return config
+        config = copy.deepcopy(config)
+        for listener in config["listeners"]:
+            listener["tls"] = {"certificates": [self.pki.localhost.listener_entry()]}
+        return config
+
+    def url(self, gate, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{gate.port}{path}"
+
+    def websockets_options(self) -> dict:
+        """What websockets.connect needs to reach the listener."""
+        if self.scheme == "ws":
+            return {}
+        return {"ssl": self.context, "server_hostname": "localhost"}
+
+
+@pytest.fixture(params=["ws", "wss"])
+def transport(request, tmp_path_factory) -> Transport:
+    if request.param == "ws":
+        return Transport("ws")
+    return Transport("wss", tls_certs.session_pki(tmp_path_factory))
+
+
+@pytest.fixture
+def start_wsgate(start_wsgate, transport):
+    """conftest's start_wsgate, its listeners speaking TLS under wss."""
+    def start(config, **kwargs):
+        return start_wsgate(transport.listening(config), **kwargs)
+    return start
+
+
+@pytest.fixture
+def connect(connect, transport):
+    """conftest's connect; under wss, the connection then completes a TLS handshake (a
+    TlsConn over the same socket, which conftest's fixture closes at teardown)."""
+    if transport.scheme == "ws":
+        return connect
+
+    def open_tls(port, **kwargs):
+        conn = TlsConn(connect(port, **kwargs).sock, transport.context, "localhost")
+        conn.handshake()
+        return conn
+    return open_tls
 
 
 # --- backends ---------------------------------------------------------------------------
@@ -573,16 +640,16 @@ def test_client_fin_without_close_gives_backend_1001_and_relays_its_last_frames(
 
 
 def test_ping_interval_keeps_an_idle_session_alive_and_pongs_stay_with_wsgate(
-        start_wsgate, fake_backend):
+        start_wsgate, fake_backend, transport):
     backend = fake_backend(Recorder())
     gate = start_gate(start_wsgate, backend,
                       timeouts={"idle": "1s", "ping_interval": "300ms"})
 
     async def run():
         # python3-websockets answers pings on its own; it sends none (ping_interval=None).
-        async with websockets.connect(f"ws://127.0.0.1:{gate.port}/ws", compression=None,
-                                      ping_interval=None, open_timeout=5,
-                                      close_timeout=5) as ws:
+        async with websockets.connect(transport.url(gate, "/ws"), compression=None,
+                                      ping_interval=None, open_timeout=5, close_timeout=5,
+                                      **transport.websockets_options()) as ws:
             await ws.send("before")
             assert await asyncio.wait_for(ws.recv(), 5) == "before"
             await asyncio.sleep(3.5)  # 3.5 x the idle timeout without a data frame
@@ -908,15 +975,16 @@ def test_autobahn_group_10_auto_fragmented_messages_pass(start_wsgate, fake_back
 
 @pytest.mark.parametrize("size", [0, 1, 5000, 1 << 20], ids=lambda n: f"{n}B")
 def test_autobahn_group_12_13_permessage_deflate_negotiation_passes(start_wsgate,
-                                                                   deflate_echo, size):
+                                                                   deflate_echo, size,
+                                                                   transport):
     gate = start_gate(start_wsgate, deflate_echo)
     text = ("compressible " * (size // 13 + 1))[:size]
     binary = os.urandom(size)
 
     async def run():
-        async with websockets.connect(f"ws://127.0.0.1:{gate.port}/ws", compression="deflate",
+        async with websockets.connect(transport.url(gate, "/ws"), compression="deflate",
                                       max_size=None, ping_interval=None, open_timeout=5,
-                                      close_timeout=5) as ws:
+                                      close_timeout=5, **transport.websockets_options()) as ws:
             negotiated = ws.response_headers.get("Sec-WebSocket-Extensions", "")
             replies = []
             for message in (text, binary, text):
