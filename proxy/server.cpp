@@ -83,6 +83,18 @@ void raiseOpenFilesLimit(const conf::Config& cfg) {
   }
 }
 
+// Whether the kernel has the TLS upper-layer protocol (kTLS) loaded or built in.
+bool kernelOffersTls() {
+  std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+  if (f == nullptr) return false;
+  char line[256] = {};
+  const bool read = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  if (!read) return false;
+  const std::string ulps = std::string(" ") + line;
+  return ulps.find(" tls") != std::string::npos;
+}
+
 int workerCount(const conf::Config& c) {
   if (c.workers > 0) return c.workers;
   unsigned n = std::thread::hardware_concurrency();
@@ -150,7 +162,15 @@ int runServer(const std::string& configPath) {
       setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
       fds[w].push_back(fd);
     }
-    log().info("listening listener={} address={}", l.name, addr->str());
+    log().info("listening listener={} address={}{}", l.name, addr->str(), l.tls ? " tls" : "");
+    if (l.tls && l.tls->ktls) {
+      // Said once at start, not per connection: the fallback is quiet.
+      log().info(
+          "listener {}: ktls requested; {}: TLS runs in user space over wsgate's own buffers",
+          l.name,
+          kernelOffersTls() ? "the kernel offers the tls module, which this version does not use"
+                            : "the kernel offers no tls module");
+    }
   }
 
   std::vector<std::unique_ptr<Worker>> pool;
