@@ -7,9 +7,14 @@
 //                [--binary|--text]
 //   wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]
 //   wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]
+//   wsload handshakes --url wss://HOST:PORT --concurrency C [--duration SEC] [--threads T]
+//                [--resume]
+// Every client command takes wss:// URLs too, and --sni NAME (the TLS server name to send;
+// by default the URL's host unless it is an IP address).
 //
 // Exit codes: 0 success, 1 errors (reported in the result's "error"), 2 bad usage.
 
+#include <arpa/inet.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -30,6 +35,7 @@
 #include "tests/bench/wsload_client.h"
 #include "tests/bench/wsload_net.h"
 #include "tests/bench/wsload_server.h"
+#include "tests/bench/wsload_tls.h"
 #include "tests/bench/wsload_worker.h"
 
 namespace wsgate::bench {
@@ -41,6 +47,9 @@ constexpr int kExitUsage = 2;
 constexpr std::size_t kHandshakesInFlight = 256;  // per process: stays under listen backlogs
 constexpr double kIdleEchoTimeout = 10;
 constexpr double kChurnEchoTimeout = 5;
+// handshakes --resume: runs of full handshakes until one brings a ticket.
+constexpr double kPrimeSeconds = 0.2;
+constexpr int kPrimeRuns = 10;
 constexpr std::size_t kMaxSize = std::size_t{1} << 30;
 
 constexpr std::string_view kUsage =
@@ -50,7 +59,10 @@ constexpr std::string_view kUsage =
     "               [--rate MSGS_PER_S] [--duration SEC] [--warmup SEC] [--threads T]\n"
     "               [--binary|--text]\n"
     "  wsload idle  --url ws://HOST:PORT/PATH --connections N [--hold SEC] [--size BYTES]\n"
-    "  wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]\n";
+    "  wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]\n"
+    "  wsload handshakes --url wss://HOST:PORT --concurrency C [--duration SEC] [--threads T]\n"
+    "               [--resume]\n"
+    "  client commands take wss:// URLs and --sni NAME (default: the URL's host name)\n";
 
 // --- command line ------------------------------------------------------------------------
 
@@ -73,12 +85,19 @@ const std::map<std::string, CommandSpec, std::less<>>& commandSpecs() {
       {"serve", {{"--listen", "--threads"}, {}, {"--listen"}}},
       {"echo",
        {{"--url", "--connections", "--size", "--pipeline", "--rate", "--duration", "--warmup",
-         "--threads"},
+         "--threads", "--sni"},
         {"--binary", "--text"},
         {"--url", "--connections"}}},
-      {"idle", {{"--url", "--connections", "--hold", "--size"}, {}, {"--url", "--connections"}}},
+      {"idle",
+       {{"--url", "--connections", "--hold", "--size", "--sni"}, {}, {"--url", "--connections"}}},
       {"churn",
-       {{"--url", "--concurrency", "--duration", "--size"}, {}, {"--url", "--concurrency"}}},
+       {{"--url", "--concurrency", "--duration", "--size", "--sni"},
+        {},
+        {"--url", "--concurrency"}}},
+      {"handshakes",
+       {{"--url", "--concurrency", "--duration", "--threads", "--sni"},
+        {"--resume"},
+        {"--url", "--concurrency"}}},
   };
   return specs;
 }
@@ -200,6 +219,16 @@ void addError(JsonLine& line, const std::string& error) {
   if (!error.empty()) line.add("error", error);
 }
 
+// With every TLS figure: what was negotiated, the server's certificate, our OpenSSL.
+void addTls(JsonLine& line, const Plan& plan, const Report& report) {
+  if (!plan.tls) return;
+  const TlsSummary& s = report.tls;
+  if (!s.protocol.empty()) {  // else no handshake completed
+    line.add("tls", s.protocol + " " + s.cipher + " " + s.group).add("cert", s.cert);
+  }
+  line.add("openssl", plan.tls->version());
+}
+
 // --- scenarios ---------------------------------------------------------------------------
 
 void sleepUntil(uint64_t deadlineNs) {
@@ -282,6 +311,9 @@ int runEcho(const Options& o, Plan plan) {
       .add("p999_us", result.latency.percentile(0.999))
       .add("errors", result.errors);
   addError(line, result.firstError);
+  Report summary = result;
+  if (summary.tls.protocol.empty()) summary.tls = setup.tls;  // echo handshakes in setup
+  addTls(line, plan, summary);
   line.print();
   return result.errors == 0 && result.open == connections ? kExitOk : kExitErrors;
 }
@@ -325,9 +357,23 @@ int runIdle(const Options& o, Plan plan) {
       .add("errors", result.errors)
       .add("setup_s", setupSeconds, 3);
   addError(line, result.firstError);
+  addTls(line, plan, setup);
   line.print();
   const bool ok = setup.open == connections && result.completed == connections;
   return ok && result.errors == 0 ? kExitOk : kExitErrors;
+}
+
+// Runs `plan` (churn or handshakes) in `concurrency` slots over `threads` for `seconds`.
+Report runSessions(const Plan& plan, std::size_t threads, std::size_t concurrency, double seconds,
+                   bool printStart) {
+  Crew crew(plan, threads, concurrency);
+  crew.waitAll(Phase::SetupDone);
+  const uint64_t start = nowNs();
+  if (printStart) JsonLine().add("event", "start").print();
+  crew.post({CommandKind::Go, start, start + toNs(seconds)});
+  sleepUntil(start + toNs(seconds));
+  crew.post({CommandKind::Stop});
+  return crew.waitAll(Phase::Measured);
 }
 
 int runChurn(const Options& o, Plan plan) {
@@ -336,13 +382,7 @@ int runChurn(const Options& o, Plan plan) {
   plan.echoTimeout = kChurnEchoTimeout;
   plan.handshakeTimeout = kChurnEchoTimeout;
 
-  Crew crew(plan, 1, concurrency);
-  crew.waitAll(Phase::SetupDone);
-  const uint64_t start = nowNs();
-  crew.post({CommandKind::Go, start, start + toNs(duration)});
-  sleepUntil(start + toNs(duration));
-  crew.post({CommandKind::Stop});
-  const Report result = crew.waitAll(Phase::Measured);
+  const Report result = runSessions(plan, 1, concurrency, duration, /*printStart=*/false);
   const double seconds = static_cast<double>(result.elapsedNs) / 1e9;
   JsonLine line;
   line.add("mode", "churn")
@@ -354,6 +394,54 @@ int runChurn(const Options& o, Plan plan) {
       .add("p99_us", result.latency.percentile(0.99))
       .add("errors", result.errors);
   addError(line, result.firstError);
+  addTls(line, plan, result);
+  line.print();
+  return result.errors == 0 ? kExitOk : kExitErrors;
+}
+
+// TLS handshakes as fast as `concurrency` slots make them: connect, handshake, close_notify,
+// the server's close. With --resume every one offers the latest ticket, which a short run of
+// full handshakes first obtains (before the "start" line, outside the measurement).
+int runHandshakes(const Options& o, Plan plan) {
+  const uint64_t concurrency = integerOption(o, "--concurrency", 0, 1, 100'000);
+  const double duration = secondsOption(o, "--duration", 5, false);
+  const auto threads = static_cast<std::size_t>(
+      std::min<uint64_t>(integerOption(o, "--threads", 1, 1, 256), concurrency));
+  plan.handshakeTimeout = kChurnEchoTimeout;
+  const bool resume = o.has("--resume");
+
+  if (resume) {
+    Report primed;
+    for (int i = 0; i < kPrimeRuns && !plan.tls->hasSession(); ++i) {
+      primed = runSessions(plan, 1, 1, kPrimeSeconds, /*printStart=*/false);
+    }
+    if (!plan.tls->hasSession()) {
+      const std::string why = primed.firstError.empty()
+                                  ? "no session ticket from the server in 2 s of handshakes"
+                                  : "no session ticket: " + primed.firstError;
+      JsonLine line;
+      line.add("mode", "handshakes").add("errors", uint64_t{1}).add("error", why);
+      line.print();
+      return kExitErrors;
+    }
+  }
+  const Report result = runSessions(plan, threads, concurrency, duration, /*printStart=*/true);
+  const double seconds = static_cast<double>(result.elapsedNs) / 1e9;
+  JsonLine line;
+  line.add("mode", "handshakes")
+      .add("concurrency", concurrency)
+      .add("resume", resume ? "yes" : "no")
+      .add("seconds", seconds, 3)
+      .add("handshakes", result.completed)
+      .add("resumed", result.resumed)
+      .add("tickets", result.tickets)
+      .add("handshakes_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0,
+           1)
+      .add("p50_us", result.latency.percentile(0.50))
+      .add("p99_us", result.latency.percentile(0.99))
+      .add("errors", result.errors);
+  addError(line, result.firstError);
+  addTls(line, plan, result);
   line.print();
   return result.errors == 0 ? kExitOk : kExitErrors;
 }
@@ -368,17 +456,35 @@ int runServeCommand(const Options& o) {
   return runServe(serve);
 }
 
-// What every client scenario shares: the target and the message size.
+bool isIpAddress(const std::string& host) {
+  in6_addr address{};
+  return inet_pton(AF_INET, host.c_str(), &address) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &address) == 1;
+}
+
+// What every client scenario shares: the target (and its TLS) and the message size.
 int runClientCommand(const Options& o) {
   Url url;
   if (std::string err = parseUrl(o.get("--url"), url); !err.empty()) {
     throw UsageError{"--url: " + err};
   }
-  if (url.tls) {
-    std::fprintf(stderr, "wsload: wss:// is not supported yet\n");
-    return kExitUsage;
-  }
+  const bool handshakes = o.command == "handshakes";
+  if (handshakes && !url.tls) throw UsageError{"handshakes needs a wss:// URL"};
+  if (o.has("--sni") && !url.tls) throw UsageError{"--sni needs a wss:// URL"};
   Plan plan;
+  if (url.tls) {
+    TlsClientOptions tls;
+    // RFC 6066 3: SNI carries a host name, never an address.
+    const bool ip = isIpAddress(url.endpoint.host);
+    tls.sni = o.has("--sni") ? std::string(o.get("--sni")) : ip ? "" : url.endpoint.host;
+    tls.resume = o.has("--resume");
+    std::string err;
+    plan.tls = TlsClient::create(tls, err);
+    if (!plan.tls) {
+      std::fprintf(stderr, "wsload: %s\n", err.c_str());
+      return kExitErrors;
+    }
+  }
   plan.size = static_cast<std::size_t>(integerOption(o, "--size", 64, 0, kMaxSize));
   plan.hostHeader = url.hostHeader;
   plan.path = url.path;
@@ -396,6 +502,10 @@ int runClientCommand(const Options& o) {
   if (o.command == "idle") {
     plan.mode = Mode::Idle;
     return runIdle(o, plan);
+  }
+  if (handshakes) {
+    plan.mode = Mode::Handshakes;
+    return runHandshakes(o, plan);
   }
   plan.mode = Mode::Churn;
   return runChurn(o, plan);

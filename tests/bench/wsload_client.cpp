@@ -10,6 +10,7 @@
 #include <string>
 
 #include "proxy/http/response_parser.h"
+#include "tests/bench/wsload_tls.h"
 #include "tests/bench/wsload_worker.h"
 
 namespace wsgate::bench {
@@ -29,8 +30,6 @@ void putStampField(char* out, uint64_t v) noexcept {
     v >>= 6;
   }
 }
-
-std::string errnoText(int err) { return std::strerror(err); }
 
 timeval toTimeval(double seconds) {
   const auto us = static_cast<int64_t>(seconds * 1e6);
@@ -79,23 +78,25 @@ void ClientConn::start(uint64_t now) {
   frames_.reset();
   inMessage_ = false;
 
-  if (!transport_) transport_ = makePlainTransport();
+  if (!transport_) transport_ = plan.tls ? makeTlsTransport(*plan.tls) : makePlainTransport();
   const IoResult r = transport_->connect(plan.address);
   if (r.status == Io::Error) {
-    fail("connect: " + errnoText(r.error));
+    fail(transportError("connect", r));
     return;
   }
   const int fd = transport_->fd();
   readEv_.reset(event_new(worker_.base(), fd, EV_READ | EV_PERSIST, &onReadCb, this));
   writeEv_.reset(event_new(worker_.base(), fd, EV_WRITE | EV_PERSIST, &onWriteCb, this));
 
-  const std::array<uint8_t, 16> nonce = worker_.randomBytes();
-  std::array<unsigned char, 25> key{};  // 4 * ceil(16 / 3) characters and a NUL
-  EVP_EncodeBlock(key.data(), nonce.data(), static_cast<int>(nonce.size()));
-  offer_.key.assign(reinterpret_cast<const char*>(key.data()), 24);
-  rawOut_ = "GET " + plan.path + " HTTP/1.1\r\nHost: " + plan.hostHeader +
-            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + offer_.key +
-            "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  if (plan.mode != Mode::Handshakes) {
+    const std::array<uint8_t, 16> nonce = worker_.randomBytes();
+    std::array<unsigned char, 25> key{};  // 4 * ceil(16 / 3) characters and a NUL
+    EVP_EncodeBlock(key.data(), nonce.data(), static_cast<int>(nonce.size()));
+    offer_.key.assign(reinterpret_cast<const char*>(key.data()), 24);
+    rawOut_ = "GET " + plan.path + " HTTP/1.1\r\nHost: " + plan.hostHeader +
+              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + offer_.key +
+              "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  }
 
   armTimer(plan.handshakeTimeout);
   if (r.status == Io::Done) {
@@ -110,10 +111,62 @@ void ClientConn::startAfter(double seconds) {
   armTimer(seconds);
 }
 
+// Runs the transport's connect (TCP, then TLS) on, waiting for the direction it asks for.
+void ClientConn::continueConnect() {
+  const IoResult r = transport_->finishConnect();
+  switch (r.status) {
+    case Io::Done:
+      onConnected();
+      break;
+    case Io::WouldBlock:
+      armWrite(r.wantWrite);
+      armRead(!r.wantWrite);
+      break;
+    case Io::Eof:
+      onEof();
+      break;
+    case Io::Error:
+      fail(transportError("connect", r));
+      break;
+  }
+}
+
 void ClientConn::onConnected() {
+  worker_.onTransportReady(*transport_);
+  armRead(true);
+  if (worker_.plan().mode == Mode::Handshakes) {
+    // With TLS 1.3 our side of the handshake ends first: the server's ends when it reads our
+    // Finished. The close_notify behind it, answered by the server's close, proves that (and
+    // is a close any server handles, with or without tickets to send).
+    transport_->closeNotify();
+    state_ = State::Confirming;
+    armWrite(false);
+    armTimer(worker_.plan().closeTimeout);
+    return;
+  }
   state_ = State::Handshaking;
-  event_add(readEv_.get(), nullptr);
   flush();
+}
+
+// Handshakes mode, close_notify sent: session tickets are taken inside the transport
+// (WouldBlock); data is what a server says to a connection closed before any request
+// (HAProxy: 400), not an error; the server's close ends the session.
+void ClientConn::onConfirmingRead(const IoResult& r) {
+  switch (r.status) {
+    case Io::WouldBlock:
+    case Io::Done:
+      break;
+    case Io::Eof:
+      finishClean();
+      break;
+    case Io::Error:
+      fail(transportError("read", r));
+      break;
+  }
+}
+
+std::string ClientConn::transportError(std::string_view what, const IoResult& r) const {
+  return std::string(what) + ": " + transport_->errorText(r);
 }
 
 void ClientConn::close() {
@@ -136,8 +189,9 @@ void ClientConn::abort() noexcept {
 }
 
 bool ClientConn::alive() const {
-  return state_ == State::Connecting || state_ == State::Handshaking || state_ == State::Open ||
-         state_ == State::Closing || state_ == State::Draining;
+  return state_ == State::Connecting || state_ == State::Confirming ||
+         state_ == State::Handshaking || state_ == State::Open || state_ == State::Closing ||
+         state_ == State::Draining;
 }
 
 bool ClientConn::fail(std::string_view why) {
@@ -159,7 +213,7 @@ void ClientConn::finishClean() {
 void ClientConn::closeSocket() noexcept {
   if (readEv_) event_del(readEv_.get());
   if (writeEv_) event_del(writeEv_.get());
-  writeArmed_ = false;
+  readArmed_ = writeArmed_ = false;
   if (transport_) transport_->close();
 }
 
@@ -178,8 +232,16 @@ void ClientConn::onTimerCb(evutil_socket_t, short, void* arg) noexcept {
 }
 
 void ClientConn::onReadable() {
+  if (state_ == State::Connecting) {
+    continueConnect();
+    return;
+  }
   char* buf = worker_.scratch();
   const IoResult r = transport_->read(buf, worker_.scratchSize());
+  if (state_ == State::Confirming) {
+    onConfirmingRead(r);
+    return;
+  }
   if (r.status == Io::WouldBlock) return;
   now_ = nowNs();  // one clock read per wakeup: receive time of every echo in it
   if (r.status == Io::Eof) {
@@ -187,7 +249,7 @@ void ClientConn::onReadable() {
     return;
   }
   if (r.status == Io::Error) {
-    fail("read: " + errnoText(r.error));
+    fail(transportError("read", r));
     return;
   }
   const bool ok = state_ == State::Handshaking ? onHandshakeBytes(buf, r.bytes)
@@ -200,13 +262,7 @@ void ClientConn::onWritable() {
     flush();
     return;
   }
-  const IoResult r = transport_->finishConnect();
-  if (r.status == Io::WouldBlock) return;
-  if (r.status == Io::Error) {
-    fail("connect: " + errnoText(r.error));
-    return;
-  }
-  onConnected();
+  continueConnect();
 }
 
 void ClientConn::onTimeout() {
@@ -223,6 +279,9 @@ void ClientConn::onTimeout() {
       break;
     case State::Closing:
       fail("close timeout: no Close frame from the server");
+      break;
+    case State::Confirming:
+      fail("close timeout: the server did not close within 1 s of our close_notify");
       break;
     case State::Draining:  // Close exchanged but the server keeps TCP open: close anyway
       finishClean();
@@ -334,7 +393,7 @@ bool ClientConn::flush() {
     return true;
   }
   const IoResult r = transport_->writev(iov, count);
-  if (r.status == Io::Error) return fail("write: " + errnoText(r.error));
+  if (r.status == Io::Error) return fail(transportError("write", r));
   if (r.status == Io::Done) consume(r.bytes);
   armWrite(rawSent_ < rawOut_.size() || queueHead_ < queue_.size());
   return true;
@@ -366,6 +425,16 @@ void ClientConn::consume(std::size_t bytes) {
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queueHead_));
     queueHead_ = 0;
   }
+}
+
+void ClientConn::armRead(bool want) {
+  if (want == readArmed_ || !readEv_) return;
+  if (want) {
+    event_add(readEv_.get(), nullptr);
+  } else {
+    event_del(readEv_.get());
+  }
+  readArmed_ = want;
 }
 
 void ClientConn::armWrite(bool want) {

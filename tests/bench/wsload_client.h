@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,12 +20,16 @@
 
 namespace wsgate::bench {
 
-enum class Mode : uint8_t { Echo, Idle, Churn };
+// Handshakes: TCP connect, TLS handshake, our close_notify, the server's close; no HTTP.
+enum class Mode : uint8_t { Echo, Idle, Churn, Handshakes };
+
+class TlsClient;
 
 // Everything a worker needs to run its share of a scenario; immutable once workers start.
 struct Plan {
   Mode mode = Mode::Echo;
   SocketAddress address;
+  std::shared_ptr<const TlsClient> tls;  // wss://; null for ws://
   std::string hostHeader;
   std::string path;
   ws::Opcode opcode = ws::Opcode::Binary;
@@ -38,6 +43,9 @@ struct Plan {
   double handshakeTimeout = 10;
   double echoTimeout = 0;
   double closeTimeout = 1;
+
+  // Churn and handshakes run sessions one after another in each slot, for a duration.
+  bool repeatsSessions() const { return mode == Mode::Churn || mode == Mode::Handshakes; }
 };
 
 // Every payload starts with a 16-byte stamp: the message's sequence number on its connection
@@ -72,17 +80,19 @@ struct Chunk {
 
 class ClientWorker;
 
-// One client connection, reusable for another session once it ended (churn):
+// One client connection, reusable for another session once it ended (churn, handshakes):
 //   Idle/Scheduled -> Connecting -> Handshaking -> Open -> Closing -> Draining -> Done
-// Failed is reached from any state through fail(), the single error exit, which closes the
-// socket and tells the worker once. Events are never freed inside their own callbacks: a new
-// session (start) replaces them from the worker or from the timer.
+// Connecting includes the TLS handshake, which in handshakes mode is followed by Confirming,
+// then Done. Failed is reached from any state through fail(), the single error exit, which
+// closes the socket and tells the worker once. Events are never freed inside their own
+// callbacks: a new session (start) replaces them from the worker or from the timer.
 class ClientConn {
 public:
   enum class State : uint8_t {
     Idle,         // never started
     Scheduled,    // start() due when the timer fires
-    Connecting,   // TCP connect in progress
+    Connecting,   // TCP connect (and TLS handshake) in progress
+    Confirming,   // handshakes mode: close_notify sent, waiting for the server's close
     Handshaking,  // upgrade request sent, reading the 101
     Open,
     Closing,   // our Close sent, waiting for the server's
@@ -109,6 +119,7 @@ public:
   uint64_t oldestSentNs() const;  // send time of the oldest message awaiting its echo
   uint64_t startedNs() const { return startedNs_; }
   bool opened() const { return opened_; }  // this session completed its handshake
+  bool ticketReceived() const { return transport_ && transport_->ticketReceived(); }
 
 private:
   friend class wsgate::bench::FrameStream;
@@ -119,7 +130,10 @@ private:
   void onReadable();
   void onWritable();
   void onTimeout();
+  void continueConnect();
   void onConnected();
+  void onConfirmingRead(const IoResult& r);
+  std::string transportError(std::string_view what, const IoResult& r) const;
   bool onHandshakeBytes(const char* data, std::size_t len);
   bool onEof();
 
@@ -129,6 +143,7 @@ private:
   void queueControl(ws::Opcode op, const char* payload, std::size_t len);
   bool flush();
   void consume(std::size_t bytes);
+  void armRead(bool want);
   void armWrite(bool want);
   void armTimer(double seconds);
   void disarmTimer();
@@ -150,7 +165,7 @@ private:
   State state_ = State::Idle;
   TransportPtr transport_;
   net::EventPtr readEv_, writeEv_, timer_;
-  bool writeArmed_ = false;
+  bool readArmed_ = false, writeArmed_ = false;
   bool opened_ = false;
   uint64_t startedNs_ = 0;
   uint64_t now_ = 0;  // the time of the read being processed

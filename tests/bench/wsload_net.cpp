@@ -1,4 +1,4 @@
-// The ws:// URL, the clock, socket options and the plain TCP transport.
+// The ws:// URL, the clock, socket options, the TCP connect and the plain TCP transport.
 
 #include "tests/bench/wsload_net.h"
 
@@ -105,11 +105,37 @@ void setNoDelay(int fd) noexcept {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+bool wouldBlock(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+
+std::string Transport::errorText(const IoResult& r) const { return std::strerror(r.error); }
+
 namespace {
 
 IoResult failure() noexcept { return {Io::Error, 0, errno}; }
 
-bool wouldBlock(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
+}  // namespace
+
+IoResult connectTcp(const SocketAddress& to, int& fd) {
+  fd = ::socket(to.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return failure();
+  setNoDelay(fd);
+  if (::connect(fd, to.get(), to.length) == 0) return {};
+  if (errno == EINPROGRESS) return {Io::WouldBlock};
+  const IoResult r = failure();
+  ::close(fd);
+  fd = -1;
+  return r;
+}
+
+IoResult connectOutcome(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return failure();
+  if (err == 0) return {};
+  return {Io::Error, 0, err};
+}
+
+namespace {
 
 class PlainTransport final : public Transport {
 public:
@@ -120,21 +146,10 @@ public:
 
   IoResult connect(const SocketAddress& to) override {
     close();
-    fd_ = ::socket(to.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return failure();
-    setNoDelay(fd_);
-    if (::connect(fd_, to.get(), to.length) == 0) return {};
-    if (errno == EINPROGRESS) return {Io::WouldBlock};
-    return failure();
+    return connectTcp(to, fd_);
   }
 
-  IoResult finishConnect() override {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return failure();
-    if (err == 0) return {};
-    return {Io::Error, 0, err};
-  }
+  IoResult finishConnect() override { return connectOutcome(fd_); }
 
   IoResult read(char* buf, std::size_t len) override {
     const ssize_t n = ::recv(fd_, buf, len, 0);

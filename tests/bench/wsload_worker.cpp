@@ -38,6 +38,9 @@ void Report::merge(const Report& other) {
   completed += other.completed;
   errors += other.errors;
   if (firstError.empty()) firstError = other.firstError;
+  resumed += other.resumed;
+  tickets += other.tickets;
+  if (tls.protocol.empty()) tls = other.tls;
   latency.merge(other.latency);
   elapsedNs = std::max(elapsedNs, other.elapsedNs);
 }
@@ -94,7 +97,7 @@ std::array<uint8_t, 16> ClientWorker::randomBytes() {
 }
 
 void ClientWorker::run() {
-  if (plan_.mode == Mode::Churn || conns_.empty()) {
+  if (plan_.repeatsSessions() || conns_.empty()) {
     settleSetup();
   } else {
     openMore(nowNs());
@@ -199,6 +202,12 @@ void ClientWorker::onConnOpen(ClientConn& conn, uint64_t now) {
   openMore(now);
 }
 
+void ClientWorker::onTransportReady(const Transport& transport) {
+  if (report_.tls.protocol.empty()) report_.tls = transport.summary();  // once: strings
+  const bool measured = stage_ == Stage::Running || stage_ == Stage::Finishing;
+  if (measured && transport.resumed()) ++report_.resumed;
+}
+
 // --- traffic ---------------------------------------------------------------------------
 
 void ClientWorker::go(const Command& command, uint64_t now) {
@@ -214,7 +223,7 @@ void ClientWorker::go(const Command& command, uint64_t now) {
     } else {
       for (auto& conn : conns_) conn->send(plan_.pipeline, now);
     }
-  } else if (plan_.mode == Mode::Churn) {
+  } else if (plan_.repeatsSessions()) {
     active_ = conns_.size();
     for (auto& conn : conns_) conn->start(now);
   }
@@ -249,12 +258,14 @@ ClientConn::Next ClientWorker::onEcho(ClientConn& conn, uint64_t sentNs, uint64_
       return ClientConn::Next::Nothing;
     case Mode::Churn:
       return ClientConn::Next::Close;
+    case Mode::Handshakes:  // no WebSocket: never reached
+      break;
   }
   return ClientConn::Next::Nothing;
 }
 
 ClientConn::Next ClientWorker::onMismatch(ClientConn& conn, std::string_view why) {
-  if (plan_.mode == Mode::Churn) return ClientConn::Next::Fail;  // counted by onConnFailed
+  if (plan_.repeatsSessions()) return ClientConn::Next::Fail;  // counted by onConnFailed
   noteError(conn, why);
   if (plan_.mode == Mode::Idle) {
     probeAnswered();
@@ -273,7 +284,7 @@ void ClientWorker::probeAnswered() {
 
 void ClientWorker::onConnFailed(ClientConn& conn, std::string_view why, uint64_t now) {
   noteError(conn, why);
-  if (plan_.mode == Mode::Churn) {
+  if (plan_.repeatsSessions()) {
     if (stage_ == Stage::Running) {
       conn.startAfter(kChurnRetryDelay);
     } else if (stage_ == Stage::Finishing && --active_ == 0) {
@@ -293,11 +304,12 @@ void ClientWorker::onConnFailed(ClientConn& conn, std::string_view why, uint64_t
 }
 
 void ClientWorker::onConnClosed(ClientConn& conn, uint64_t now) {
-  if (plan_.mode != Mode::Churn) {
+  if (!plan_.repeatsSessions()) {
     if (stage_ == Stage::Closing) closedOne();
     return;
   }
   ++report_.completed;
+  if (conn.ticketReceived()) ++report_.tickets;
   report_.latency.record((now - conn.startedNs()) / 1000);
   if (stage_ == Stage::Running) {
     conn.startAfter(0);  // from the timer: this callback may be inside the socket's own
@@ -309,7 +321,7 @@ void ClientWorker::onConnClosed(ClientConn& conn, uint64_t now) {
 // --- the end -----------------------------------------------------------------------------
 
 void ClientWorker::stop(uint64_t now) {
-  if (plan_.mode == Mode::Churn) {
+  if (plan_.repeatsSessions()) {
     if (stage_ != Stage::Running) {
       finishChurn(now);
       return;

@@ -1,7 +1,7 @@
 #pragma once
 // ClientWorker: one thread's event loop running a share of a scenario's connections (echo,
-// idle or churn), driven by commands from the main thread, and the Rendezvous where workers
-// hand their reports back.
+// idle, churn or handshakes), driven by commands from the main thread, and the Rendezvous where
+// workers hand their reports back.
 
 #include <event2/event.h>
 #include <sys/uio.h>
@@ -27,12 +27,16 @@ namespace wsgate::bench {
 struct Report {
   std::size_t open = 0;    // connections that completed the handshake
   std::size_t failed = 0;  // connections that did not
-  // echo: round trips completed in the window; idle: probes echoed; churn: sessions.
+  // echo: round trips completed in the window; idle: probes echoed; churn: sessions;
+  // handshakes: TLS handshakes closed cleanly.
   uint64_t completed = 0;
   uint64_t errors = 0;
   std::string firstError;
-  Histogram latency;       // microseconds: echo round trips, churn sessions
-  uint64_t elapsedNs = 0;  // churn: from go to the end of the last session
+  Histogram latency;       // microseconds: echo round trips, churn and handshake sessions
+  uint64_t elapsedNs = 0;  // churn, handshakes: from go to the end of the last session
+  uint64_t resumed = 0;    // handshakes started after go that resumed a TLS session
+  uint64_t tickets = 0;    // handshakes: sessions in which the server sent a session ticket
+  TlsSummary tls;          // what the first TLS handshake negotiated (wss:// only)
 
   void merge(const Report& other);
 };
@@ -67,7 +71,7 @@ inline constexpr int kMaxIov = 512;
 
 class ClientWorker {
 public:
-  // `connections`: echo/idle connections or churn slots this worker runs.
+  // `connections`: echo/idle connections or churn/handshake slots this worker runs.
   // connection ids (in error messages) run from firstId.
   ClientWorker(const Plan& plan, std::size_t index, std::size_t firstId, std::size_t connections,
                Rendezvous& rendezvous);
@@ -87,6 +91,7 @@ public:
   iovec* iov() { return iov_.data(); }
   std::array<uint8_t, 16> randomBytes();
 
+  void onTransportReady(const Transport& transport);  // connected (TLS: handshake done)
   void onConnOpen(ClientConn& conn, uint64_t now);
   ClientConn::Next onEcho(ClientConn& conn, uint64_t sentNs, uint64_t now);
   ClientConn::Next onMismatch(ClientConn& conn, std::string_view why);
