@@ -572,7 +572,8 @@ void Session::onBackendConnected() {
 void Session::onBackendEof(bool reset) {
   switch (state_) {
     case State::AwaitingResponse:
-      if (const std::string& why = conn_[kBackend].tlsError(); !why.empty()) {
+      // A copy: releaseBackend() frees the connection that holds it.
+      if (const std::string why = conn_[kBackend].tlsError(); !why.empty()) {
         // Not the backend's health, nor the client's doing: the TLS settings of the pool
         // and the backend disagree (a CA, a name). Every request says so until fixed.
         log().info("[s{} {} connect b={}] backend TLS failed: {}", id_, clientAddr_, backendName_,

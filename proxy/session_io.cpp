@@ -142,7 +142,7 @@ void Session::onEof(Side side, bool reset) {
       state_ != State::Tunnel) {
     // A failed handshake or a bad record: the client's doing, one debug line at most.
     log().debug("[s{} {}] client TLS failed: {}", id_, clientAddr_, conn_[kClient].tlsError());
-    conn_[kClient].sendAlert(scratch(kClient));  // e.g. protocol_version, unknown_ca
+    // close() sends OpenSSL's alert (protocol_version, unknown_ca, ...) before the FIN.
     close("client TLS error");
     return;
   }

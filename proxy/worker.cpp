@@ -223,7 +223,10 @@ void Worker::runBatchPhase(std::size_t first, std::size_t end, BatchPrepare prep
 
 SSL_SESSION* Worker::backendTlsSession(const balancer::Backend* backend) const {
   auto it = backendTlsSessions_.find(backend);
-  return it == backendTlsSessions_.end() ? nullptr : it->second.session.get();
+  if (it == backendTlsSessions_.end()) return nullptr;
+  // OpenSSL marks a session unusable when a connection that used it ended badly.
+  SSL_SESSION* session = it->second.session.get();
+  return SSL_SESSION_is_resumable(session) ? session : nullptr;
 }
 
 void Worker::keepBackendTlsSession(const balancer::BackendPtr& backend, SSL* ssl) {

@@ -111,11 +111,22 @@ const tls::Stream* Conn::tls() const { return tls_ ? &tls_->stream : nullptr; }
 
 const std::string& Conn::tlsError() const { return tls_ ? tls_->stream.error() : kNoError; }
 
-void Conn::sendAlert(const Scratch& s) {
-  if (!tls_ || fd_ < 0) return;
-  evbuffer* raw = rawOutput(s);
-  if (len(raw) > 0) writeFrom(raw, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
-  dropAll(raw);
+void Conn::flushTlsAtClose(const Scratch* s) {
+  // Records OpenSSL queued and the socket has not taken (its alert after a failed
+  // handshake, the session ticket right after one when the client closes at once), then
+  // close_notify ahead of the FIN when no write carried it already. One send each, best
+  // effort: the socket closes either way; close_notify never goes behind ciphertext that
+  // was not written.
+  evbuffer* raw = tls_->rawOut != nullptr ? tls_->rawOut : (s != nullptr ? s->rawOut : nullptr);
+  if (raw != nullptr && len(raw) > 0) {
+    writeFrom(raw, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (len(raw) > 0) return;
+  }
+  if (tls_->failed || !tls_->stream.handshakeDone() || shutWr) return;
+  evbuffer* notify = evbuffer_new();
+  tls_->stream.shutdown(notify);
+  if (len(notify) > 0) writeFrom(notify, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
+  evbuffer_free(notify);
 }
 
 void Conn::releaseIdleBuffers() {
@@ -171,16 +182,7 @@ void Conn::open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void
 
 void Conn::close(const Scratch* s) {
   if (fd_ < 0) return;  // closed already (or never opened)
-  const bool rawPending =
-      tls_ && ((tls_->rawOut != nullptr && len(tls_->rawOut) > 0) || (s && len(s->rawOut) > 0));
-  if (tls_ && !tls_->failed && tls_->stream.handshakeDone() && !shutWr && !rawPending) {
-    // close_notify ahead of the FIN, when no write carried it already (one send, best
-    // effort: the socket closes either way; never behind ciphertext not yet written).
-    evbuffer* notify = evbuffer_new();
-    tls_->stream.shutdown(notify);
-    if (len(notify) > 0) writeFrom(notify, fd_, MSG_NOSIGNAL | MSG_DONTWAIT);
-    evbuffer_free(notify);
-  }
+  if (tls_) flushTlsAtClose(s);
   event_del(&ev_);
   evutil_closesocket(fd_);
   fd_ = -1;

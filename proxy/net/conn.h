@@ -50,9 +50,9 @@ public:
   // Takes `fd` and adds its one event (EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
   // EV_PERSIST), kept for the socket's whole life: no epoll_ctl per request or message.
   void open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void* arg);
-  // Deletes the event, closes the socket and frees the buffered bytes (idempotent). `s`:
-  // the scratch buffers of the turn, if one is running (a TLS close_notify never goes out
-  // behind ciphertext that was not written).
+  // Deletes the event, closes the socket and frees the buffered bytes (idempotent). With
+  // TLS, first sends (best effort) the records OpenSSL queued, then close_notify. `s`: the
+  // scratch buffers of the turn, if one is running.
   void close(const Scratch* s = nullptr);
   bool isOpen() const { return fd_ >= 0; }
   evutil_socket_t fd() const { return fd_; }
@@ -63,8 +63,6 @@ public:
   const tls::Stream* tls() const;
   // Why the TLS layer failed (a read or write returned -1 with errno EPROTO).
   const std::string& tlsError() const;
-  // After a TLS failure: sends what OpenSSL left to say (its alert), once, best effort.
-  void sendAlert(const Scratch& s);
   // An idle TLS connection gives OpenSSL's record buffers back (~33 KB).
   void releaseIdleBuffers();
 
@@ -123,6 +121,8 @@ private:
   std::size_t pendingCiphertext(const Scratch& s) const;
   evbuffer* rawInput(const Scratch& s) const;
   evbuffer* rawOutput(const Scratch& s) const;
+  // TLS at close: pending records (an alert, a ticket), then close_notify, best effort.
+  void flushTlsAtClose(const Scratch* s);
   // TLS: decrypts what a read brought; false (errno EPROTO) when the stream failed.
   bool afterRead(const Scratch& s);
   // TLS: encrypts the output (and close_notify when a FIN follows); false on failure.

@@ -19,7 +19,10 @@ TicketKeys& TicketKeys::instance() {
 int TicketKeys::callback(SSL* /*ssl*/, unsigned char* keyName, unsigned char* iv,
                          EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) noexcept {
   if (enc == 1) return instance().seal(keyName, iv, cipher, mac);
-  return instance().open(keyName, iv, cipher, mac);
+  // Every resumption gets a fresh ticket (2), even under the current key: a TLS 1.3 client
+  // uses each ticket once (RFC 8446 C.4), and OpenSSL sends none after a resumption unless
+  // asked, so such a client would fall back to a full handshake every other connection.
+  return instance().open(keyName, iv, cipher, mac) == 0 ? 0 : 2;
 }
 
 TicketKeys::TicketKeys() : aes_(EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr)) {}

@@ -31,7 +31,7 @@ public:
   static TicketKeys& instance();
 
   // For SSL_CTX_set_tlsext_ticket_key_evp_cb, on instance(). enc 1: seal (returns 1, or 0
-  // to send no ticket); enc 0: open (1 current key, 2 older key so renew, 0 unknown name).
+  // to send no ticket); enc 0: open (2: opened, send a fresh ticket; 0: unknown or too old).
   static int callback(SSL* ssl, unsigned char* keyName, unsigned char* iv, EVP_CIPHER_CTX* cipher,
                       EVP_MAC_CTX* mac, int enc) noexcept;
 

@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 import harness
+import tls_certs
 import wsproto
 from harness import LOOPBACK, gateway_config, pool, route, wait_for
 
@@ -248,11 +249,40 @@ def test_a_wrong_accept_is_an_error(wsload_bin, fake_backend):
     assert result_of(lines)["error"] == "handshake: incorrect Sec-WebSocket-Accept"
 
 
-def test_wss_is_refused_as_usage(wsload_bin):
-    code, lines, stderr = run(wsload_bin, "echo", "--url", "wss://127.0.0.1:1/",
-                              "--connections", "1")
-    assert code == 2 and lines == []
-    assert "wss:// is not supported yet" in stderr
+@pytest.fixture
+def tls_gate(start_wsgate, serve, tmp_path_factory):
+    """wsgate terminating TLS (the test PKI's localhost certificate) in front of `wsload
+    serve`: what the wss rows of `make bench` measure."""
+    leaf = tls_certs.session_pki(tmp_path_factory).localhost
+    listener = {"name": "secure", "listen": f"{LOOPBACK}:0",
+                "tls": {"certificates": [leaf.listener_entry()]}}
+    return start_wsgate(gateway_config([route("ws", path_prefix="/")],
+                                       {"ws": pool(("serve", serve.address))},
+                                       listeners=[listener]))
+
+
+def test_wss_echo_through_a_tls_listener(wsload_bin, tls_gate):
+    code, lines, stderr = run(wsload_bin, "echo", "--url", f"wss://{LOOPBACK}:{tls_gate.port}/",
+                              "--connections", "4", "--duration", "1", "--warmup", "0")
+    assert code == 0, stderr
+    result = result_of(lines)
+    assert result["messages"] > 0 and result["errors"] == 0, result
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["full", "resumed"])
+def test_tls_handshakes_through_a_tls_listener(wsload_bin, tls_gate, resume):
+    extra = ["--resume"] if resume else []
+    code, lines, stderr = run(wsload_bin, "handshakes", "--url",
+                              f"wss://{LOOPBACK}:{tls_gate.port}", "--concurrency", "2",
+                              "--duration", "1", *extra)
+    assert code == 0, stderr
+    result = result_of(lines)
+    assert result.get("errors", 0) == 0, result
+    assert result["handshakes"] > 0, result
+    # Every handshake hands the client a ticket, a resumed one too (a TLS 1.3 client uses
+    # each ticket once), and with --resume every handshake resumes.
+    assert result["tickets"] == result["handshakes"], result
+    assert result["resumed"] == (result["handshakes"] if resume else 0), result
 
 
 @pytest.mark.parametrize("args", [[], ["echo", "--url", "ws://127.0.0.1:1/"],

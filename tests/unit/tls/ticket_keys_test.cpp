@@ -184,6 +184,27 @@ TEST(TicketKeys, InstanceIsOneRingForTheProcess) {
   EXPECT_EQ(open(TicketKeys::instance(), seal(TicketKeys::instance())).rc, 1);
 }
 
+// What OpenSSL is told: every ticket the ring opens is renewed (2), so a TLS 1.3 client,
+// which uses a ticket once, always has a fresh one; an unknown one is refused (0).
+TEST(TicketKeys, CallbackAsksForAFreshTicketOnEveryResumption) {
+  TicketKeys& keys = TicketKeys::instance();
+  Contexts seal;
+  Sealed s;
+  ASSERT_EQ(TicketKeys::callback(nullptr, s.name.data(), s.iv.data(), seal.cipher.get(),
+                                 seal.mac.get(), 1),
+            1);
+  EXPECT_EQ(open(keys, s).rc, 1);  // sealed under the current key...
+  Contexts reopen;
+  EXPECT_EQ(TicketKeys::callback(nullptr, s.name.data(), s.iv.data(), reopen.cipher.get(),
+                                 reopen.mac.get(), 0),
+            2);  // ...and still renewed
+  Name unknown{};
+  Contexts refuse;
+  EXPECT_EQ(TicketKeys::callback(nullptr, unknown.data(), s.iv.data(), refuse.cipher.get(),
+                                 refuse.mac.get(), 0),
+            0);
+}
+
 // Workers seal and open on every handshake while the clock moves: a ticket sealed a moment
 // ago always opens (the clock moves two periods in all, within what the ring keeps).
 TEST(TicketKeys, ManyThreadsSealAndOpenAcrossRotations) {
