@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,8 @@ struct ErrorCase {
   std::string clientCa;  // under Pki
   std::vector<std::string> alpn{"http/1.1"};
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
 
 class BuildError : public ::testing::TestWithParam<ErrorCase> {};
 
@@ -165,6 +168,8 @@ struct WarningCase {
   std::vector<std::string> routeHosts;
   std::vector<std::string> says;  // one warning each, in order; empty: no warning
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const WarningCase& c, std::ostream* os) { *os << c.name; }
 
 class BuildWarning : public ::testing::TestWithParam<WarningCase> {};
 
@@ -242,6 +247,8 @@ struct SniCase {
   std::string sni;     // empty: none sent
   std::string served;  // the CN of the certificate the client gets
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const SniCase& c, std::ostream* os) { *os << c.name; }
 
 class Sni : public ::testing::TestWithParam<SniCase> {};
 
@@ -280,6 +287,8 @@ struct VersionCase {
   std::string cipher;          // when ok and TLS 1.2
   std::string sni = "a.test";  // picks the ECDSA certificate, rsa.test the RSA one
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const VersionCase& c, std::ostream* os) { *os << c.name; }
 
 class Versions : public ::testing::TestWithParam<VersionCase> {};
 
@@ -365,6 +374,8 @@ struct AlpnCase {
   std::string offer;  // wire format
   std::string selected;
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const AlpnCase& c, std::ostream* os) { *os << c.name; }
 
 class Alpn : public ::testing::TestWithParam<AlpnCase> {};
 
@@ -404,6 +415,8 @@ struct ClientCertCase {
   std::string subject;      // peerSubject when ok
   std::string serverError;  // when !ok
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const ClientCertCase& c, std::ostream* os) { *os << c.name; }
 
 class ClientCertificates : public ::testing::TestWithParam<ClientCertCase> {};
 
@@ -592,6 +605,8 @@ struct BackendCase {
   long verifyResult = X509_V_OK;
   std::string sniSeen;  // what the server got as SNI ("" = none)
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.name; }
 
 conf::BackendTls backendTls(conf::BackendTls config) {
   if (!config.ca.empty()) config.ca = file(config.ca);
@@ -742,6 +757,8 @@ struct BackendErrorCase {
   conf::BackendTls config;
   std::vector<std::string> says;
 };
+// gtest prints the case by its name (not as a byte dump) in test listings and failures.
+void PrintTo(const BackendErrorCase& c, std::ostream* os) { *os << c.name; }
 
 class BackendBuildError : public ::testing::TestWithParam<BackendErrorCase> {};
 
