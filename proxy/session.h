@@ -157,7 +157,7 @@ private:
   // Deletes a side's event, closes its socket and drops its buffered bytes (idempotent).
   void closeConn(Side side);
   // The worker's scratch buffers this turn lends to a side (its slot's).
-  net::Scratch scratch(Side s) const;
+  const net::Scratch& scratch(Side s) const;
   // Where a side's input is read to / its output is queued: the connection's own buffer
   // when it holds leftovers, else the worker's scratch buffer.
   evbuffer* input(Side s) const;

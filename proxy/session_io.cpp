@@ -56,14 +56,14 @@ void Session::openConn(Side side, evutil_socket_t fd) {
 void Session::closeConn(Side side) {
   net::Conn& c = conn_[side];
   if (!c.isOpen()) return;  // closed already (or never opened)
-  const net::Scratch s = scratch(side);
+  const net::Scratch& s = scratch(side);
   c.close(&s);
   // This side's bytes in the worker's scratch buffers (this session's turn) go with it.
   dropScratch(s);
   if (tunnel_) tunnel_->eof[side] = true;
 }
 
-net::Scratch Session::scratch(Side s) const { return worker_.scratch(slot_, s); }
+const net::Scratch& Session::scratch(Side s) const { return worker_.scratch(slot_, s); }
 
 evbuffer* Session::input(Side s) const { return conn_[s].input(scratch(s)); }
 
@@ -175,7 +175,7 @@ void Session::endTurn() {
     for (Side s : {kClient, kBackend}) {
       if (state_ == State::Closed) break;
       net::Conn& c = conn_[s];
-      const net::Scratch sc = scratch(s);
+      const net::Scratch& sc = scratch(s);
       if (!c.isOpen()) {  // closed already: nothing reaches it
         dropAll(c.output(sc));
         continue;
@@ -207,7 +207,7 @@ void Session::endTurn() {
   }
   for (Side s : {kClient, kBackend}) {
     net::Conn& c = conn_[s];
-    const net::Scratch sc = scratch(s);
+    const net::Scratch& sc = scratch(s);
     if (state_ == State::Closed || !c.isOpen()) {
       dropScratch(sc);
       continue;

@@ -45,12 +45,12 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
              io_.ringEnabled() ? "batched through io_uring"
                                : "one system call per read and write (io_uring unavailable or "
                                  "WSGATE_IO_URING=off)");
-  for (auto& slot : scratchIn_) {
-    for (auto& b : slot) b.reset(evbuffer_new());
-  }
-  for (auto* scratch : {&scratchOut_, &scratchRawIn_, &scratchRawOut_}) {
-    for (auto& slot : *scratch) {
-      for (auto& b : slot) b.reset(evbuffer_new());
+  for (auto& slot : scratch_) {
+    for (net::Scratch& side : slot) {
+      for (evbuffer** b : {&side.in, &side.out, &side.rawIn, &side.rawOut}) {
+        scratchBuffers_.emplace_back(evbuffer_new());
+        *b = scratchBuffers_.back().get();
+      }
     }
   }
 }

@@ -61,10 +61,7 @@ public:
   // keeps only what is left over (a partial head or frame, unwritten output) in buffers of
   // its own, so an idle connection holds no buffer at all. Empty between two turns.
   static constexpr std::size_t kSlots = 64;
-  net::Scratch scratch(std::size_t slot, int side) const {
-    return {scratchIn_[slot][side].get(), scratchOut_[slot][side].get(),
-            scratchRawIn_[slot][side].get(), scratchRawOut_[slot][side].get()};
-  }
+  const net::Scratch& scratch(std::size_t slot, int side) const { return scratch_[slot][side]; }
 
   // Tunnels' socket I/O is batched: an event only queues its session (enqueue), and after
   // each loop turn flushBatch() reads every queued socket in one system call, relays, and
@@ -116,10 +113,8 @@ private:
   std::size_t open_ = 0;
   std::vector<std::unique_ptr<Session>> retired_;
   net::EventPtr reaper_;
-  net::EvBufferPtr scratchIn_[kSlots][2];
-  net::EvBufferPtr scratchOut_[kSlots][2];
-  net::EvBufferPtr scratchRawIn_[kSlots][2];  // TLS ciphertext
-  net::EvBufferPtr scratchRawOut_[kSlots][2];
+  net::Scratch scratch_[kSlots][2];  // the buffers below, as sessions take them
+  std::vector<net::EvBufferPtr> scratchBuffers_;
   net::IoBatch io_;
   std::vector<Session*> batch_;  // queued sessions (null: retired since)
   struct Resume {

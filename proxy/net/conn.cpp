@@ -69,19 +69,6 @@ ssize_t writeFrom(evbuffer* buf, evutil_socket_t fd, int flags) {
   return put;
 }
 
-// Keeps what `scratch` still holds in the buffer `own` (allocated on demand), and frees
-// `own` once it is empty: between callbacks an idle connection holds no buffer.
-void keep(evbuffer* scratch, evbuffer*& own) {
-  if (own == nullptr && len(scratch) > 0) {
-    own = evbuffer_new();
-    evbuffer_add_buffer(own, scratch);
-  }
-  if (own != nullptr && len(own) == 0) {
-    evbuffer_free(own);
-    own = nullptr;
-  }
-}
-
 void dropAll(evbuffer* b) { evbuffer_drain(b, len(b)); }
 
 const std::string kNoError;
@@ -262,65 +249,11 @@ void Conn::shutdownWrite() {
   shutdown(fd_, SHUT_WR);
 }
 
-bool Conn::prepareRead(const Scratch& s, IoBatch::Op& op, evbuffer_iovec& space) {
-  // A close_notify already seen: the end is reported by a synchronous read.
-  if (tls_ && tls_->peerClosed) return false;
-  if (evbuffer_reserve_space(socketInput(s), kReadSize, &space, 1) != 1) return false;
-  op = {.fd = fd_, .data = space.iov_base, .size = space.iov_len};
-  return true;
-}
+bool Conn::tlsPeerClosed() const { return tls_->peerClosed; }
 
-ssize_t Conn::completeRead(const Scratch& s, evbuffer_iovec space, ssize_t result) {
-  if (result > 0) {
-    const std::size_t reserved = space.iov_len;
-    space.iov_len = static_cast<std::size_t>(result);
-    evbuffer_commit_space(socketInput(s), &space, 1);
-    // One read per side per batch. A full one means a bulk transfer: the side stays
-    // readable and is read synchronously, up to the per-turn budget.
-    streaming = static_cast<std::size_t>(result) == reserved;
-    if (!streaming && !finQueued) readable = false;
-    if (tls_ && !afterRead(s)) {
-      readable = streaming = false;
-      return -1;
-    }
-    // A close_notify: the synchronous read (readStreaming) reports the end.
-    if (tls_ && tls_->peerClosed) streaming = true;
-    return result;
-  }
-  readable = false;
-  streaming = false;
-  if (result < 0) errno = static_cast<int>(-result);
-  return result < 0 ? -1 : 0;
-}
-
-bool Conn::prepareWrite(const Scratch& s, bool finFollows, IoBatch::Op& op) {
-  // A TLS failure is met again, and handled, by the end of the turn's own write.
-  if (tls_ && !beforeWrite(s, finFollows)) return false;
-  evbuffer* o = socketOutput(s);
-  evbuffer_iovec chain;  // the first chain; the end of the turn writes any others
-  if (evbuffer_peek(o, -1, nullptr, &chain, 1) < 1) return false;
-  const bool last = chain.iov_len == len(o);
-  const int flags = MSG_NOSIGNAL | (!last || finFollows ? MSG_MORE : 0);
-  op = {.fd = fd_, .write = true, .flags = flags, .data = chain.iov_base, .size = chain.iov_len};
-  return true;
-}
-
-void Conn::completeWrite(const Scratch& s, ssize_t result) {
-  if (result > 0) {
-    evbuffer_drain(socketOutput(s), static_cast<std::size_t>(result));
-  } else if (result < 0 && retriable(static_cast<int>(-result))) {
-    blocked = true;
-  }
-  // An error is met again, and handled, by the end of the turn's own write.
-}
-
-void Conn::keepLeftovers(const Scratch& s) {
-  keep(s.in, in_);
-  keep(s.out, out_);
-  if (tls_) {
-    keep(s.rawIn, tls_->rawIn);
-    keep(s.rawOut, tls_->rawOut);
-  }
+void Conn::keepTlsLeftovers(const Scratch& s) {
+  keepIn(s.rawIn, tls_->rawIn);
+  keepIn(s.rawOut, tls_->rawOut);
 }
 
 void Conn::dropOutput(const Scratch& s) {

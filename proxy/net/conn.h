@@ -15,12 +15,14 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <memory>
 #include <string>
 
+#include "proxy/net/errors.h"
 #include "proxy/net/io_batch.h"
 #include "proxy/tls/stream.h"
 
@@ -118,6 +120,20 @@ public:
   bool streaming : 1 = false;   // a bulk transfer: reads fill their buffers
 
 private:
+  // Keeps what `scratch` still holds in the buffer `own` (allocated on demand), and frees
+  // `own` once it is empty: between turns an idle connection holds no buffer.
+  static void keepIn(evbuffer* scratch, evbuffer*& own) {
+    if (own == nullptr && evbuffer_get_length(scratch) > 0) {
+      own = evbuffer_new();
+      evbuffer_add_buffer(own, scratch);
+    }
+    if (own != nullptr && evbuffer_get_length(own) == 0) {
+      evbuffer_free(own);
+      own = nullptr;
+    }
+  }
+  bool tlsPeerClosed() const;
+  void keepTlsLeftovers(const Scratch& s);
   std::size_t pendingCiphertext(const Scratch& s) const;
   evbuffer* rawInput(const Scratch& s) const;
   evbuffer* rawOutput(const Scratch& s) const;
@@ -139,5 +155,68 @@ private:
   struct Tls;
   std::unique_ptr<Tls> tls_;
 };
+
+// The batch hooks and the end of a turn run for every relayed message: defined here so
+// they inline into the session's turn; the TLS work they may call stays out of line.
+
+inline bool Conn::prepareRead(const Scratch& s, IoBatch::Op& op, evbuffer_iovec& space) {
+  // A close_notify already seen: the end is reported by a synchronous read.
+  if (tls_ && tlsPeerClosed()) return false;
+  if (evbuffer_reserve_space(socketInput(s), kReadSize, &space, 1) != 1) return false;
+  op = {.fd = fd_, .data = space.iov_base, .size = space.iov_len};
+  return true;
+}
+
+inline ssize_t Conn::completeRead(const Scratch& s, evbuffer_iovec space, ssize_t result) {
+  if (result > 0) {
+    const std::size_t reserved = space.iov_len;
+    space.iov_len = static_cast<std::size_t>(result);
+    evbuffer_commit_space(socketInput(s), &space, 1);
+    // One read per side per batch. A full one means a bulk transfer: the side stays
+    // readable and is read synchronously, up to the per-turn budget.
+    streaming = static_cast<std::size_t>(result) == reserved;
+    if (!streaming && !finQueued) readable = false;
+    if (tls_) {
+      if (!afterRead(s)) {
+        readable = streaming = false;
+        return -1;
+      }
+      // A close_notify: the synchronous read (readStreaming) reports the end.
+      if (tlsPeerClosed()) streaming = true;
+    }
+    return result;
+  }
+  readable = false;
+  streaming = false;
+  if (result < 0) errno = static_cast<int>(-result);
+  return result < 0 ? -1 : 0;
+}
+
+inline bool Conn::prepareWrite(const Scratch& s, bool finFollows, IoBatch::Op& op) {
+  // A TLS failure is met again, and handled, by the end of the turn's own write.
+  if (tls_ && !beforeWrite(s, finFollows)) return false;
+  evbuffer* o = socketOutput(s);
+  evbuffer_iovec chain;  // the first chain; the end of the turn writes any others
+  if (evbuffer_peek(o, -1, nullptr, &chain, 1) < 1) return false;
+  const bool last = chain.iov_len == evbuffer_get_length(o);
+  const int flags = MSG_NOSIGNAL | (!last || finFollows ? MSG_MORE : 0);
+  op = {.fd = fd_, .write = true, .flags = flags, .data = chain.iov_base, .size = chain.iov_len};
+  return true;
+}
+
+inline void Conn::completeWrite(const Scratch& s, ssize_t result) {
+  if (result > 0) {
+    evbuffer_drain(socketOutput(s), static_cast<std::size_t>(result));
+  } else if (result < 0 && retriable(static_cast<int>(-result))) {
+    blocked = true;
+  }
+  // An error is met again, and handled, by the end of the turn's own write.
+}
+
+inline void Conn::keepLeftovers(const Scratch& s) {
+  keepIn(s.in, in_);
+  keepIn(s.out, out_);
+  if (tls_) keepTlsLeftovers(s);
+}
 
 }  // namespace wsgate::net
