@@ -311,8 +311,14 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
     }
     if (value && !value->empty()) ex_.stickyKey = balancer::stickyKeyHash(*value);
   }
+  // A listener that asks for client certificates passes the verified subject on.
+  std::string subject;
+  if (listener_->config->tls && listener_->config->tls->clientCert != conf::ClientCertMode::Off &&
+      conn_[kClient].tls() != nullptr) {
+    subject = tls::ServerContext::peerSubject(conn_[kClient].tls()->ssl());
+  }
   http::appendForwardedRequest(
-      head, {clientIp_, conn_[kClient].isTls() ? "https" : "http", ex_.websocket},
+      head, {clientIp_, conn_[kClient].isTls() ? "https" : "http", ex_.websocket, subject},
       ex_.forwardedHead);
   evbuffer_drain(input, headBytes);  // `head` is invalid from here on
   ex_.tried.assign(pool->pool->backends().size(), false);

@@ -20,13 +20,19 @@ constexpr std::string_view kHopByHop[] = {
 // client name them is Traefik CVE-2024-45410. Host and Content-Length: without them the next hop
 // would route or frame the message differently from how wsgate did (smuggling).
 constexpr std::string_view kProtected[] = {
-    "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+    "Host",
+    "Content-Length",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Client-Cert",
 };
 
 constexpr std::string_view kForwardedFields[] = {
     "X-Forwarded-For",
     "X-Forwarded-Proto",
     "X-Forwarded-Host",
+    "X-Forwarded-Client-Cert",
 };
 
 bool isAnyOf(std::string_view name, const auto& names) noexcept {
@@ -132,6 +138,16 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
   if (xffStarted) out += "\r\n";
   if (!info.proto.empty()) appendField(out, "X-Forwarded-Proto", info.proto);
   if (!req.host.empty()) appendField(out, "X-Forwarded-Host", req.host);
+  if (!info.clientCertSubject.empty()) {
+    // A quoted-string (RFC 9110 5.6.4): the subject's quotes and backslashes escaped.
+    out += "X-Forwarded-Client-Cert: Subject=\"";
+    for (char c : info.clientCertSubject) {
+      if (c == '"' || c == '\\') out += '\\';
+      // OpenSSL's RFC 2253 form escapes control bytes already; never let one through.
+      out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+    }
+    out += "\"\r\n";
+  }
 
   // The parser accepts no coding but chunked in requests, so this is the whole list.
   if (req.body == BodyKind::Chunked) out += "Transfer-Encoding: chunked\r\n";

@@ -13,6 +13,9 @@ struct ForwardInfo {
   std::string_view clientIp;  // appended to X-Forwarded-For
   std::string_view proto;     // "http" or "https" -> X-Forwarded-Proto
   bool websocket = false;     // regenerate "Upgrade: websocket" + "Connection: Upgrade"
+  // The verified client certificate's subject (RFC 2253) on a TLS listener with client_ca;
+  // empty: none. Sent as X-Forwarded-Client-Cert: Subject="..." (Envoy's XFCC form).
+  std::string_view clientCertSubject;
 };
 
 // True for fields that never cross the proxy: Connection, Keep-Alive, Proxy-Connection,
@@ -27,10 +30,12 @@ bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexc
 // client's end-to-end fields in order, Host kept, X-Forwarded-For (client's value, if any,
 // + ", " + clientIp), X-Forwarded-Proto, X-Forwarded-Host (the Host value), and
 // "Transfer-Encoding: chunked" when the body is chunked. Incoming X-Forwarded-Proto and
-// X-Forwarded-Host are replaced. For a WebSocket upgrade, Upgrade + Connection are
-// regenerated; otherwise "Connection: keep-alive" is sent (HTTP/1.1 default, explicit).
-// An absolute-form target is sent in origin-form; Content-Length is re-serialised from the
-// parsed value; a request without Host (HTTP/1.0) gets "Host: <req.host>".
+// X-Forwarded-Host are replaced; an incoming X-Forwarded-Client-Cert is always dropped (only
+// wsgate vouches for a certificate) and set from `clientCertSubject` when there is one. For a
+// WebSocket upgrade, Upgrade + Connection are regenerated; otherwise "Connection: keep-alive" is
+// sent (HTTP/1.1 default, explicit). An absolute-form target is sent in origin-form; Content-Length
+// is re-serialised from the parsed value; a request without Host (HTTP/1.0) gets "Host:
+// <req.host>".
 void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std::string& out);
 
 // Appends the response head to send to the client: status line as HTTP/1.1, end-to-end

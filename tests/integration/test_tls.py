@@ -665,3 +665,22 @@ def test_client_cert_optional_serves_clients_with_and_without_one(start_wsgate, 
     # optional still verifies a certificate that is sent.
     other = client_context(pki, cert=pki.a_test.cert, key=pki.a_test.key)
     assert_refused(gate.port, other)
+
+
+def test_the_verified_client_subject_reaches_the_backend_and_a_forged_one_does_not(
+        start_wsgate, echo_backend, pki):
+    # docs/operations.md: X-Forwarded-Client-Cert carries the subject wsgate verified; one a
+    # client sends is dropped, with a certificate or without.
+    gate = start_gate(start_wsgate, echo_backend("echo1"), [pki.localhost],
+                      listener_tls={"client_ca": pki.client_ca, "client_cert": "optional"})
+    forged = (("X-Forwarded-Client-Cert", 'Subject="CN=admin"'),)
+    for context, expect in ((client_context(pki, cert=pki.client.cert, key=pki.client.key),
+                             ['Subject="CN=wsgate-test-client"']),
+                            (client_context(pki), None)):
+        conn = TlsConn.open(gate.port, context=context)
+        try:
+            conn.send(build_request("GET", "/who", forged))
+            seen = headers_seen(conn.read_response())
+        finally:
+            conn.close()
+        assert seen.get("x-forwarded-client-cert") == expect, seen

@@ -22,6 +22,7 @@ struct RequestCase {
   bool websocket = false;
   std::string_view clientIp = "10.0.0.5";  // empty: the peer has no address to report
   std::string_view proto = "https";
+  std::string_view clientCertSubject = {};
 };
 
 void PrintTo(const RequestCase& c, std::ostream* os) { *os << c.name; }
@@ -61,6 +62,20 @@ const std::vector<RequestCase>& requestCases() {
        "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n"
        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
        "Connection: keep-alive\r\n\r\n"},
+      {"DropsAClientCertHeaderTheClientSent",  // only wsgate vouches for a certificate
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Client-Cert: Subject=\"CN=admin\"\r\n"
+       "x-forwarded-client-cert: By=x\r\nConnection: X-Forwarded-Client-Cert\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Connection: keep-alive\r\n\r\n"},
+      {"SetsTheVerifiedClientCertSubjectQuoted",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Client-Cert: "
+       "Subject=\"CN=admin\"\r\n\r\n",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "X-Forwarded-Client-Cert: Subject=\"CN=a \\\"b\\\"\\\\,O=x?\"\r\n"
+       "Connection: keep-alive\r\n\r\n",
+       false, "10.0.0.5", "https", "CN=a \"b\"\\,O=x\x01"},
       {"DoesNotLetConnectionStripHostOrContentLength",
        "POST / HTTP/1.1\r\nHost: example.com\r\nConnection: Host, Content-Length\r\n"
        "Content-Length: 3\r\n\r\n",
@@ -157,7 +172,8 @@ TEST_P(ForwardRequestTest, WritesTheExpectedHead) {
   RequestHead req;
   ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
   std::string out = "prefix:";  // appends, never overwrites
-  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket}, out);
+  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket, c.clientCertSubject},
+                         out);
   EXPECT_EQ(out, "prefix:" + std::string(c.expected));
 }
 
@@ -167,7 +183,8 @@ TEST_P(ForwardRequestTest, WritesAHeadTheParserAccepts) {
   RequestHead req;
   ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
   std::string out;
-  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket}, out);
+  appendForwardedRequest(req, ForwardInfo{c.clientIp, c.proto, c.websocket, c.clientCertSubject},
+                         out);
   RequestHead again;
   const ParseResult r = parseRequestHead(out, ParseLimits{}, again);
   ASSERT_EQ(r.status, ParseStatus::Complete) << r.errorReason;
