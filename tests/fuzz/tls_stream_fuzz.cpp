@@ -19,6 +19,7 @@
 #include <string>
 
 #include "proxy/tls/stream.h"
+#include "tests/unit/tls/pki.h"
 
 namespace {
 
@@ -45,19 +46,12 @@ struct Contexts {
   SSL_CTX* server = SSL_CTX_new(TLS_server_method());
   SSL_CTX* client = SSL_CTX_new(TLS_client_method());
   Contexts() {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-    X509_set_pubkey(cert, key);
-    X509_sign(cert, key, EVP_sha256());
-    SSL_CTX_use_certificate(server, cert);
-    SSL_CTX_use_PrivateKey(server, key);
+    static const wsgate::tls::testkit::Issued id =
+        wsgate::tls::testkit::issue({.cn = "fuzz.test", .validToDays = 3650}, nullptr);
+    SSL_CTX_use_certificate(server, id.cert.get());
+    SSL_CTX_use_PrivateKey(server, id.key.get());
     SSL_CTX_set_options(server, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_min_proto_version(server, TLS1_2_VERSION);
-    X509_free(cert);
-    EVP_PKEY_free(key);
   }
 };
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/tls/stream.h"
+#include "tests/unit/tls/pki.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 // AddressSanitizer's allocator (glibc's mallinfo does not see it); declared here because
@@ -37,19 +38,11 @@ struct Contexts {
   SSL_CTX* server = SSL_CTX_new(TLS_server_method());
   SSL_CTX* client = SSL_CTX_new(TLS_client_method());
   Contexts() {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_sign(cert, key, EVP_sha256());
-    SSL_CTX_use_certificate(server, cert);
-    SSL_CTX_use_PrivateKey(server, key);
+    static const testkit::Issued id = testkit::issue({.cn = "footprint.test"}, nullptr);
+    SSL_CTX_use_certificate(server, id.cert.get());
+    SSL_CTX_use_PrivateKey(server, id.key.get());
     // As listeners are built: no server session cache (tickets carry resumption).
     SSL_CTX_set_session_cache_mode(server, SSL_SESS_CACHE_OFF);
-    X509_free(cert);
-    EVP_PKEY_free(key);
   }
   ~Contexts() {
     SSL_CTX_free(server);

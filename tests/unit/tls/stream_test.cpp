@@ -5,13 +5,14 @@
 
 #include <event2/buffer.h>
 #include <gtest/gtest.h>
-#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <memory>
 #include <string>
+
+#include "tests/unit/tls/pki.h"
 
 namespace wsgate::tls {
 namespace {
@@ -28,37 +29,16 @@ std::string drainString(evbuffer* b) {
 }
 
 // A self-signed ECDSA P-256 certificate for "stream.test", made once per process.
-struct Identity {
-  EVP_PKEY* key = nullptr;
-  X509* cert = nullptr;
-  Identity() {
-    key = EVP_EC_gen("P-256");
-    cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("stream.test"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    X509_sign(cert, key, EVP_sha256());
-  }
-  ~Identity() {
-    X509_free(cert);
-    EVP_PKEY_free(key);
-  }
-};
-
-const Identity& identity() {
-  static Identity id;
+const testkit::Issued& identity() {
+  static const testkit::Issued id =
+      testkit::issue({.cn = "stream.test", .san = "DNS:stream.test"}, nullptr);
   return id;
 }
 
 CtxPtr serverCtx(int maxVersion = 0) {
   CtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-  SSL_CTX_use_certificate(ctx.get(), identity().cert);
-  SSL_CTX_use_PrivateKey(ctx.get(), identity().key);
+  SSL_CTX_use_certificate(ctx.get(), identity().cert.get());
+  SSL_CTX_use_PrivateKey(ctx.get(), identity().key.get());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   if (maxVersion != 0) SSL_CTX_set_max_proto_version(ctx.get(), maxVersion);
   SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
@@ -68,7 +48,7 @@ CtxPtr serverCtx(int maxVersion = 0) {
 CtxPtr clientCtx(bool verify) {
   CtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (verify) {
-    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), identity().cert);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), identity().cert.get());
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   }
   return ctx;
