@@ -684,3 +684,22 @@ def test_the_verified_client_subject_reaches_the_backend_and_a_forged_one_does_n
         finally:
             conn.close()
         assert seen.get("x-forwarded-client-cert") == expect, seen
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["right-ca", "wrong-ca"])
+def test_health_probes_of_a_tls_pool_speak_tls(start_wsgate, tls_echo_backend, pki, trusted):
+    # docs/operations.md: probes use the pool's TLS (CA, name): a backend that verifies stays
+    # up and sees the probes; one that does not is taken out, with the reason.
+    backend = tls_echo_backend("secure1", pki.backend)
+    app = pool(backend)
+    app["tls"] = {"ca": pki.ca if trusted else pki.wrong_ca, "sni": "backend.test"}
+    app["health"] = {"path": "/health", "interval": "100ms", "timeout": "80ms", "rise": 1,
+                     "fall": 2}
+    gate = start_wsgate(gateway_config([route("app", path_prefix="/")], {"app": app}))
+    if trusted:
+        wait_for(lambda: backend.requests_logged() >= 3, 5, "three probes over TLS")
+        assert "down after" not in gate.stderr()
+    else:
+        gate.wait_line(r"\[health b=app/secure1\] down after 2 failed probes: TLS: "
+                       r"certificate verify failed", timeout=5)
+        assert backend.requests_logged() == 0
