@@ -86,6 +86,10 @@ std::string formatTime(const ASN1_TIME* t) {
 
 // What servers and clients share: the version floor, the TLS 1.2 suites, and buffers that
 // follow traffic (RELEASE_BUFFERS) and tolerate our transport moving its write buffer.
+// RELEASE_BUFFERS costs a free and a malloc around each record (callgrind: ~725 instructions,
+// ~5 %, per relayed wss message), but without it 3,000 idle wss connections held 30.5 KB of
+// RSS each instead of 18.8 KB: buffers held through the handshakes and freed a second later
+// leave holes glibc does not give back. Memory per idle connection wins.
 bool applyCommon(SSL_CTX* ctx, conf::TlsVersion minVersion) {
   if (SSL_CTX_set_min_proto_version(ctx, protocolVersion(minVersion)) != 1) return false;
   if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return false;
