@@ -168,11 +168,12 @@ void Conn::open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void
 }
 
 void Conn::close(const Scratch* s) {
-  if (fd_ < 0) return;  // closed already (or never opened)
-  if (tls_) flushTlsAtClose(s);
-  event_del(&ev_);
-  evutil_closesocket(fd_);
-  fd_ = -1;
+  if (fd_ >= 0) {  // else closed already (or never opened): only buffers may be left
+    if (tls_) flushTlsAtClose(s);
+    event_del(&ev_);
+    evutil_closesocket(fd_);
+    fd_ = -1;
+  }
   readable = false;
   connecting = false;
   if (in_ != nullptr) evbuffer_free(in_);

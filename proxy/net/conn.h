@@ -52,7 +52,8 @@ public:
   // Takes `fd` and adds its one event (EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
   // EV_PERSIST), kept for the socket's whole life: no epoll_ctl per request or message.
   void open(event_base* base, evutil_socket_t fd, event_callback_fn cb, void* arg);
-  // Deletes the event, closes the socket and frees the buffered bytes (idempotent). With
+  // Deletes the event, closes the socket and frees the buffered bytes (idempotent; the
+  // buffers and TLS state go even when no socket was ever opened). With
   // TLS, first sends (best effort) the records OpenSSL queued, then close_notify. `s`: the
   // scratch buffers of the turn, if one is running.
   void close(const Scratch* s = nullptr);
