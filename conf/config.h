@@ -54,8 +54,8 @@ enum class ClientCertMode { Off, Optional, Required };
 struct ListenerTls {
   std::vector<CertificateConfig> certificates;  // at least one; the first is the default
   TlsVersion minVersion = TlsVersion::V1_2;
-  std::vector<std::string> alpn{"http/1.1"};  // only "http/1.1" is accepted today
-  std::string clientCa;                        // PEM bundle; empty: no client certificates
+  std::vector<std::string> alpn{"http/1.1"};        // only "http/1.1" is accepted today
+  std::string clientCa;                             // PEM bundle; empty: no client certificates
   ClientCertMode clientCert = ClientCertMode::Off;  // Optional by default with client_ca
   bool ktls = false;  // ask for kernel TLS; falls back quietly where the kernel lacks it
   Mark mark;          // of the `tls` key
