@@ -78,7 +78,7 @@ public:
 
   // ---- impure convenience -------------------------------------------------------------
   // The one place in balancer/ that reads a clock and a random generator: for callers that
-  // have neither at hand (proxy/session.cpp until it passes its loop's time and a worker's
+  // have neither at hand (proxy/session/session.cpp until it passes its loop's time and a worker's
   // generator). Everything else takes them as parameters.
   std::optional<std::size_t> pick(const std::vector<bool>& tried) {
     thread_local std::mt19937_64 rng{std::random_device{}()};

@@ -3,7 +3,7 @@
 #include <iostream>
 #include <string>
 
-#include "proxy/server.h"
+#include "proxy/control/server.h"
 #include "wsgate/version.h"
 
 namespace {

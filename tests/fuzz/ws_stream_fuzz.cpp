@@ -1,5 +1,5 @@
 // libFuzzer: the real proxy::FrameRelay, one per direction, driven as the session drives it
-// (proxy/session_tunnel.cpp: Control stops forwarded or dropped, Close payloads checked,
+// (proxy/session/session_tunnel.cpp: Control stops forwarded or dropped, Close payloads checked,
 // nothing relayed after a Close or a violation, the other direction discarding once
 // wsgate has closed on the violator), fed the client's and the backend's byte streams in
 // random pieces and interleavings. After every feed the relay is held to a spec model of
@@ -33,7 +33,7 @@
 
 #include "model/rng.h"
 #include "model/ws_stream_model.h"
-#include "proxy/frame_relay.h"
+#include "proxy/session/frame_relay.h"
 #include "proxy/ws/close_code.h"
 #include "proxy/ws/frame_checker.h"
 

@@ -6,7 +6,7 @@
 #include <event2/event.h>
 #include <gtest/gtest.h>
 
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 namespace wsgate::proxy {
 namespace {

@@ -2,7 +2,7 @@
 // data frames, control frames, every length encoding, input split anywhere, each class of
 // violation, the message-size limit and UTF-8 validation.
 
-#include "proxy/frame_relay.h"
+#include "proxy/session/frame_relay.h"
 
 #include <event2/buffer.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Route matching: first match wins; host without port, case-insensitive; prefix; headers.
-#include "proxy/router.h"
+#include "proxy/session/router.h"
 
 #include <gtest/gtest.h>
 

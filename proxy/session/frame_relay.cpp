@@ -1,4 +1,4 @@
-#include "proxy/frame_relay.h"
+#include "proxy/session/frame_relay.h"
 
 #include <algorithm>
 

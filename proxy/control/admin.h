@@ -11,7 +11,7 @@
 
 #include "conf/config.h"
 #include "proxy/net/handles.h"
-#include "proxy/runtime.h"
+#include "proxy/control/runtime.h"
 
 struct evhttp;
 struct evhttp_request;

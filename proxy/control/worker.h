@@ -16,7 +16,7 @@
 #include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
-#include "proxy/runtime.h"
+#include "proxy/control/runtime.h"
 
 namespace wsgate::proxy {
 

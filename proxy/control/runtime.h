@@ -11,7 +11,7 @@
 #include "balancer/pool.h"
 #include "conf/config.h"
 #include "proxy/net/address.h"
-#include "proxy/router.h"
+#include "proxy/session/router.h"
 #include "proxy/tls/context.h"
 
 namespace wsgate::proxy {

@@ -24,13 +24,13 @@
 #include <vector>
 
 #include "balancer/backend.h"
-#include "proxy/frame_relay.h"
+#include "proxy/session/frame_relay.h"
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
 #include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
-#include "proxy/runtime.h"
+#include "proxy/control/runtime.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {

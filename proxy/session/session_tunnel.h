@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "proxy/frame_relay.h"
-#include "proxy/session.h"
+#include "proxy/session/frame_relay.h"
+#include "proxy/session/session.h"
 
 namespace wsgate::proxy {
 

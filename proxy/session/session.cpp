@@ -1,4 +1,4 @@
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 #include <event2/buffer.h>
 #include <netinet/in.h>
@@ -17,8 +17,8 @@
 #include "proxy/log.h"
 #include "proxy/net/address.h"
 #include "proxy/net/errors.h"
-#include "proxy/session_tunnel.h"
-#include "proxy/worker.h"
+#include "proxy/session/session_tunnel.h"
+#include "proxy/control/worker.h"
 
 namespace wsgate::proxy {
 namespace {

@@ -1,4 +1,4 @@
-#include "proxy/admin.h"
+#include "proxy/control/admin.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -14,7 +14,7 @@
 #include "proxy/log.h"
 #include "proxy/net/acceptor.h"
 #include "proxy/net/address.h"
-#include "proxy/worker.h"
+#include "proxy/control/worker.h"
 #include "wsgate/version.h"
 
 namespace wsgate::proxy {

@@ -1,4 +1,4 @@
-#include "proxy/runtime.h"
+#include "proxy/control/runtime.h"
 
 namespace wsgate::proxy {
 namespace {

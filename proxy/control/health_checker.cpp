@@ -1,4 +1,4 @@
-#include "proxy/health_checker.h"
+#include "proxy/control/health_checker.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>

@@ -1,4 +1,4 @@
-#include "proxy/router.h"
+#include "proxy/session/router.h"
 
 namespace wsgate::proxy {
 namespace {

@@ -1,4 +1,4 @@
-#include "proxy/worker.h"
+#include "proxy/control/worker.h"
 
 #include <sys/resource.h>
 
@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "proxy/log.h"
-#include "proxy/session.h"
+#include "proxy/session/session.h"
 
 namespace wsgate::proxy {
 namespace {

@@ -1,4 +1,4 @@
-#include "proxy/server.h"
+#include "proxy/control/server.h"
 
 #include <event2/thread.h>
 #include <netinet/in.h>
@@ -17,14 +17,14 @@
 #include <vector>
 
 #include "conf/loader.h"
-#include "proxy/admin.h"
-#include "proxy/health_checker.h"
+#include "proxy/control/admin.h"
+#include "proxy/control/health_checker.h"
 #include "proxy/log.h"
 #include "proxy/net/address.h"
 #include "proxy/net/buffer_pool.h"
 #include "proxy/net/handles.h"
-#include "proxy/runtime.h"
-#include "proxy/worker.h"
+#include "proxy/control/runtime.h"
+#include "proxy/control/worker.h"
 #include "wsgate/version.h"
 
 namespace wsgate::proxy {

@@ -10,9 +10,9 @@
 
 #include "proxy/log.h"
 #include "proxy/net/errors.h"
-#include "proxy/session.h"
-#include "proxy/session_tunnel.h"
-#include "proxy/worker.h"
+#include "proxy/session/session.h"
+#include "proxy/session/session_tunnel.h"
+#include "proxy/control/worker.h"
 
 namespace wsgate::proxy {
 namespace {

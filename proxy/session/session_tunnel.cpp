@@ -2,7 +2,7 @@
 // both ways by two FrameRelays; wsgate enforces RFC 6455 at the edge, pings clients,
 // and runs (or completes) the closing handshake itself when a side fails or goes idle.
 
-#include "proxy/session_tunnel.h"
+#include "proxy/session/session_tunnel.h"
 
 #include <event2/buffer.h>
 #include <openssl/rand.h>
@@ -11,8 +11,8 @@
 #include <string>
 
 #include "proxy/log.h"
-#include "proxy/session.h"
-#include "proxy/worker.h"
+#include "proxy/session/session.h"
+#include "proxy/control/worker.h"
 #include "proxy/ws/close_code.h"
 
 namespace wsgate::proxy {

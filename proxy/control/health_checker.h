@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "proxy/net/handles.h"
-#include "proxy/runtime.h"
+#include "proxy/control/runtime.h"
 
 namespace wsgate::proxy {
 
