@@ -21,8 +21,8 @@ struct BackendSpec {
   std::string name;
   std::string host;  // numeric address or name, as configured
   uint16_t port = 0;
-  uint32_t weight = 1;
-  uint32_t maxConnections = 0;  // 0 = unlimited
+  uint32_t weight = 1;          // as first configured; Backend::weight() is the live value
+  uint32_t maxConnections = 0;  // 0 = unlimited; likewise Backend::maxConnections()
 
   // pool/name@host:port: two specs with the same identity share one Backend across reloads.
   std::string identity() const;
@@ -50,11 +50,26 @@ enum class ProbeTransition { None, WentUp, WentDown };
 
 class Backend {
 public:
-  explicit Backend(BackendSpec spec) : spec_(std::move(spec)) {}
+  explicit Backend(BackendSpec spec)
+      : spec_(std::move(spec)), weight_(spec_.weight), maxConnections_(spec_.maxConnections) {}
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
   const BackendSpec& spec() const noexcept { return spec_; }
+
+  // The tunables a reload may change without replacing the backend (its identity, active
+  // count, health and leases stay). Relaxed: each is read on its own to steer a choice.
+  uint32_t weight() const noexcept { return weight_.load(std::memory_order_relaxed); }
+  uint32_t maxConnections() const noexcept {
+    return maxConnections_.load(std::memory_order_relaxed);
+  }
+  // True when something changed.
+  bool update(uint32_t weight, uint32_t maxConnections) noexcept {
+    const bool changed = weight_.exchange(weight, std::memory_order_relaxed) != weight;
+    return (maxConnections_.exchange(maxConnections, std::memory_order_relaxed) !=
+            maxConnections) ||
+           changed;
+  }
 
   // ---- sessions ----------------------------------------------------------------------
 
@@ -65,7 +80,8 @@ public:
   void release() noexcept { active_.fetch_sub(1, std::memory_order_relaxed); }
   // At max_connections (never, when unlimited).
   bool full() const noexcept {
-    return spec_.maxConnections != 0 && active() >= spec_.maxConnections;
+    const uint32_t limit = maxConnections();
+    return limit != 0 && active() >= limit;
   }
 
   // May get a new session at `now`: not draining, not down by active checks, not ejected by
@@ -102,6 +118,8 @@ public:
   // is expected; concurrent reports are safe but interleave into one streak.
   ProbeTransition reportProbe(bool ok, uint32_t rise, uint32_t fall, TimePoint now) noexcept;
   bool activeUp() const noexcept;
+  // Active checks were removed from its pool (a reload): back to up, streaks forgotten.
+  void clearProbes() noexcept { probe_.store(0, std::memory_order_relaxed); }
 
   // ---- admin ------------------------------------------------------------------------
 
@@ -125,6 +143,8 @@ private:
   // All relaxed: each word is self-contained state that steers choices; no other memory is
   // published through it. Words that change together are packed so one CAS moves them.
   std::atomic<uint32_t> active_{0};
+  std::atomic<uint32_t> weight_;
+  std::atomic<uint32_t> maxConnections_;
   std::atomic<uint64_t> passive_{0};  // see backend.cpp; 0 = up
   std::atomic<uint64_t> probe_{0};    // bit 32 down, low 32 bits the contrary streak; 0 = up
   std::atomic<bool> draining_{false};

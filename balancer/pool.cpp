@@ -30,20 +30,20 @@ std::vector<uint64_t> placementNames(const std::vector<BackendPtr>& backends) {
 std::vector<uint32_t> configuredWeights(const std::vector<BackendPtr>& backends) {
   std::vector<uint32_t> weights;
   weights.reserve(backends.size());
-  for (const auto& b : backends) weights.push_back(b->spec().weight);
+  for (const auto& b : backends) weights.push_back(b->weight());
   return weights;
 }
 
 }  // namespace
 
 Pool::Pool(std::string name, std::vector<BackendPtr> backends, PolicyPtr policy,
-           PoolOptions options)
+           PoolOptions options, const std::vector<uint32_t>& weights)
     : name_(std::move(name)),
       backends_(std::move(backends)),
       policy_(std::move(policy)),
       options_(options),
       cookieHashes_(placementNames(backends_)),
-      table_(cookieHashes_, configuredWeights(backends_)) {
+      table_(cookieHashes_, weights.empty() ? configuredWeights(backends_) : weights) {
   cookies_.reserve(backends_.size());
   for (const auto& b : backends_) cookies_.push_back(backendCookie(b->spec().pool, b->spec().name));
 }
@@ -61,7 +61,7 @@ std::optional<std::size_t> Pool::pickWith(const PickRequest& request, Choose cho
   for (std::size_t i = 0; i < n; ++i) {
     const Backend& b = *backends_[i];
     excluded[i] = isTried(request.tried, i) || !b.available(request.now);
-    weights[i] = slowStartWeight(b.spec().weight, b.upSince(), request.now, options_.slowStart);
+    weights[i] = slowStartWeight(b.weight(), b.upSince(), request.now, options_.slowStart);
   }
   PickInput in{backends_, excluded, weights, request.stickyKey, request.random, &table_};
 

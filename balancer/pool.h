@@ -39,8 +39,10 @@ class Pool {
 public:
   // `backends` in config order; `policy` from makePolicy over the same backends' weights.
   // Builds the Maglev table: 128 KiB, about 2 ms (off the event loops, as reloads are).
+  // `weights`: the table's, parallel to backends (a reload builds the pool before it gives
+  // kept backends their new weight); empty: each backend's weight().
   Pool(std::string name, std::vector<BackendPtr> backends, PolicyPtr policy,
-       PoolOptions options = {});
+       PoolOptions options = {}, const std::vector<uint32_t>& weights = {});
 
   const std::string& name() const noexcept { return name_; }
   const std::vector<BackendPtr>& backends() const noexcept { return backends_; }

@@ -663,11 +663,7 @@ void Loader::readTop(const YAML::Node& root) {
            }},
           {"watch",
            [&](const Entry& e) {
-             // Reload arrives with the reload issue; until then `true` would promise
-             // something this version does not do.
-             if (boolean(e) == true) {
-               error(e.key.Mark(), "'watch: true' is not supported yet by this version of wsgate");
-             }
+             if (auto v = boolean(e)) config_.watch = *v;
            }},
           {"log", [&](const Entry& e) { readLog(e); }},
           {"listeners",

@@ -11,10 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "proxy/control/server.h"
+#include "proxy/control/worker.h"
 #include "proxy/log.h"
 #include "proxy/net/acceptor.h"
 #include "proxy/net/address.h"
-#include "proxy/control/worker.h"
 #include "wsgate/version.h"
 
 namespace wsgate::proxy {
@@ -49,8 +50,8 @@ std::vector<std::string> split(std::string_view path) {
 
 }  // namespace
 
-AdminServer::AdminServer(RuntimePtr runtime, std::vector<Worker*> workers)
-    : runtime_(std::move(runtime)), workers_(std::move(workers)) {}
+AdminServer::AdminServer(RuntimePtr runtime, Server& server)
+    : runtime_(std::move(runtime)), server_(server) {}
 
 AdminServer* AdminServer::instance_ = nullptr;
 
@@ -81,9 +82,9 @@ void AdminServer::onAcceptRetryCb(int, short, void* self) noexcept {
 }
 
 std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::AdminConfig& cfg,
-                                                RuntimePtr runtime, std::vector<Worker*> workers,
+                                                RuntimePtr runtime, Server& server,
                                                 std::string& error) {
-  std::unique_ptr<AdminServer> admin(new AdminServer(std::move(runtime), std::move(workers)));
+  std::unique_ptr<AdminServer> admin(new AdminServer(std::move(runtime), server));
   admin->http_ = evhttp_new(base);
   evhttp_set_allowed_methods(admin->http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
   evhttp_set_gencb(admin->http_, &AdminServer::onRequestCb, admin.get());
@@ -123,7 +124,7 @@ void AdminServer::onRequest(evhttp_request* req) {
   }
   if (parts.size() == 1 && parts[0] == "reload") {
     if (!post) return replyJson(req, 405, {{"error", "use POST"}});
-    return replyJson(req, 501, {{"error", "reload is not available in this version"}});
+    return reload(req);
   }
   if (parts.size() == 5 && parts[0] == "pools" && parts[2] == "backends" &&
       (parts[4] == "drain" || parts[4] == "enable")) {
@@ -145,7 +146,9 @@ void AdminServer::backendAction(evhttp_request* req, const std::string& poolName
   if (action == "drain") {
     const bool changed = backend->drain();
     // Existing sessions are closed with 1012 spread over drain_spread, on their workers.
-    for (Worker* w : workers_) w->drainBackend(backend);
+    for (const auto& w : server_.workers()) {
+      w->post([backend](Worker& worker) { worker.drainBackends({backend}); });
+    }
     log().info("[admin] drain b={}/{}{}", poolName, backendName, changed ? "" : " (again)");
   } else {
     const bool changed = backend->enable(std::chrono::steady_clock::now());
@@ -157,13 +160,38 @@ void AdminServer::backendAction(evhttp_request* req, const std::string& poolName
              {"state", backend->draining() ? "draining" : "enabled"}});
 }
 
+void AdminServer::reload(evhttp_request* req) {
+  // Answered when the reload thread is done. evhttp keeps the request meanwhile; if the
+  // client went away, evhttp_send_reply frees it without writing.
+  server_.requestReload("POST /reload", [req](const ReloadOutcome& o) {
+    nlohmann::json j;
+    j["result"] = o.ok ? "ok" : "failed";
+    j["generation"] = o.generation;
+    if (o.ok) j["changes"] = o.summary;
+    if (!o.errors.empty()) j["errors"] = o.errors;
+    if (!o.warnings.empty()) j["warnings"] = o.warnings;
+    if (!o.needsRestart.empty()) j["needs_restart"] = o.needsRestart;
+    replyJson(req, o.ok ? 200 : 400, j);
+  });
+}
+
+std::size_t AdminServer::sessions() const {
+  std::size_t n = 0;
+  for (const auto& w : server_.workers()) n += w->sessionCount();
+  return n;
+}
+
 std::string AdminServer::status() const {
   nlohmann::json j;
   j["version"] = WSGATE_VERSION;
-  std::size_t sessions = 0;
-  for (Worker* w : workers_) sessions += w->sessionCount();
-  j["workers"] = workers_.size();
-  j["sessions"] = sessions;
+  j["workers"] = server_.workers().size();
+  j["sessions"] = sessions();
+  const ReloadStats& r = server_.reloadStats();
+  j["config"] = {{"file", runtime_->config->file},
+                 {"generation", r.generation},
+                 {"reloads_succeeded", r.succeeded},
+                 {"reloads_failed", r.failed},
+                 {"last_reload_error", r.lastError}};
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [name, entry] : runtime_->pools) {
     nlohmann::json backends = nlohmann::json::array();
@@ -182,10 +210,16 @@ std::string AdminServer::status() const {
 
 std::string AdminServer::metrics() const {
   std::ostringstream out;
-  std::size_t sessions = 0;
-  for (Worker* w : workers_) sessions += w->sessionCount();
   out << "# HELP wsgate_sessions Open client connections.\n# TYPE wsgate_sessions gauge\n"
-      << "wsgate_sessions " << sessions << "\n";
+      << "wsgate_sessions " << sessions() << "\n";
+  const ReloadStats& r = server_.reloadStats();
+  out << "# HELP wsgate_config_reloads_total Reloads of the config, by result.\n"
+         "# TYPE wsgate_config_reloads_total counter\n"
+      << "wsgate_config_reloads_total{result=\"ok\"} " << r.succeeded << "\n"
+      << "wsgate_config_reloads_total{result=\"failed\"} " << r.failed << "\n"
+      << "# HELP wsgate_config_generation Snapshots published since start (1: the first).\n"
+         "# TYPE wsgate_config_generation gauge\n"
+      << "wsgate_config_generation " << r.generation << "\n";
   const auto now = std::chrono::steady_clock::now();
   out << "# HELP wsgate_backend_active Sessions using the backend.\n"
          "# TYPE wsgate_backend_active gauge\n";

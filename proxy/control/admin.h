@@ -1,8 +1,8 @@
 #pragma once
 // The admin endpoint (admin.listen): GET /status (JSON), GET /metrics (Prometheus text),
-// POST /pools/NAME/backends/NAME/drain and .../enable, POST /reload (501 until the reload
-// issue). Served by libevent's evhttp on the main thread's loop: it is a management plane,
-// never on a worker's path.
+// POST /pools/NAME/backends/NAME/drain and .../enable, POST /reload. Served by libevent's
+// evhttp on the main thread's loop: it is a management plane, never on a worker's path.
+// It reads the Server's current snapshot, set again by every reload.
 
 #include <chrono>
 #include <memory>
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "conf/config.h"
-#include "proxy/net/handles.h"
 #include "proxy/control/runtime.h"
+#include "proxy/net/handles.h"
 
 struct evhttp;
 struct evhttp_request;
@@ -20,22 +20,24 @@ struct evconnlistener;
 
 namespace wsgate::proxy {
 
-class Worker;
+class Server;
+struct ReloadOutcome;
 
 class AdminServer {
 public:
   // Binds admin.listen; nullptr with `error` set when it cannot.
   static std::unique_ptr<AdminServer> start(event_base* base, const conf::AdminConfig& cfg,
-                                            RuntimePtr runtime, std::vector<Worker*> workers,
-                                            std::string& error);
+                                            RuntimePtr runtime, Server& server, std::string& error);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
   const std::string& address() const { return address_; }
+  // A reload published a new snapshot.
+  void setRuntime(RuntimePtr runtime) { runtime_ = std::move(runtime); }
 
 private:
-  AdminServer(RuntimePtr runtime, std::vector<Worker*> workers);
+  AdminServer(RuntimePtr runtime, Server& server);
   static void onRequestCb(evhttp_request* req, void* self) noexcept;
   // accept() failed for a reason other than EAGAIN (out of descriptors): evhttp's listener
   // stays readable, so it is paused for a moment instead of spinning (as net::Acceptor).
@@ -46,11 +48,13 @@ private:
   void onRequest(evhttp_request* req);
   void backendAction(evhttp_request* req, const std::string& pool, const std::string& backend,
                      const std::string& action);
+  void reload(evhttp_request* req);
+  std::size_t sessions() const;
   std::string status() const;
   std::string metrics() const;
 
   RuntimePtr runtime_;
-  std::vector<Worker*> workers_;
+  Server& server_;
   evhttp* http_ = nullptr;
   evconnlistener* listener_ = nullptr;  // evhttp's, freed with it
   net::EventPtr acceptRetry_;

@@ -39,22 +39,44 @@ struct HealthChecker::Probe {
   std::string name;  // pool/backend, for logs
 };
 
-HealthChecker::HealthChecker(event_base* base, RuntimePtr runtime)
-    : base_(base), runtime_(std::move(runtime)) {
+HealthChecker::HealthChecker(event_base* base, RuntimePtr runtime) : base_(base) {
+  update(std::move(runtime));
+}
+
+void HealthChecker::update(RuntimePtr runtime) {
+  const bool first = runtime_ == nullptr;
+  runtime_ = std::move(runtime);
+  std::unordered_map<const balancer::Backend*, std::unique_ptr<Probe>> probes;
   for (const auto& [name, entry] : runtime_->pools) {
-    if (!entry.config->health) continue;
-    for (std::size_t i = 0; i < entry.pool->backends().size(); ++i) {
-      auto p = std::make_unique<Probe>();
-      p->owner = this;
+    const auto& backends = entry.pool->backends();
+    for (std::size_t i = 0; i < backends.size(); ++i) {
+      const balancer::Backend* key = backends[i].get();
+      if (!entry.config->health) {
+        // Checks removed from the pool: what the last probes said no longer holds.
+        if (!first) backends[i]->clearProbes();
+        continue;
+      }
+      std::unique_ptr<Probe>& p = probes[key];
+      if (auto it = probes_.find(key); it != probes_.end()) {
+        p = std::move(it->second);  // kept: same timer, a probe in flight goes on
+      } else {
+        p = std::make_unique<Probe>();
+        p->owner = this;
+        p->timer.reset(evtimer_new(base_, &HealthChecker::onTimerCb, p.get()));
+        // At start every backend is probed at once; a backend a reload adds is probed at a
+        // random moment of its first interval, so a reload of many backends does not send
+        // every probe in the same millisecond.
+        const auto interval = entry.config->health->interval.count();
+        const std::chrono::milliseconds delay(first || interval <= 0 ? 0 : rng_() % interval);
+        const timeval tv = net::toTimeval(delay);
+        evtimer_add(p->timer.get(), &tv);
+      }
       p->pool = &entry;
       p->index = i;
-      p->name = name + "/" + entry.pool->backends()[i]->spec().name;
-      p->timer.reset(evtimer_new(base_, &HealthChecker::onTimerCb, p.get()));
-      timeval now{0, 0};
-      evtimer_add(p->timer.get(), &now);  // the first probe goes out at once
-      probes_.push_back(std::move(p));
+      p->name = name + "/" + backends[i]->spec().name;
     }
   }
+  probes_ = std::move(probes);  // removed backends' probes close here
 }
 
 HealthChecker::~HealthChecker() = default;

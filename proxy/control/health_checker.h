@@ -3,19 +3,26 @@
 // `interval` (HTTP GET expecting 2xx, or a WebSocket upgrade expecting a valid 101) with
 // `timeout`. Results go to balancer::Backend::reportProbe, whose rise/fall state every
 // worker reads. Runs on the main thread's event loop, so probing never delays a session.
+// A reload hands it the new snapshot: probes are kept by backend (a kept backend keeps its
+// schedule and its probe in flight), new backends' first probes are spread over their
+// interval, removed backends' probes stop.
 
 #include <memory>
+#include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "proxy/net/handles.h"
 #include "proxy/control/runtime.h"
+#include "proxy/net/handles.h"
 
 namespace wsgate::proxy {
 
 class HealthChecker {
 public:
   HealthChecker(event_base* base, RuntimePtr runtime);
+  // Probes what `runtime` asks for from now on.
+  void update(RuntimePtr runtime);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -31,7 +38,8 @@ private:
 
   event_base* base_;
   RuntimePtr runtime_;
-  std::vector<std::unique_ptr<Probe>> probes_;
+  std::unordered_map<const balancer::Backend*, std::unique_ptr<Probe>> probes_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace wsgate::proxy

@@ -1,5 +1,7 @@
 #include "proxy/control/runtime.h"
 
+#include "proxy/control/snapshot_diff.h"
+
 namespace wsgate::proxy {
 namespace {
 
@@ -22,10 +24,7 @@ balancer::BackendPtr reuseOrCreate(const Runtime* previous, balancer::BackendSpe
     if (const PoolEntry* old = previous->findPool(spec.pool)) {
       const std::string id = spec.identity();
       for (const auto& b : old->pool->backends()) {
-        if (b->spec().identity() == id && b->spec().weight == spec.weight &&
-            b->spec().maxConnections == spec.maxConnections) {
-          return b;
-        }
+        if (b->spec().identity() == id) return b;
       }
     }
   }
@@ -39,6 +38,25 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
   return it == pools.end() ? nullptr : &it->second;
 }
 
+const ListenerEntry* Runtime::findListener(const std::string& key) const {
+  for (const auto& l : listeners) {
+    if (l.key == key) return &l;
+  }
+  return nullptr;
+}
+
+std::size_t applyTunables(const Runtime& runtime) {
+  std::size_t changed = 0;
+  for (const auto& [name, entry] : runtime.pools) {
+    const auto& backends = entry.pool->backends();
+    for (std::size_t i = 0; i < backends.size(); ++i) {
+      const conf::BackendConfig& bc = entry.config->backends[i];
+      changed += backends[i]->update(bc.weight, bc.maxConnections) ? 1 : 0;
+    }
+  }
+  return changed;
+}
+
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
                         std::string& error, std::vector<std::string>& warnings) {
   auto rt = std::make_shared<Runtime>(config);
@@ -48,7 +66,7 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     if (r.match.host) routeHosts.push_back(*r.match.host);
   }
   for (const auto& l : config->listeners) {
-    ListenerEntry entry{&l, nullptr};
+    ListenerEntry entry{&l, nullptr, listenerKey(l)};
     if (l.tls) entry.tls = tls::ServerContext::build(*l.tls, routeHosts, tlsErrors, tlsWarnings);
     rt->listeners.push_back(std::move(entry));
   }
@@ -77,8 +95,8 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     if (pc.tls) entry.tls = tls::ClientContext::build(*pc.tls, tlsErrors, tlsWarnings);
     balancer::PoolOptions options;
     options.slowStart = pc.slowStart;
-    entry.pool =
-        std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy), options);
+    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy),
+                                                  options, weights);
     rt->pools.emplace(pc.name, std::move(entry));
   }
   for (const auto& w : tlsWarnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);

@@ -26,6 +26,7 @@ struct PoolEntry {
 struct ListenerEntry {
   const conf::ListenerConfig* config = nullptr;
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain TCP
+  std::string key;  // listenerKey(): what a reload keeps the listener's sockets by
 };
 
 struct Runtime {
@@ -37,16 +38,23 @@ struct Runtime {
   explicit Runtime(std::shared_ptr<const conf::Config> c)
       : config(std::move(c)), router(config->routes) {}
   const PoolEntry* findPool(const std::string& name) const;
+  const ListenerEntry* findListener(const std::string& key) const;
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;
 
 // Resolves backend addresses, builds pools and TLS contexts. Backends whose identity is
-// unchanged from `previous` keep their Backend object (and live counters). nullptr with
+// unchanged from `previous` keep their Backend object (active count, leases, health); their
+// new weight and max_connections are applied by applyTunables when the snapshot is
+// published, so a reload that fails leaves the running one untouched. nullptr with
 // `error` set (one "FILE:LINE:COL: message" per line) when an address cannot be resolved or
 // a certificate or key cannot be used; `warnings` get the same form (an expired
 // certificate, one without a route's host name).
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
                         std::string& error, std::vector<std::string>& warnings);
+
+// Gives every backend of `runtime` its configured weight and max_connections (kept Backend
+// objects carry the values of the snapshot they came from). Returns how many changed.
+std::size_t applyTunables(const Runtime& runtime);
 
 }  // namespace wsgate::proxy

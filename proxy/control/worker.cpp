@@ -1,6 +1,7 @@
 #include "proxy/control/worker.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -26,7 +27,8 @@ event_base* newEdgeTriggeredBase() {
 
 }  // namespace
 
-Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime)
+Worker::Worker(int index, int workerCount, RuntimePtr runtime,
+               std::vector<ListenerSocket> listeners)
     : index_(index),
       workerCount_(workerCount),
       base_(newEdgeTriggeredBase()),
@@ -34,12 +36,8 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
   const uint64_t limit = runtime_->config->limits.maxConnections;
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
   maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
-  for (std::size_t i = 0; i < listenFds.size(); ++i) {
-    listenerSlots_.push_back(std::make_unique<ListenerSlot>(ListenerSlot{this, i}));
-    listeners_.push_back(std::make_unique<net::Acceptor>(
-        base_.get(), listenFds[i], &Worker::onAcceptCb, &Worker::onAcceptShortageCb,
-        listenerSlots_.back().get(), &turn_));
-  }
+  for (ListenerSocket& l : listeners) openListener(std::move(l));
+  mailEvent_.reset(event_new(base_.get(), -1, 0, &Worker::onMailCb, this));
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
   log().info("worker {} tunnel I/O: {}", index_,
              io_.ringEnabled() ? "batched through io_uring"
@@ -57,6 +55,7 @@ Worker::Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePt
 
 Worker::~Worker() {
   listeners_.clear();
+  mailEvent_.reset();
   for (Session* s : openSessions()) {
     unlink(s);
     delete s;
@@ -76,38 +75,85 @@ void Worker::run() {
     runResumes();
     if (event_base_got_exit(base_.get()) || event_base_got_break(base_.get())) break;
   }
-  // Shutdown: drain is the reload issue's business; for now sessions are cut here.
+  // A hard stop (startup failure, a second SIGTERM, the end of timeouts.drain): whatever is
+  // still open is cut here.
   listeners_.clear();
   for (Session* s : openSessions()) s->abort("shutdown");
   reap();
 }
 
-namespace {
-struct DrainRequest {
-  Worker* worker;
-  balancer::BackendPtr backend;
-};
-}  // namespace
-
-void Worker::drainBackend(balancer::BackendPtr backend) {
-  // event_base_once is safe from another thread (evthread_use_pthreads); the callback runs
-  // on this worker's loop, where its sessions live.
-  auto* req = new DrainRequest{this, std::move(backend)};
-  timeval now{0, 0};
-  if (event_base_once(base_.get(), -1, EV_TIMEOUT, &Worker::onDrainCb, req, &now) != 0) {
-    delete req;
+void Worker::post(std::function<void(Worker&)> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mailLock_);
+    mail_.push_back(std::move(fn));
   }
+  // Thread-safe with evthread_use_pthreads: wakes the loop, which runs readMail.
+  event_active(mailEvent_.get(), EV_TIMEOUT, 0);
 }
 
-void Worker::onDrainCb(evutil_socket_t, short, void* arg) noexcept {
-  std::unique_ptr<DrainRequest> req(static_cast<DrainRequest*>(arg));
-  Worker& w = *req->worker;
-  const auto spread = w.runtime_->config->timeouts.drainSpread;
-  for (Session* s : w.openSessions()) {
-    const auto delay = spread.count() > 0 ? std::chrono::milliseconds(w.rng_() % spread.count())
-                                          : std::chrono::milliseconds(0);
-    s->drainIfOn(req->backend.get(), delay);
+void Worker::onMailCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Worker*>(self)->readMail();
+}
+
+void Worker::readMail() {
+  std::vector<std::function<void(Worker&)>> mail;
+  {
+    std::lock_guard<std::mutex> lock(mailLock_);
+    mail.swap(mail_);
   }
+  for (auto& fn : mail) fn(*this);
+}
+
+void Worker::openListener(ListenerSocket socket) {
+  auto l = std::make_unique<Listener>();
+  l->worker = this;
+  l->entry = runtime_->findListener(socket.key);
+  l->acceptor = std::make_unique<net::Acceptor>(base_.get(), socket.fd, &Worker::onAcceptCb,
+                                                &Worker::onAcceptShortageCb, l.get(), &turn_);
+  if (!accepting_ || shuttingDown_) l->acceptor->setEnabled(false);
+  listeners_[socket.key] = std::move(l);
+}
+
+void Worker::adopt(Adoption a) {
+  runtime_ = std::move(a.runtime);
+  const uint64_t limit = runtime_->config->limits.maxConnections;
+  maxSessions_ = static_cast<std::size_t>((limit + workerCount_ - 1) / workerCount_);
+  std::unordered_set<std::string> closed(a.closed.begin(), a.closed.end());
+  for (const std::string& key : a.closed) listeners_.erase(key);  // closes this worker's socket
+  for (auto& [key, l] : listeners_) l->entry = runtime_->findListener(key);
+  for (ListenerSocket& l : a.opened) openListener(std::move(l));
+  if (shuttingDown_) {
+    for (auto& [key, l] : listeners_) l->acceptor->setEnabled(false);
+  }
+  std::unordered_set<const balancer::Backend*> removed;
+  for (const auto& b : a.removed) removed.insert(b.get());
+  for (Session* s : openSessions()) {
+    if (closed.contains(s->listenerKey())) {
+      s->drain(drainDelay(*runtime_), Session::Leave::ListenerClosed);
+    } else if (!removed.empty()) {
+      s->drainIfOn(removed, drainDelay(*runtime_));
+    }
+  }
+  updateAccepting();
+}
+
+void Worker::drainBackends(const std::vector<balancer::BackendPtr>& backends) {
+  std::unordered_set<const balancer::Backend*> set;
+  for (const auto& b : backends) set.insert(b.get());
+  for (Session* s : openSessions()) s->drainIfOn(set, drainDelay(*runtime_));
+}
+
+void Worker::beginShutdown() {
+  if (shuttingDown_) return;
+  shuttingDown_ = true;
+  listeners_.clear();
+  for (Session* s : openSessions()) s->drain(drainDelay(*runtime_), Session::Leave::Shutdown);
+}
+
+std::chrono::milliseconds Worker::drainDelay(const Runtime& runtime) {
+  const auto spread = runtime.config->timeouts.drainSpread;
+  return spread.count() > 0 ? std::chrono::milliseconds(rng_() % spread.count())
+                            : std::chrono::milliseconds(0);
 }
 
 bool Worker::enterQueue() {
@@ -118,13 +164,13 @@ bool Worker::enterQueue() {
 
 void Worker::stop() { event_base_loopexit(base_.get(), nullptr); }
 
-void Worker::onAcceptCb(void* slot, int fd, const sockaddr* peer, socklen_t len) noexcept {
-  auto* s = static_cast<ListenerSlot*>(slot);
-  s->worker->onAccept(s->index, fd, peer, len);
+void Worker::onAcceptCb(void* listener, int fd, const sockaddr* peer, socklen_t len) noexcept {
+  auto* l = static_cast<Listener*>(listener);
+  l->worker->onAccept(l->entry, fd, peer, len);
 }
 
-void Worker::onAcceptShortageCb(void* slot, int error) noexcept {
-  auto* w = static_cast<ListenerSlot*>(slot)->worker;
+void Worker::onAcceptShortageCb(void* listener, int error) noexcept {
+  auto* w = static_cast<Listener*>(listener)->worker;
   w->acceptShortage_ = true;
   w->noteShortage("accept", error);
 }
@@ -143,14 +189,17 @@ void Worker::noteShortage(std::string_view what, int error) {
   lastShortageLog_ = now;
 }
 
-void Worker::onAccept(std::size_t listener, int fd, const sockaddr* peer, socklen_t len) {
+void Worker::onAccept(const ListenerEntry* listener, int fd, const sockaddr* peer, socklen_t len) {
+  if (listener == nullptr) {  // not in the snapshot (cannot happen: adopt keeps them paired)
+    ::close(fd);
+    return;
+  }
   if (acceptShortage_) {
     acceptShortage_ = false;
     log().info("worker {} accepting again", index_);
   }
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
-  auto* session = new Session(*this, runtime_, runtime_->listeners[listener], id, fd, peer,
-                              static_cast<int>(len));
+  auto* session = new Session(*this, runtime_, *listener, id, fd, peer, static_cast<int>(len));
   link(session);
   session->start();
   updateAccepting();
@@ -296,7 +345,7 @@ void Worker::updateAccepting() {
   const bool want = open_ < maxSessions_;
   if (want == accepting_) return;
   accepting_ = want;
-  for (auto& l : listeners_) l->setEnabled(want);
+  for (auto& [key, l] : listeners_) l->acceptor->setEnabled(want);
   if (!want) {
     log().warn("worker {} at max_connections ({} sessions): accepting paused", index_, open_);
   }

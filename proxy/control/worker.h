@@ -6,17 +6,21 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
+#include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include "proxy/control/runtime.h"
 #include "proxy/net/acceptor.h"
 #include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
-#include "proxy/control/runtime.h"
 
 namespace wsgate::proxy {
 
@@ -25,9 +29,23 @@ struct BatchOwner;
 
 class Worker {
 public:
-  // `listenFds`: this worker's listening sockets (it takes ownership), one per listener of
-  // the runtime, in its order.
-  Worker(int index, int workerCount, std::vector<int> listenFds, RuntimePtr runtime);
+  // One of this worker's listening sockets: which listener (ListenerEntry::key), and the
+  // socket, which the worker then owns.
+  struct ListenerSocket {
+    std::string key;
+    int fd;
+  };
+  // What a reload hands each worker, in one message: the snapshot to adopt, its sockets of
+  // the listeners the reload opened, the keys of those it closed, and the backends it
+  // removed (their sessions drain).
+  struct Adoption {
+    RuntimePtr runtime;
+    std::vector<ListenerSocket> opened;
+    std::vector<std::string> closed;
+    std::vector<balancer::BackendPtr> removed;
+  };
+
+  Worker(int index, int workerCount, RuntimePtr runtime, std::vector<ListenerSocket> listeners);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -36,10 +54,29 @@ public:
   void run();
   // Thread-safe: makes run() return soon; open sessions are cut when it does.
   void stop();
-  // Thread-safe: sessions of this worker on `backend` are drained on the worker's thread:
-  // each tunnel gets close 1012 at a random moment within timeouts.drain_spread and is cut
-  // at timeouts.drain; an idle kept-alive connection to it is closed.
-  void drainBackend(balancer::BackendPtr backend);
+  // Thread-safe: runs `fn` on the worker's thread, between two events, in the order posted.
+  // The worker's mailbox: the control plane talks to a worker through it only.
+  void post(std::function<void(Worker&)> fn);
+
+  // ---- on the worker's thread (through post) -------------------------------------------
+
+  // Takes a reload's new snapshot: new sessions and kept-alive connections' next requests
+  // use it (tunnels keep theirs); listeners open and close; sessions on removed backends or
+  // closed listeners drain.
+  void adopt(Adoption a);
+  // Sessions on these backends drain: each tunnel gets close 1012 at a random moment within
+  // timeouts.drain_spread and is cut at timeouts.drain; an idle kept-alive connection to
+  // one is closed. One pass over the sessions, whatever the number of backends.
+  void drainBackends(const std::vector<balancer::BackendPtr>& backends);
+  // Graceful stop: listeners close, and every session goes (an idle kept-alive connection
+  // at once; an exchange in flight after its response, with Connection: close; a tunnel
+  // with close 1012 within drain_spread). sessionCount() reaches 0 when all are gone.
+  void beginShutdown();
+  bool shuttingDown() const { return shuttingDown_; }
+  // The snapshot new sessions get.
+  const RuntimePtr& runtime() const { return runtime_; }
+  // A moment within timeouts.drain_spread of `runtime`, at random.
+  std::chrono::milliseconds drainDelay(const Runtime& runtime);
 
   event_base* base() const { return base_.get(); }
   // Hands a closed session over for deletion at the start of the next loop turn, so it is
@@ -88,8 +125,10 @@ private:
   static void onAcceptCb(void* self, int fd, const sockaddr* peer, socklen_t len) noexcept;
   static void onAcceptShortageCb(void* self, int error) noexcept;
   static void onReapCb(evutil_socket_t, short, void* self) noexcept;
-  static void onDrainCb(evutil_socket_t, short, void* arg) noexcept;
-  void onAccept(std::size_t listener, int fd, const sockaddr* peer, socklen_t len);
+  static void onMailCb(evutil_socket_t, short, void* self) noexcept;
+  void readMail();
+  void onAccept(const ListenerEntry* listener, int fd, const sockaddr* peer, socklen_t len);
+  void openListener(ListenerSocket socket);
   void reap();
   void updateAccepting();
   void flushBatch();
@@ -104,7 +143,17 @@ private:
   const int workerCount_;
   net::EventBasePtr base_;
   RuntimePtr runtime_;
-  std::vector<std::unique_ptr<net::Acceptor>> listeners_;
+  // The accepting side of each listener, by key: its socket and its entry in runtime_.
+  struct Listener {
+    Worker* worker;
+    const ListenerEntry* entry;
+    std::unique_ptr<net::Acceptor> acceptor;
+  };
+  std::unordered_map<std::string, std::unique_ptr<Listener>> listeners_;
+  net::EventPtr mailEvent_;
+  std::mutex mailLock_;
+  std::vector<std::function<void(Worker&)>> mail_;  // guarded by mailLock_
+  bool shuttingDown_ = false;
   // Open sessions, owned, linked through Session::hook_ (no allocation per session).
   void link(Session* s);
   void unlink(Session* s);
@@ -139,12 +188,6 @@ private:
     std::unique_ptr<SSL_SESSION, net::Deleter<SSL_SESSION_free>> session;
   };
   std::unordered_map<const balancer::Backend*, BackendTlsSession> backendTlsSessions_;
-  // The accepting side of each listener: which worker, which runtime listener entry.
-  struct ListenerSlot {
-    Worker* worker;
-    std::size_t index;  // in runtime_->listeners
-  };
-  std::vector<std::unique_ptr<ListenerSlot>> listenerSlots_;
 };
 
 }  // namespace wsgate::proxy

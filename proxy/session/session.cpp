@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "balancer/hash.h"
+#include "proxy/control/worker.h"
 #include "proxy/http/forward.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/http/response_parser.h"
@@ -18,7 +19,6 @@
 #include "proxy/net/address.h"
 #include "proxy/net/errors.h"
 #include "proxy/session/session_tunnel.h"
-#include "proxy/control/worker.h"
 
 namespace wsgate::proxy {
 namespace {
@@ -237,7 +237,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.path = head.path;
   ex_.host = head.host;
   ex_.isHead = head.method == "HEAD";
-  ex_.clientKeepAlive = head.keepAlive;
+  ex_.clientKeepAlive = head.keepAlive && leaving_ == Leave::No;  // a drained session takes no more
   ex_.bytesFromClient = headBytes;
   ex_.requestBody = head.body;
   ex_.requestRemaining = head.contentLength;
@@ -248,7 +248,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   const conf::RouteConfig* route = runtime_->router.match(head);
   // A local answer to a request with a body would have to discard that body first;
   // closing after the answer is simpler and loses nothing the client relies on.
-  const bool canContinue = head.keepAlive && ex_.requestDone;
+  const bool canContinue = ex_.clientKeepAlive && ex_.requestDone;
   if (route == nullptr) {
     evbuffer_drain(input, headBytes);
     answer(404, "no route for this request", "no route", canContinue);
@@ -435,7 +435,7 @@ bool Session::poolFull() const {
   const auto& backends = backendPool_->pool->backends();
   for (std::size_t i = 0; i < backends.size(); ++i) {
     if (i < ex_.tried.size() && ex_.tried[i]) continue;
-    const uint32_t limit = backends[i]->spec().maxConnections;
+    const uint32_t limit = backends[i]->maxConnections();
     if (limit == 0 || backends[i]->active() < limit) return false;
   }
   return !backends.empty();
@@ -765,9 +765,14 @@ void Session::onExchangeDone() {
 }
 
 void Session::awaitNextRequest() {
+  if (leaving_ != Leave::No) {  // drained meanwhile; its answer said Connection: close
+    finishAndLinger(leaveReason(leaving_));
+    return;
+  }
   state_ = State::ReadingHead;
   inExchange_ = false;
   ex_ = Exchange{};
+  adoptCurrentSnapshot();
   ex_.started = Clock::now();
   headScanned_ = 0;
   arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);
@@ -791,6 +796,7 @@ void Session::releaseBackend() {
 
 void Session::answer(int status, std::string_view detail, std::string_view reason, bool keepAlive,
                      std::string_view extraHeaders) {
+  keepAlive = keepAlive && leaving_ == Leave::No;
   std::string body = http::errorBody(status, detail);
   std::string text;
   http::appendLocalResponse({.status = status,
@@ -824,13 +830,64 @@ void Session::finishAndLinger(std::string_view reason) {
   arm(Timer::Linger, kLingerTime);
 }
 
-void Session::drainIfOn(const balancer::Backend* backend, std::chrono::milliseconds delay) {
-  if (lease_.get() == backend && state_ == State::Tunnel) {
-    drainTunnel(delay);
+void Session::drainIfOn(const std::unordered_set<const balancer::Backend*>& backends,
+                        std::chrono::milliseconds delay) {
+  if (state_ == State::Tunnel && backends.contains(lease_.get())) {
+    drainTunnel(delay, "backend drained");
   } else if (backendIdle_ && backendPool_ != nullptr &&
-             backendPool_->pool->backends()[backendIndex_].get() == backend) {
+             backends.contains(backendPool_->pool->backends()[backendIndex_].get())) {
     releaseBackend();  // kept alive for reuse: the next request picks again
   }
+}
+
+void Session::drain(std::chrono::milliseconds delay, Leave why) {
+  if (leaving_ != Leave::No || state_ == State::Closed || state_ == State::Lingering) return;
+  leaving_ = why;
+  switch (state_) {
+    case State::Tunnel:
+      drainTunnel(delay, leaveReason(why));
+      break;
+    case State::ReadingHead:
+      // Idle between two requests: nothing is lost by closing (clients retry a request
+      // that meets a closed kept-alive connection). A first request, or one half read,
+      // is answered, with Connection: close.
+      if (timerKind_ == Timer::KeepAlive && len(input(kClient)) == 0) close(leaveReason(why));
+      break;
+    case State::Connecting:
+    case State::AwaitingResponse:
+      ex_.clientKeepAlive = false;  // the response head is still to come: it says close
+      break;
+    default:  // the response head went out already: the connection closes after it
+      break;
+  }
+}
+
+void Session::adoptCurrentSnapshot() {
+  const RuntimePtr& current = worker_.runtime();
+  if (current == runtime_ || leaving_ != Leave::No) return;
+  const ListenerEntry* listener = current->findListener(listener_->key);
+  if (listener == nullptr) return;  // closed by the reload: the worker drains this session
+  if (backendIdle_ && backendPool_ != nullptr) {
+    // The kept-alive backend connection goes on serving if its backend is in the new
+    // snapshot's pool of the same name (a kept backend is the same object).
+    const balancer::Backend* backend = backendPool_->pool->backends()[backendIndex_].get();
+    const PoolEntry* pool = current->findPool(backendPool_->config->name);
+    std::optional<std::size_t> index;
+    if (pool != nullptr) {
+      const auto& backends = pool->pool->backends();
+      for (std::size_t i = 0; i < backends.size(); ++i) {
+        if (backends[i].get() == backend) index = i;
+      }
+    }
+    if (index) {
+      backendPool_ = pool;
+      backendIndex_ = *index;
+    } else {
+      releaseBackend();
+    }
+  }
+  runtime_ = current;
+  listener_ = listener;
 }
 
 void Session::leaveQueue() {

@@ -21,16 +21,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "balancer/backend.h"
-#include "proxy/session/frame_relay.h"
+#include "proxy/control/runtime.h"
 #include "proxy/http/chunked.h"
 #include "proxy/http/head.h"
 #include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
-#include "proxy/control/runtime.h"
+#include "proxy/session/frame_relay.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
@@ -77,10 +78,19 @@ public:
   // Ends the session now (server shutdown); safe outside callbacks only.
   void abort(std::string_view reason) { close(reason); }
 
-  // The backend is being drained: a tunnel on it gets close 1012 after `delay` (and is cut
-  // at timeouts.drain); an idle kept-alive connection to it is dropped. Other sessions and
-  // in-flight HTTP exchanges are left alone.
-  void drainIfOn(const balancer::Backend* backend, std::chrono::milliseconds delay);
+  // One of these backends is being drained (admin drain, removed by a reload): a tunnel on
+  // it gets close 1012 after `delay` (and is cut at timeouts.drain); an idle kept-alive
+  // connection to it is dropped. Other sessions and in-flight HTTP exchanges are left alone.
+  void drainIfOn(const std::unordered_set<const balancer::Backend*>& backends,
+                 std::chrono::milliseconds delay);
+  // Why a session must go as a whole (not for its backend's sake).
+  enum class Leave : uint8_t { No, Shutdown, ListenerClosed };
+  // The session must go: a tunnel gets close 1012 after `delay`; an idle kept-alive
+  // connection closes now; a request in flight gets its response with Connection: close,
+  // then the connection closes.
+  void drain(std::chrono::milliseconds delay, Leave why);
+  // The key of the listener that accepted it.
+  const std::string& listenerKey() const { return listener_->key; }
 
 private:
   friend class Worker;  // links sessions into its list (hook_)
@@ -217,7 +227,14 @@ private:
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);
   void onTunnelTimeout();
-  void drainTunnel(std::chrono::milliseconds delay);
+  void drainTunnel(std::chrono::milliseconds delay, std::string_view why);
+  // Before a kept-alive connection's next request: the worker's current snapshot replaces
+  // the one the session started with (an idle backend connection is carried over when its
+  // backend is still in the pool).
+  void adoptCurrentSnapshot();
+  static std::string_view leaveReason(Leave why) {
+    return why == Leave::Shutdown ? "shutdown" : "listener closed";
+  }
   // Writes a Close frame toward `side` (once; skipped when a frame is half-written there).
   void sendClose(Side side, uint16_t code, std::string_view reason);
   // wsgate starts the closing handshake itself (idle, ping timeout, violation, drain).
@@ -253,8 +270,9 @@ private:
   bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
   bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
   bool backendEof_ = false;
-  net::Conn conn_[2];  // the two transports, indexed by Side
-  event timer_;        // embedded: one allocation less per session
+  Leave leaving_ = Leave::No;  // drained: no further request on this connection
+  net::Conn conn_[2];          // the two transports, indexed by Side
+  event timer_;                // embedded: one allocation less per session
   std::chrono::steady_clock::time_point lastActivity_;
 
   struct TunnelState;  // only WebSocket sessions pay for it

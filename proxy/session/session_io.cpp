@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "proxy/control/worker.h"
 #include "proxy/log.h"
 #include "proxy/net/errors.h"
 #include "proxy/session/session.h"
 #include "proxy/session/session_tunnel.h"
-#include "proxy/control/worker.h"
 
 namespace wsgate::proxy {
 namespace {

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <string>
 
+#include "proxy/control/worker.h"
 #include "proxy/log.h"
 #include "proxy/session/session.h"
-#include "proxy/control/worker.h"
 #include "proxy/ws/close_code.h"
 
 namespace wsgate::proxy {
@@ -65,6 +65,8 @@ void Session::startTunnel(bool permessageDeflate) {
     t.nextPing = lastActivity_ + cfg.timeouts.pingInterval;
   }
   armTunnelTimer();
+  // A drain that came while the upgrade was on its way (shutdown, its listener closed).
+  if (leaving_ != Leave::No) drainTunnel(worker_.drainDelay(*runtime_), leaveReason(leaving_));
   // The sockets keep their events and buffered bytes: frames the client pipelined behind
   // its request (held until now) and frames the backend sent right behind its 101.
   if (len(input(kClient)) > 0) pumpTunnel(kClient);
@@ -279,10 +281,14 @@ void Session::checkTunnelDone() {
   armTunnelTimer();
 }
 
-void Session::drainTunnel(std::chrono::milliseconds delay) {
+void Session::drainTunnel(std::chrono::milliseconds delay, std::string_view why) {
   TunnelState& t = *tunnel_;
   if (t.closing() || t.drainAt != Clock::time_point{}) return;
-  t.drainAt = Clock::now() + delay;
+  const auto now = Clock::now();
+  t.drainAt = now + delay;
+  // timeouts.drain counts from the drain (the reload, the SIGTERM), not from the 1012.
+  t.drainDeadline = now + runtime_->config->timeouts.drain;
+  t.drainReason = why;
   armTunnelTimer();
 }
 
@@ -315,9 +321,10 @@ void Session::onTunnelTimeout() {
     }
   } else if (t.drainAt != Clock::time_point{} && now >= t.drainAt) {
     // 1012 tells the client to reconnect (to a backend still in service).
-    originateClose(cc::kServiceRestart, cc::kGoingAway, "backend drained");
-    // Cut at timeouts.drain at the latest, counted from the drain.
-    t.closeDeadline = std::min(t.closeDeadline, now + to.drain);
+    originateClose(cc::kServiceRestart, cc::kGoingAway, t.drainReason);
+    // Cut timeouts.close after the 1012 or at timeouts.drain from the drain, if sooner.
+    t.closeDeadline = std::min(t.closeDeadline, t.drainDeadline);
+    armTunnelTimer();
     return;
   } else if (now - lastActivity_ >= to.idle) {
     originateClose(cc::kGoingAway, cc::kGoingAway, "idle timeout");

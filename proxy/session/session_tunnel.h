@@ -29,7 +29,9 @@ struct Session::TunnelState {
   std::string_view closeBy = "";  // "client", "backend" or "wsgate"
   std::chrono::steady_clock::time_point closeDeadline{};  // set once closing started
   std::chrono::steady_clock::time_point nextPing{};
-  std::chrono::steady_clock::time_point drainAt{};  // set when its backend is drained
+  std::chrono::steady_clock::time_point drainAt{};        // when close 1012 goes (set by a drain)
+  std::chrono::steady_clock::time_point drainDeadline{};  // cut then, at the latest
+  std::string_view drainReason = "";                      // "backend drained", "shutdown"...
   uint64_t pingSeq = 0;
   int missedPongs = 0;
   bool pingOutstanding = false;

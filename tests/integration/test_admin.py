@@ -64,7 +64,7 @@ def test_admin_answers_errors_status_and_metrics(start_wsgate, echo_backend):
     assert admin(port, "POST", "/pools/nope/backends/a/drain")[0] == 404
     assert admin(port, "POST", "/pools/app/backends/nope/drain")[0] == 404
     assert admin(port, "GET", "/pools/app/backends/a/drain")[0] == 405
-    assert admin(port, "POST", "/reload")[0] == 501
+    assert admin(port, "GET", "/reload")[0] == 405
     assert admin(port, "GET", "/nothing")[0] == 404
     status, body = admin(port, "GET", "/metrics")
     assert status == 200

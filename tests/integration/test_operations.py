@@ -193,10 +193,16 @@ def test_metrics_and_status_give_exact_open_connections_and_active_sessions_per_
                 'wsgate_backend_active{pool="app",backend="a"}': per_backend["a"],
                 'wsgate_backend_active{pool="app",backend="b"}': per_backend["b"],
                 'wsgate_backend_available{pool="app",backend="a"}': 1,
-                'wsgate_backend_available{pool="app",backend="b"}': 1}
+                'wsgate_backend_available{pool="app",backend="b"}': 1,
+                'wsgate_config_reloads_total{result="ok"}': 0,
+                'wsgate_config_reloads_total{result="failed"}': 0,
+                "wsgate_config_generation": 1}
 
     def expected_status():
         return {"version": version, "workers": 2, "sessions": 1 + len(sessions),
+                "config": {"file": str(gate.config_path), "generation": 1,
+                           "reloads_succeeded": 0, "reloads_failed": 0,
+                           "last_reload_error": ""},
                 "pools": {"app": {"backends": [
                     {"name": x.name, "address": x.address, "active": per_backend[x.name],
                      "available": True, "health_up": True, "draining": False}

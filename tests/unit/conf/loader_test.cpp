@@ -533,8 +533,6 @@ const BadCase kBadCases[] = {
     {"MissingValue", "listeners:\n  - name: a\n    listen:\n",
      "3:5: 'listen' must be a string, got nothing"},
     {"YesIsNotABoolean", "watch: yes", "1:8: 'watch' must be true or false, got 'yes'"},
-    {"WatchTrueIsNotSupportedYet", "watch: true",
-     "1:1: 'watch: true' is not supported yet by this version of wsgate"},
     {"WorkersNotANumber", "workers: many",
      "1:10: 'workers' must be 'auto' or an integer between 1 and 256, got 'many'"},
     {"WorkersZero", "workers: 0",
@@ -1317,6 +1315,12 @@ TEST(Loader, DoesNotHangOnInputThatMakesYamlCppLoadAllLoop) {
     const LoadResult r = loadString(text, kFile);
     EXPECT_FALSE(r.ok()) << text;
   }
+}
+
+TEST(Loader, ReadsWatchTrue) {
+  const LoadResult r = loadString(withDefaults("watch: true"), kFile);
+  ASSERT_TRUE(r.ok()) << errorStrings(r).front();
+  EXPECT_TRUE(r.config->watch);
 }
 
 TEST(Loader, RejectsASecondDocument) {
