@@ -250,7 +250,11 @@ bool Server::start() {
     }
     std::vector<int> fds;
     for (auto it = inherited.begin(); it != inherited.end();) {
-      if (it->address.str() == address->str()) {
+      // By address; a listener on port 0 (any free port) by its name, which a handover
+      // passes in LISTEN_FDNAMES.
+      const bool byName =
+          l.listen.port == 0 && it->name == l.name && it->address.ip() == address->ip();
+      if (it->address.str() == address->str() || byName) {
         fds.push_back(it->fd);
         it = inherited.erase(it);
       } else {
@@ -557,10 +561,10 @@ void Server::onSignal(int sig) {
       reapChildren();
       return;
     default: {
-      const std::string name = sig >= SIGRTMIN && sig <= SIGRTMAX
-                                   ? "RTMIN+" + std::to_string(sig - SIGRTMIN)
-                                   : std::string(sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig)
-                                                                              : "?");
+      const std::string name =
+          sig >= SIGRTMIN && sig <= SIGRTMAX
+              ? "RTMIN+" + std::to_string(sig - SIGRTMIN)
+              : std::string(sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?");
       log().warn("signal {} (SIG{}) ignored: wsgate acts on TERM, INT, QUIT, HUP, USR1, USR2", sig,
                  name);
     }
@@ -627,7 +631,10 @@ void Server::upgradeBinary() {
   }
   std::vector<InheritedSocket> handed;
   for (auto& [key, l] : listeners_) {
-    for (int fd : l.fds) handed.push_back({fd, l.address, key});
+    // Named as the listener (LISTEN_FDNAMES): the new process matches them by address.
+    const ListenerEntry* entry = current_->findListener(key);
+    const std::string name = entry != nullptr ? entry->config->name : "";
+    for (int fd : l.fds) handed.push_back({fd, l.address, name});
   }
   std::vector<std::string> argv{executable_, "-c", configPath_};
   std::string error;
