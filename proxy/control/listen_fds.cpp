@@ -154,7 +154,7 @@ void writeDecimal(char* out, pid_t value) noexcept {
   // survive execve, and the successor should start as any fresh process does.
   sigprocmask(SIG_SETMASK, &plan.noSignals, nullptr);
   sigaction(SIGPIPE, &plan.defaultAction, nullptr);
-  writeDecimal(plan.pidDigits, 1);
+  writeDecimal(plan.pidDigits, getpid());
 
   // Every source (and the error pipe) first moves above the target range, since one may sit
   // on another's target number; the copies are O_CLOEXEC and vanish at exec.
@@ -165,13 +165,15 @@ void writeDecimal(char* out, pid_t value) noexcept {
     plan.moved[i] = fcntl(plan.sources[i], F_DUPFD_CLOEXEC, above);
     if (plan.moved[i] < 0) failChild(errorFd, kMoveStep);
   }
-  // dup2 clears FD_CLOEXEC on its target: that is what carries the sockets across execve.
+  // dup2 clears FD_CLOEXEC on its target: that is what carries the sockets across execve. (Not
+  // when source and target are one number, as a socket already on its target would be: another
+  // reason for the move above.)
   for (int i = 0; i < plan.count; ++i) {
     if (dup2(plan.moved[i], kFirstFd + i) < 0) failChild(errorFd, kPlaceStep);
   }
   // Descriptors opened without O_CLOEXEC (by a library, or inherited by us) must not reach the
-  // successor: an accepted connection kept open there would never see its close. Old kernels
-  // without CLOSE_RANGE_CLOEXEC leave them, as before.
+  // successor: an accepted connection kept open there would never see its close. (Kernels
+  // before 5.11 lack CLOSE_RANGE_CLOEXEC; there such descriptors are still inherited.)
   close_range(static_cast<unsigned>(above), ~0U, CLOSE_RANGE_CLOEXEC);
   execve(plan.path, plan.argv, plan.envp);
   failChild(errorFd, kExecStep);
