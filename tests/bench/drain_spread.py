@@ -552,17 +552,20 @@ class Run:
         # prepared it, about the reload's answer time), and the client reads a close a little
         # later: up to T+10 s + that + 250 ms is on time.
         late = [d for d in got1012 if d >= 10.0]
+        late_note = ""
         if late:
-            out.append("")
-            out.append(f"{len(late)} 1012 close(s) arrived after T+10 s, the latest at T+{max(late):.3f} s: the "
-                       "spread counts from when the workers applied the reload (the reload was answered "
-                       f"{reload_seconds * 1000:.0f} ms after T), and the client reads a close a little later.")
+            late_note = (f"{len(late)} 1012 close(s) arrived after T+10 s, the latest at T+{max(late):.3f} s: the "
+                         "spread counts from when the workers applied the reload (the reload was answered "
+                         f"{reload_seconds * 1000:.0f} ms after T), and the client reads a close a little later.")
         if late and max(late) > 10.25 + reload_seconds:
             self.anomalies.append(f"{len(late)} 1012 close(s) arrived after T+10 s, the latest at "
                                   f"T+{max(late):.3f} s")
         out.append(f"| access log: WebSocket records with close_code 1012 | {log1012} |")
         out.append(f"| access log: other records of blue sessions | {log_other_blue} |")
         out.append("")
+        if late_note:
+            out.append(late_note)
+            out.append("")
 
         out.append("### 2. The sessions that stay, and wsgate's CPU\n")
         windows = [(-20, -10, "T-20 .. T-10 (no reload)"), (-10, 0, "T-10 .. T (no reload)"),
