@@ -4,7 +4,11 @@
 
 namespace wsgate::proxy {
 
-std::string listenerKey(const conf::ListenerConfig& l) { return l.listen.str(); }
+std::string listenerKey(const conf::ListenerConfig& l) {
+  // Port 0 asks for any free port, so several listeners may say "127.0.0.1:0": their names
+  // tell them apart.
+  return l.listen.port == 0 ? l.listen.str() + "#" + l.name : l.listen.str();
+}
 
 std::string backendIdentity(const conf::PoolConfig& pool, const conf::BackendConfig& b) {
   return pool.name + "/" + b.name + "@" + b.address.str();

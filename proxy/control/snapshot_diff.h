@@ -46,6 +46,7 @@ struct SnapshotDiff {
 
 // A listener's key: its address as configured (host:port). Two spellings of one address
 // ("localhost:80", "127.0.0.1:80") are two listeners, which the second one's bind refuses.
+// On port 0 (any free port) the name is part of the key: "127.0.0.1:0#public".
 std::string listenerKey(const conf::ListenerConfig& l);
 // A backend's identity: pool/name@host:port, as balancer::BackendSpec::identity().
 std::string backendIdentity(const conf::PoolConfig& pool, const conf::BackendConfig& b);

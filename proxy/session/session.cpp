@@ -233,6 +233,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_ = Exchange{};
   ex_.started = started;
   inExchange_ = true;
+  // A reload since the last request (or since the accept) applies from this request on.
+  adoptCurrentSnapshot();
   ex_.method = head.method;
   ex_.path = head.path;
   ex_.host = head.host;
@@ -772,7 +774,6 @@ void Session::awaitNextRequest() {
   state_ = State::ReadingHead;
   inExchange_ = false;
   ex_ = Exchange{};
-  adoptCurrentSnapshot();
   ex_.started = Clock::now();
   headScanned_ = 0;
   arm(Timer::KeepAlive, runtime_->config->timeouts.httpKeepalive);

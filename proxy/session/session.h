@@ -228,9 +228,9 @@ private:
   void onTunnelEof(Side from, bool reset);
   void onTunnelTimeout();
   void drainTunnel(std::chrono::milliseconds delay, std::string_view why);
-  // Before a kept-alive connection's next request: the worker's current snapshot replaces
-  // the one the session started with (an idle backend connection is carried over when its
-  // backend is still in the pool).
+  // When a request head is complete: the worker's current snapshot replaces the one the
+  // session had (an idle backend connection is carried over when its backend is still in
+  // the pool), so a kept-alive connection's next request follows the last reload.
   void adoptCurrentSnapshot();
   static std::string_view leaveReason(Leave why) {
     return why == Leave::Shutdown ? "shutdown" : "listener closed";

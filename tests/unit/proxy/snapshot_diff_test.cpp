@@ -118,6 +118,12 @@ INSTANTIATE_TEST_SUITE_P(
                      {{1, 0}, {0, 1}},
                      {},
                      {}},
+        ListenerCase{"PortZeroListenersAreKeptByName",
+                     {{"a", "127.0.0.1", 0}, {"b", "127.0.0.1", 0}},
+                     {{"b", "127.0.0.1", 0}, {"c", "127.0.0.1", 0}},
+                     {{1, 0}},
+                     {1},
+                     {0}},
         ListenerCase{"IPv6ListenerKeptByItsBracketedForm",
                      {{"v6", "::1", 8080}},
                      {{"v6", "::1", 8080}},
@@ -246,6 +252,9 @@ TEST(SnapshotDiff, KeysAreTheConfiguredAddress) {
   conf::ListenerConfig l;
   l.listen = {"::1", 443};
   EXPECT_EQ(listenerKey(l), "[::1]:443");
+  l.listen = {"127.0.0.1", 0};
+  l.name = "public";
+  EXPECT_EQ(listenerKey(l), "127.0.0.1:0#public");
   conf::PoolConfig p;
   p.name = "chat";
   conf::BackendConfig b;
