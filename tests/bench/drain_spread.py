@@ -288,6 +288,36 @@ def uniform_reference(n: int, trials: int = 200) -> Tuple[float, int]:
     return pct(cvs, 0.95), int(pct(busiest, 0.95))
 
 
+def run_delay(pid: int) -> float:
+    """Seconds the threads of pid and its descendants spent runnable but waiting for a core
+    (/proc/PID/task/TID/schedstat, second field)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+def cpu_pressure() -> float:
+    """Seconds since boot in which some runnable task waited for a core (/proc/pressure/cpu)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    return int(line.split("total=")[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        pass
+    return float("nan")
+
+
 def machine_seconds() -> Tuple[float, float]:
     """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat: busy is
     user+nice+system+irq+softirq+steal (guest time is inside user)."""
@@ -445,7 +475,9 @@ class Run:
                          "wsgate": sum(cpu[rel]),
                          "backends": sum(sum(cpu_seconds(p.pid)) for p in self.procs[:2]),
                          "clients": sum(cpu_seconds(holder.pid)) + sum(cpu_seconds(prober.pid))
-                         + own.ru_utime + own.ru_stime}
+                         + own.ru_utime + own.ru_stime,
+                         "pressure": cpu_pressure(), "wsgate_wait": run_delay(gate.pid),
+                         "prober_wait": run_delay(prober.pid)}
             if rel == 0:
                 t_reload = time.monotonic()
                 # The new config: pool blue's backend is blue2 (at green1's address); blue1 is
@@ -594,25 +626,35 @@ class Run:
                    f"{statistics.mean(quiet):.2f} s for 10 s with no reload: the drain of "
                    f"{len(got1012)} sessions cost about {spread - statistics.mean(quiet):.2f} CPU s "
                    f"({(spread - statistics.mean(quiet)) * 1e6 / max(1, len(got1012)):.0f} us a session, "
-                   f"access log line included). T .. T+40: {whole:.2f} s (no-reload rate: {quiet40:.2f} s).")
+                   f"access log line included). T .. T+40: {whole:.2f} s (no-reload rate: {quiet40:.2f} s). "
+                   "Most of it is system time: closing two TCP connections a session, and on loopback the "
+                   "kernel's work for the receiving peer is charged to the sender.")
+        out.append("- The staying sessions' latency is measured by a Python client on a 2-core machine that "
+                   "also runs the Python holder and echo backends, whose own CPU doubles while they handle "
+                   "500 closes a second (see below): part of the rise during the spread is that contention.")
         out.append("")
-        out.append("Where the machine's CPU went (CPU s per 10 s window, of the 2 cores' 20 s; \"others\" are "
-                   "processes that are not this run's: a noisy machine shows there):\n")
-        out.append("| window | whole machine | of which steal | wsgate | echo backends | clients | others |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        out.append("Where the machine's CPU went, per 10 s window (CPU s, of the 2 cores' 20 s). \"others\" is "
+                   "the machine's busy time (/proc/stat, sampled at each tick, so it undercounts short bursts on a "
+                   "lightly loaded machine) less this run's processes: only a large figure means much. \"CPU "
+                   "pressure\" is the time some task waited for a core (/proc/pressure/cpu); the last two columns "
+                   "are how long wsgate's threads and the prober waited for one (/proc/PID/task/*/schedstat).\n")
+        out.append("| window | whole machine | wsgate | echo backends | clients | others | CPU pressure s "
+                   "| wsgate waited s | prober waited s |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         m = self.mine
         self.noisy = []
         for lo, hi, label in windows:
             d = {k: m[hi][k] - m[lo][k] for k in m[hi]}
             others = d["machine"] - d["wsgate"] - d["backends"] - d["clients"]
             if others > 2.0:
-                self.noisy.append(label)
-            out.append(f"| {label} | {d['machine']:.2f} | {d['steal']:.2f} | {d['wsgate']:.2f} | "
-                       f"{d['backends']:.2f} | {d['clients']:.2f} | {others:.2f} |")
+                self.noisy.append(f"{label}: others {others:.1f} CPU s")
+            out.append(f"| {label} | {d['machine']:.2f} | {d['wsgate']:.2f} | {d['backends']:.2f} | "
+                       f"{d['clients']:.2f} | {max(0.0, others):.2f} | {d['pressure']:.2f} | "
+                       f"{d['wsgate_wait']:.3f} | {d['prober_wait']:.3f} |")
         out.append("")
         if self.noisy:
-            out.append(f"- **Noisy:** other processes used more than 2 CPU s in: {', '.join(self.noisy)}; "
-                       "latencies and the 1012 arrival times there include waiting for a core.")
+            out.append(f"- **Noisy:** other processes used more than 2 CPU s in: {'; '.join(self.noisy)}. "
+                       "Latencies and 1012 arrival times there include waiting for a core.")
         problems = probed["problems"]
         if problems:
             self.anomalies.append(f"{len(problems)} problem(s) on the staying sessions: {problems[:5]}")
