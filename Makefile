@@ -22,9 +22,13 @@ run: build
 
 # Every test: unit + integration on the normal build, the same under ASan+UBSan, a short fuzz run;
 # and every hand-written mutant must still apply (the full `make mutants` run is too long for CI).
+# Integration suites mostly wait on their peers and timers (a third of a core each, measured),
+# so ctest runs more of them than there are cores: TEST_JOBS, ASAN_TEST_JOBS.
+TEST_JOBS ?= 4
+ASAN_TEST_JOBS ?= 3
 test: build
 	@bash tests/mutants/run.sh --check
-	@cd $(BUILD) && ctest --output-on-failure -j 2
+	@cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS)
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz
 
@@ -37,7 +41,7 @@ integration: build
 asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWSGATE_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ctest --output-on-failure -j 2
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(ASAN_TEST_JOBS)
 
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -247,7 +247,10 @@ def deflate_echo():
 
 
 def start_gate(start_wsgate, backend, *, validate_utf8: Optional[bool] = None, **kwargs):
-    """wsgate routing everything to `backend` (pool "ws")."""
+    """wsgate routing everything to `backend` (pool "ws"). timeouts.close is 1s unless a
+    test sets timeouts: most cases end with a backend that never echoes wsgate's Close, and
+    waiting the default 2 s for it, case after case, was most of this suite's run time."""
+    kwargs.setdefault("timeouts", {"close": "1s"})
     cfg = gateway_config([route("ws", path_prefix="/")], {"ws": pool(backend)}, **kwargs)
     if validate_utf8 is not None:
         cfg["websocket"] = {"validate_utf8": validate_utf8}
