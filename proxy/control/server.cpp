@@ -232,14 +232,43 @@ bool Server::start() {
   executable_ = ownExecutable();
   base_.reset(event_base_new());
   const std::size_t workers = static_cast<std::size_t>(workerCount(cfg));
+  std::vector<std::vector<Worker::ListenerSocket>> perWorker(workers);
+  if (!openListeners(perWorker)) return false;
+  for (std::size_t w = 0; w < workers; ++w) {
+    workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), static_cast<int>(workers),
+                                                current_, std::move(perWorker[w])));
+  }
+  for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
+  installSignals();
+  reloadPrepared_.reset(event_new(base_.get(), -1, 0, &Server::onReloadPreparedCb, this));
+  drainTick_.reset(evtimer_new(base_.get(), &Server::onDrainTickCb, this));
 
+  // Active health checks and the admin endpoint run on this (the main) thread's loop,
+  // beside the signals: management work never delays a worker.
+  health_ = std::make_unique<HealthChecker>(base_.get(), current_);
+  if (cfg.admin) {
+    admin_ = AdminServer::start(base_.get(), *cfg.admin, current_, *this, error);
+    if (!admin_) {
+      std::cerr << error << "\n";
+      return false;
+    }
+    log().info("admin listening address={}", admin_->address());
+  }
+  updateWatch();
+  log().info("wsgate {} ready workers={} config={}", WSGATE_VERSION, workers, configPath_);
+  if (signalReady()) log().info("told the process that started this one: ready");
+  return true;
+}
+
+bool Server::openListeners(std::vector<std::vector<Worker::ListenerSocket>>& perWorker) {
+  const std::size_t workers = perWorker.size();
   // Sockets handed over by systemd or by the process this one replaces (SIGUSR2), by
   // address; the rest are opened here.
   std::vector<std::string> problems;
   std::vector<InheritedSocket> inherited = takeInheritedSockets(problems);
   for (const auto& p : problems) log().warn("inherited sockets: {}", p);
-  std::vector<std::vector<Worker::ListenerSocket>> perWorker(workers);
   bool failed = false;
+  std::string error;
   for (const ListenerEntry& entry : current_->listeners) {
     const conf::ListenerConfig& l = *entry.config;
     auto address = net::resolve(l.listen, error);
@@ -298,45 +327,18 @@ bool Server::start() {
     for (auto& list : perWorker) {
       for (auto& s : list) ::close(s.fd);
     }
-    return false;
   }
+  return !failed;
+}
 
-  for (std::size_t w = 0; w < workers; ++w) {
-    workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), static_cast<int>(workers),
-                                                current_, std::move(perWorker[w])));
-  }
-  for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
-
-  for (int sig : kHandled) {
+void Server::installSignals() {
+  auto add = [this](int sig) {
     signals_.emplace_back(evsignal_new(base_.get(), sig, &Server::onSignalCb, this));
     evsignal_add(signals_.back().get(), nullptr);
-  }
-  for (int sig : kIgnored) {
-    signals_.emplace_back(evsignal_new(base_.get(), sig, &Server::onSignalCb, this));
-    evsignal_add(signals_.back().get(), nullptr);
-  }
-  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) {
-    signals_.emplace_back(evsignal_new(base_.get(), sig, &Server::onSignalCb, this));
-    evsignal_add(signals_.back().get(), nullptr);
-  }
-  reloadPrepared_.reset(event_new(base_.get(), -1, 0, &Server::onReloadPreparedCb, this));
-  drainTick_.reset(evtimer_new(base_.get(), &Server::onDrainTickCb, this));
-
-  // Active health checks and the admin endpoint run on this (the main) thread's loop,
-  // beside the signals: management work never delays a worker.
-  health_ = std::make_unique<HealthChecker>(base_.get(), current_);
-  if (cfg.admin) {
-    admin_ = AdminServer::start(base_.get(), *cfg.admin, current_, *this, error);
-    if (!admin_) {
-      std::cerr << error << "\n";
-      return false;
-    }
-    log().info("admin listening address={}", admin_->address());
-  }
-  updateWatch();
-  log().info("wsgate {} ready workers={} config={}", WSGATE_VERSION, workers, configPath_);
-  if (signalReady()) log().info("told the process that started this one: ready");
-  return true;
+  };
+  for (int sig : kHandled) add(sig);
+  for (int sig : kIgnored) add(sig);
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) add(sig);
 }
 
 int Server::run() {

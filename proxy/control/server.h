@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxy/control/runtime.h"
+#include "proxy/control/worker.h"
 #include "proxy/net/address.h"
 #include "proxy/net/handles.h"
 
@@ -27,7 +28,6 @@ namespace wsgate::proxy {
 class AdminServer;
 class ConfigWatch;
 class HealthChecker;
-class Worker;
 
 // What a reload did, for the log, the admin reply and the counters.
 struct ReloadOutcome {
@@ -73,6 +73,10 @@ private:
   };
 
   bool start();
+  // Takes the inherited sockets that match a listener and opens the others, one per worker
+  // (perWorker's size). False, with the reason on stderr, when one cannot be opened.
+  bool openListeners(std::vector<std::vector<Worker::ListenerSocket>>& perWorker);
+  void installSignals();
   // The work of the reload thread: everything that may block or fail, no shared state.
   std::unique_ptr<Prepared> prepare(RuntimePtr previous) const;
   void onReloadPrepared();
