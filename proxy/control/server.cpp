@@ -145,6 +145,12 @@ static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
   }
   auto config = std::make_shared<const conf::Config>(std::move(*r.config));
   std::string error;
+  for (const auto& l : config->listeners) {
+    if (!net::resolve(l.listen, error)) {
+      errors.push_back(l.mark.str() + ": listener " + l.name + ": " + error);
+    }
+  }
+  if (!errors.empty()) return nullptr;
   RuntimePtr rt = buildRuntime(config, previous, error, warnings);
   if (!rt) {
     std::size_t start = 0;

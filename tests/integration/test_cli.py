@@ -94,6 +94,14 @@ def test_check_rejects_a_route_to_an_undefined_pool(wsgate_bin, tmp_path):
     assert any("nowhere" in msg for _, _, msg in error_lines(result, path)), result.stderr
 
 
+def test_check_resolves_listener_addresses_as_a_start_or_reload_would(wsgate_bin, tmp_path):
+    text = VALID_CONFIG.replace("listen: 127.0.0.1:0", "listen: no-such-host.invalid:8080")
+    path, result = check(wsgate_bin, tmp_path, text)
+    assert result.returncode == 1
+    assert any(line == 5 and "listener public" in msg and "no-such-host.invalid" in msg
+               for line, _, msg in error_lines(result, path)), result.stderr
+
+
 def test_run_refuses_to_start_with_an_invalid_config(wsgate_bin, tmp_path):
     path = tmp_path / "wsgate.yaml"
     path.write_text(VALID_CONFIG + "colour: blue\n")
