@@ -239,7 +239,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.path = head.path;
   ex_.host = head.host;
   ex_.isHead = head.method == "HEAD";
-  ex_.clientKeepAlive = head.keepAlive && leaving_ == Leave::No;  // a drained session takes no more
+  ex_.clientKeepAlive =
+      head.keepAlive && leaving() == Leave::No;  // a drained session takes no more
   ex_.bytesFromClient = headBytes;
   ex_.requestBody = head.body;
   ex_.requestRemaining = head.contentLength;
@@ -767,8 +768,8 @@ void Session::onExchangeDone() {
 }
 
 void Session::awaitNextRequest() {
-  if (leaving_ != Leave::No) {  // drained meanwhile; its answer said Connection: close
-    finishAndLinger(leaveReason(leaving_));
+  if (leaving() != Leave::No) {  // drained meanwhile; its answer said Connection: close
+    finishAndLinger(leaveReason(leaving()));
     return;
   }
   state_ = State::ReadingHead;
@@ -797,7 +798,7 @@ void Session::releaseBackend() {
 
 void Session::answer(int status, std::string_view detail, std::string_view reason, bool keepAlive,
                      std::string_view extraHeaders) {
-  keepAlive = keepAlive && leaving_ == Leave::No;
+  keepAlive = keepAlive && leaving() == Leave::No;
   std::string body = http::errorBody(status, detail);
   std::string text;
   http::appendLocalResponse({.status = status,
@@ -834,7 +835,7 @@ void Session::finishAndLinger(std::string_view reason) {
 void Session::drainIfOn(const std::unordered_set<const balancer::Backend*>& backends,
                         std::chrono::milliseconds delay) {
   if (state_ == State::Tunnel && backends.contains(lease_.get())) {
-    drainTunnel(delay, "backend drained");
+    drainTunnel(delay);
   } else if (backendIdle_ && backendPool_ != nullptr &&
              backends.contains(backendPool_->pool->backends()[backendIndex_].get())) {
     releaseBackend();  // kept alive for reuse: the next request picks again
@@ -842,11 +843,11 @@ void Session::drainIfOn(const std::unordered_set<const balancer::Backend*>& back
 }
 
 void Session::drain(std::chrono::milliseconds delay, Leave why) {
-  if (leaving_ != Leave::No || state_ == State::Closed || state_ == State::Lingering) return;
-  leaving_ = why;
+  if (leaving() != Leave::No || state_ == State::Closed || state_ == State::Lingering) return;
+  leaving_ = static_cast<uint8_t>(why);
   switch (state_) {
     case State::Tunnel:
-      drainTunnel(delay, leaveReason(why));
+      drainTunnel(delay);
       break;
     case State::ReadingHead:
       // Idle between two requests: nothing is lost by closing (clients retry a request
@@ -865,7 +866,7 @@ void Session::drain(std::chrono::milliseconds delay, Leave why) {
 
 void Session::adoptCurrentSnapshot() {
   const RuntimePtr& current = worker_.runtime();
-  if (current == runtime_ || leaving_ != Leave::No) return;
+  if (current == runtime_ || leaving() != Leave::No) return;
   const ListenerEntry* listener = current->findListener(listener_->key);
   if (listener == nullptr) return;  // closed by the reload: the worker drains this session
   if (backendIdle_ && backendPool_ != nullptr) {

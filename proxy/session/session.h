@@ -227,11 +227,12 @@ private:
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);
   void onTunnelTimeout();
-  void drainTunnel(std::chrono::milliseconds delay, std::string_view why);
+  void drainTunnel(std::chrono::milliseconds delay);
   // When a request head is complete: the worker's current snapshot replaces the one the
   // session had (an idle backend connection is carried over when its backend is still in
   // the pool), so a kept-alive connection's next request follows the last reload.
   void adoptCurrentSnapshot();
+  Leave leaving() const { return static_cast<Leave>(leaving_); }
   static std::string_view leaveReason(Leave why) {
     return why == Leave::Shutdown ? "shutdown" : "listener closed";
   }
@@ -264,15 +265,16 @@ private:
   // The small fields together, so they share one word.
   State state_ = State::ReadingHead;
   Timer timerKind_ = Timer::None;
-  uint8_t slot_ = 0;      // the worker's scratch slot this turn uses
-  bool batched_ = false;  // queued for the worker's batch
-  bool inExchange_ = false;
-  bool backendIdle_ = false;  // the backend connection is kept alive between exchanges
-  bool clientEof_ = false;    // the client's stream ended (read 0 or an error)
+  uint8_t slot_ = 0;        // the worker's scratch slot this turn uses
+  bool batched_ = false;    // queued for the worker's batch
+  bool clientEof_ = false;  // the client's stream ended (read 0 or an error)
   bool backendEof_ = false;
-  Leave leaving_ = Leave::No;  // drained: no further request on this connection
-  net::Conn conn_[2];          // the two transports, indexed by Side
-  event timer_;                // embedded: one allocation less per session
+  // Three rarely written fields share one byte, so the small fields stay in one word.
+  bool inExchange_ : 1 = false;
+  bool backendIdle_ : 1 = false;  // the backend connection is kept alive between exchanges
+  uint8_t leaving_ : 2 = 0;       // a Leave: drained, no further request on this connection
+  net::Conn conn_[2];             // the two transports, indexed by Side
+  event timer_;                   // embedded: one allocation less per session
   std::chrono::steady_clock::time_point lastActivity_;
 
   struct TunnelState;  // only WebSocket sessions pay for it

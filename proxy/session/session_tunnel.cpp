@@ -66,7 +66,7 @@ void Session::startTunnel(bool permessageDeflate) {
   }
   armTunnelTimer();
   // A drain that came while the upgrade was on its way (shutdown, its listener closed).
-  if (leaving_ != Leave::No) drainTunnel(worker_.drainDelay(*runtime_), leaveReason(leaving_));
+  if (leaving() != Leave::No) drainTunnel(worker_.drainDelay(*runtime_));
   // The sockets keep their events and buffered bytes: frames the client pipelined behind
   // its request (held until now) and frames the backend sent right behind its 101.
   if (len(input(kClient)) > 0) pumpTunnel(kClient);
@@ -281,14 +281,14 @@ void Session::checkTunnelDone() {
   armTunnelTimer();
 }
 
-void Session::drainTunnel(std::chrono::milliseconds delay, std::string_view why) {
+void Session::drainTunnel(std::chrono::milliseconds delay) {
   TunnelState& t = *tunnel_;
   if (t.closing() || t.drainAt != Clock::time_point{}) return;
-  const auto now = Clock::now();
-  t.drainAt = now + delay;
-  // timeouts.drain counts from the drain (the reload, the SIGTERM), not from the 1012.
-  t.drainDeadline = now + runtime_->config->timeouts.drain;
-  t.drainReason = why;
+  t.drainAt = Clock::now() + delay;
+  // timeouts.drain counts from the drain (the reload, the SIGTERM), not from the 1012: what
+  // is left of it when the 1012 goes (drain_spread <= drain, so never negative).
+  const auto left = std::max(runtime_->config->timeouts.drain - delay, conf::Duration(0));
+  t.drainCutMs = static_cast<uint32_t>(std::min<int64_t>(left.count(), UINT32_MAX));
   armTunnelTimer();
 }
 
@@ -321,9 +321,11 @@ void Session::onTunnelTimeout() {
     }
   } else if (t.drainAt != Clock::time_point{} && now >= t.drainAt) {
     // 1012 tells the client to reconnect (to a backend still in service).
-    originateClose(cc::kServiceRestart, cc::kGoingAway, t.drainReason);
+    originateClose(cc::kServiceRestart, cc::kGoingAway,
+                   leaving() == Leave::No ? "backend drained" : leaveReason(leaving()));
     // Cut timeouts.close after the 1012 or at timeouts.drain from the drain, if sooner.
-    t.closeDeadline = std::min(t.closeDeadline, t.drainDeadline);
+    const auto cut = t.drainAt + std::chrono::milliseconds(t.drainCutMs);
+    t.closeDeadline = std::min(t.closeDeadline, cut);
     armTunnelTimer();
     return;
   } else if (now - lastActivity_ >= to.idle) {

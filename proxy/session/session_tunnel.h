@@ -26,12 +26,11 @@ struct Session::TunnelState {
   bool eof[2] = {};               // that side's stream ended, or its socket closed
   bool finPending[2] = {};        // pass a FIN toward that side once its output is written
   uint16_t closeCode = 0;         // the first close code seen or sent (0: none yet)
+  uint32_t drainCutMs = 0;        // drained: from drainAt to the cut at timeouts.drain
   std::string_view closeBy = "";  // "client", "backend" or "wsgate"
   std::chrono::steady_clock::time_point closeDeadline{};  // set once closing started
   std::chrono::steady_clock::time_point nextPing{};
-  std::chrono::steady_clock::time_point drainAt{};        // when close 1012 goes (set by a drain)
-  std::chrono::steady_clock::time_point drainDeadline{};  // cut then, at the latest
-  std::string_view drainReason = "";                      // "backend drained", "shutdown"...
+  std::chrono::steady_clock::time_point drainAt{};  // when close 1012 goes (set by a drain)
   uint64_t pingSeq = 0;
   int missedPongs = 0;
   bool pingOutstanding = false;
