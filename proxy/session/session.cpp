@@ -28,13 +28,6 @@ constexpr std::chrono::milliseconds kLingerTime{5000};
 
 using net::len;
 
-void setNoDelay(evutil_socket_t fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
-
 using net::retriable;
 
 // Feeds the front of `src` to a chunked decoder without copying it. Returns the number of
@@ -246,74 +239,46 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.requestRemaining = head.contentLength;
   ex_.requestDone = head.body == http::BodyKind::None;
   disarm();
-  evbuffer* input = this->input(kClient);
+  execute(decideRoute(*runtime_, head, clientIp_), head, headBytes);
+}
 
-  const conf::RouteConfig* route = runtime_->router.match(head);
+void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_t headBytes) {
+  evbuffer* input = this->input(kClient);
   // A local answer to a request with a body would have to discard that body first;
   // closing after the answer is simpler and loses nothing the client relies on.
   const bool canContinue = ex_.clientKeepAlive && ex_.requestDone;
-  if (route == nullptr) {
+  if (d.kind == RouteDecision::Kind::Refuse) {
     evbuffer_drain(input, headBytes);
-    answer(404, "no route for this request", "no route", canContinue);
+    answer(d.status, d.detail, d.reason, d.keepAliveAllowed && canContinue, d.extraHeaders);
     return;
   }
-  if (route->respond) {
+  if (d.kind == RouteDecision::Kind::Respond) {
     evbuffer_drain(input, headBytes);
-    const auto& r = *route->respond;
     std::string outText;
     http::appendLocalResponse(
-        {.status = r.status, .body = r.body, .keepAlive = canContinue, .headOnly = ex_.isHead},
+        {.status = d.status, .body = d.body, .keepAlive = canContinue, .headOnly = ex_.isHead},
         outText);
-    ex_.status = r.status;
+    ex_.status = d.status;
     ex_.bytesToClient += outText.size();
     evbuffer_add(output(kClient), outText.data(), outText.size());
-    logExchange("respond");
+    logExchange(d.reason);
     inExchange_ = false;
     if (canContinue) {
       awaitNextRequest();
     } else {
-      finishAndLinger("respond");
+      finishAndLinger(d.reason);
     }
     return;
   }
-  if (head.upgradeWebsocket) {
-    ws::Verdict v = ws::checkUpgradeRequest(head);
-    if (!v.ok) {
-      answer(v.status, v.reason, v.reason, false,
-             v.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "");
-      return;
-    }
+  const PoolEntry* pool = d.pool;
+  if (d.websocket) {
     ex_.websocket = true;
-    ex_.offer = std::make_unique<ws::Offer>(ws::offerOf(head));
+    ex_.offer = std::make_unique<ws::Offer>(std::move(d.offer));
   }
-  const PoolEntry* pool = runtime_->findPool(route->pool);
-  if (pool == nullptr) {  // conf validation makes this unreachable; answer rather than crash
-    answer(500, "route names an unknown pool", "unknown pool", false);
-    return;
-  }
-  ex_.pool = route->pool;
+  ex_.pool = d.poolName;
+  ex_.stickyKey = d.stickyKey;
+  ex_.cookieBackend = d.cookieBackend;
   const bool sticky = pool->config->sticky.has_value();
-  if (sticky) {
-    const conf::StickyConfig& st = *pool->config->sticky;
-    std::optional<std::string_view> value;
-    switch (st.source) {
-      case conf::StickySource::Cookie:
-        if (auto c = http::findCookie(head.headers, st.cookie.name)) {
-          ex_.cookieBackend = pool->pool->findByCookie(*c);
-        }
-        break;
-      case conf::StickySource::Header:
-        if (const http::Header* h = http::findHeader(head.headers, st.header)) value = h->value;
-        break;
-      case conf::StickySource::Query:
-        value = http::findQueryParam(head.query, st.query);
-        break;
-      case conf::StickySource::SourceIp:
-        value = clientIp_;
-        break;
-    }
-    if (value && !value->empty()) ex_.stickyKey = balancer::stickyKeyHash(*value);
-  }
   // A listener that asks for client certificates passes the verified subject on.
   std::string subject;
   if (listener_->config->tls && listener_->config->tls->clientCert != conf::ClientCertMode::Off &&
@@ -405,178 +370,7 @@ void Session::pumpRequestBody() {
   }
 }
 
-// ---- backend side --------------------------------------------------------------------
-
-std::optional<std::size_t> Session::pickBackend() {
-  balancer::Pool& pool = *backendPool_->pool;
-  balancer::PickRequest req{ex_.tried, ex_.stickyKey, Clock::now(), worker_.random()};
-  std::optional<std::size_t> idx;
-  if (ex_.cookieBackend && ex_.attempts == 0) {
-    idx = pool.pickPreferring(*ex_.cookieBackend, req);
-  } else if (ex_.stickyKey && backendPool_->config->policy != conf::Policy::Hash) {
-    idx = pool.pickSticky(*ex_.stickyKey, req);  // `hash` reads req.stickyKey itself
-  } else {
-    idx = pool.pick(req);
-  }
-  const auto& st = backendPool_->config->sticky;
-  if (idx && st && st->source == conf::StickySource::Cookie && st->cookie.insert &&
-      ex_.cookieBackend != idx) {
-    // A new or re-pinned client learns which backend it is on (by an opaque name).
-    ex_.setCookie = "Set-Cookie: " + st->cookie.name + "=" + pool.cookie(*idx) +
-                    "; Path=" + st->cookie.path + "; HttpOnly";
-    if (st->cookie.maxAge.count() > 0) {
-      ex_.setCookie += "; Max-Age=" + std::to_string(st->cookie.maxAge.count() / 1000);
-    }
-    ex_.setCookie += "\r\n";
-  } else if (idx) {
-    ex_.setCookie.clear();
-  }
-  return idx;
-}
-
-bool Session::poolFull() const {
-  const auto& backends = backendPool_->pool->backends();
-  for (std::size_t i = 0; i < backends.size(); ++i) {
-    if (i < ex_.tried.size() && ex_.tried[i]) continue;
-    const uint32_t limit = backends[i]->maxConnections();
-    if (limit == 0 || backends[i]->active() < limit) return false;
-  }
-  return !backends.empty();
-}
-
-void Session::connectBackend() {
-  const PoolEntry& entry = *backendPool_;
-  auto idx = pickBackend();
-  if (!idx) {
-    if (ex_.attempts == 0 && poolFull()) {
-      // Every backend is at max_connections: wait for a place, up to timeouts.queue.
-      if (waitInQueue()) return;
-      answer(503, "every backend of pool " + std::string(ex_.pool) + " is at max_connections",
-             "backends full", false);
-      return;
-    }
-    leaveQueue();
-    if (ex_.attempts == 0) {
-      answer(503, "no backend available in pool " + std::string(ex_.pool), "no backend available",
-             false);
-    } else {
-      answer(502, "every backend tried failed", "backends failed", false);
-    }
-    return;
-  }
-  ex_.tried[*idx] = true;
-  ++ex_.attempts;
-  ex_.usedBackend = true;
-  backendIndex_ = *idx;
-  const auto& backend = entry.pool->backends()[*idx];
-  backendName_ = backend->spec().pool + "/" + backend->spec().name;
-  lease_ = balancer::BackendLease(backend);
-  backendEof_ = false;
-  state_ = State::Connecting;
-  arm(Timer::Connect, entry.config->connectTimeout);
-  const net::SocketAddress& addr = entry.addresses[*idx];
-  const evutil_socket_t fd =
-      socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    onSocketError("backend socket", errno);
-    return;
-  }
-  if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {
-    const int error = errno;
-    evutil_closesocket(fd);
-    onSocketError("backend connect", error);
-    return;
-  }
-  leaveQueue();  // a request that waited for a place or a descriptor has one now
-  setNoDelay(fd);
-  openConn(kBackend, fd);
-  conn_[kBackend].connecting = true;
-  if (entry.tls) {
-    // Every WebSocket opens a new backend connection: resume the worker's last session
-    // with this backend instead of a full handshake each time.
-    conn_[kBackend].startTls(
-        entry.tls->newSsl(backend->spec().host, worker_.backendTlsSession(backend.get())));
-  }
-  // The request head goes out as soon as the socket takes it (on loopback, often at once):
-  // no round trip through the loop to learn that the connect went through.
-  evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
-  tryConnected();
-}
-
-void Session::tryConnected() {
-  const int r = conn_[kBackend].tryConnected(scratch(kBackend));  // the head is never empty
-  if (r == 0) return;  // still connecting: its event will say
-  if (r < 0) {
-    onConnectFailed(socketError());
-    return;
-  }
-  onBackendConnected();
-}
-
-bool Session::waitInQueue() {
-  const auto queue = runtime_->config->timeouts.queue;
-  if (ex_.queueDeadline == Clock::time_point{} && queue.count() > 0 && worker_.enterQueue()) {
-    ex_.queueDeadline = Clock::now() + queue;
-  }
-  if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
-    state_ = State::Connecting;
-    arm(Timer::Queue, std::chrono::milliseconds(20));  // polled: places free up on any worker
-    return true;
-  }
-  leaveQueue();
-  return false;
-}
-
-void Session::onSocketError(std::string_view what, int error) {
-  if (!net::isLocalShortage(error)) {
-    onConnectFailed(std::strerror(error));
-    return;
-  }
-  // wsgate's own shortage, not the backend's fault: the backend is not marked down (that
-  // would turn a descriptor shortage into "no backend available" for every request), the
-  // attempt does not count, and the request waits as for a full pool (a closing connection
-  // frees a descriptor), then gets 503.
-  ex_.tried[backendIndex_] = false;
-  --ex_.attempts;
-  releaseBackend();
-  const bool first = ex_.queueDeadline == Clock::time_point{};  // not yet waiting
-  const bool waits = waitInQueue();
-  if (first) {  // once per request, not per retry
-    worker_.noteShortage(what, error);
-    log().info("[s{} {} connect b={}] {} failed: {}{}", id_, clientAddr_, backendName_, what,
-               std::strerror(error), waits ? "; waiting for one to free up" : "");
-  }
-  if (waits) return;
-  std::string_view lack = "file descriptor left";
-  if (error == EADDRNOTAVAIL || error == EAGAIN) lack = "free local port";
-  if (error == ENOBUFS || error == ENOMEM) lack = "memory left";
-  answer(503, "wsgate has no " + std::string(lack) + " for a backend connection",
-         "out of resources", false);
-}
-
-void Session::onConnectFailed(std::string_view why) {
-  leaveQueue();
-  log().info("[s{} {} connect b={}] failed: {}", id_, clientAddr_, backendName_, why);
-  if (lease_) lease_->markDown(Clock::now(), backendPool_->pool->options().backoff);
-  releaseBackend();
-  const uint32_t maxAttempts = 1 + backendPool_->config->retries;
-  if (ex_.attempts < maxAttempts) {
-    connectBackend();
-    return;
-  }
-  answer(502, "backend connect failed: " + std::string(why), "backend connect failed", false);
-}
-
-void Session::onBackendConnected() {
-  if (ex_.reusedBackend) {
-    evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
-  } else {
-    lease_->markUp(Clock::now());  // its head is on its way already (connectBackend)
-  }
-  state_ = State::AwaitingResponse;
-  arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);
-  if (!ex_.requestDone) pumpRequestBody();
-}
+// ---- backend side (picking and connecting: session_backend.cpp) ---------------------
 
 void Session::onBackendEof(bool reset) {
   switch (state_) {
@@ -890,12 +684,6 @@ void Session::adoptCurrentSnapshot() {
   }
   runtime_ = current;
   listener_ = listener;
-}
-
-void Session::leaveQueue() {
-  if (ex_.queueDeadline == Clock::time_point{}) return;
-  ex_.queueDeadline = {};
-  worker_.leaveQueue();
 }
 
 void Session::close(std::string_view reason) {

@@ -32,6 +32,7 @@
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
 #include "proxy/session/frame_relay.h"
+#include "proxy/session/route_decision.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
@@ -193,6 +194,9 @@ private:
   // HTTP request side.
   void readHead();
   void onHeadComplete(const http::RequestHead& head, std::size_t headBytes);
+  // Carries out what decideRoute chose: a local answer, or the request forwarded to a pool
+  // (a kept-alive backend connection reused, or a backend picked and connected).
+  void execute(RouteDecision decision, const http::RequestHead& head, std::size_t headBytes);
   void pumpRequestBody();
   // Backend side.
   void connectBackend();
