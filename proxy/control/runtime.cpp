@@ -66,7 +66,13 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     if (r.match.host) routeHosts.push_back(*r.match.host);
   }
   for (const auto& l : config->listeners) {
-    ListenerEntry entry{&l, nullptr, listenerKey(l)};
+    ListenerEntry entry{&l, nullptr, listenerKey(l), {}};
+    auto address = net::resolve(l.listen, error);
+    if (!address) {
+      error = l.mark.str() + ": listener " + l.name + ": " + error;
+      return nullptr;
+    }
+    entry.address = *address;
     if (l.tls) entry.tls = tls::ServerContext::build(*l.tls, routeHosts, tlsErrors, tlsWarnings);
     rt->listeners.push_back(std::move(entry));
   }

@@ -26,7 +26,8 @@ struct PoolEntry {
 struct ListenerEntry {
   const conf::ListenerConfig* config = nullptr;
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain TCP
-  std::string key;  // listenerKey(): what a reload keeps the listener's sockets by
+  std::string key;             // listenerKey(): what a reload keeps the listener's sockets by
+  net::SocketAddress address;  // resolved when the snapshot was built
 };
 
 struct Runtime {
@@ -43,13 +44,12 @@ struct Runtime {
 
 using RuntimePtr = std::shared_ptr<const Runtime>;
 
-// Resolves backend addresses, builds pools and TLS contexts. Backends whose identity is
-// unchanged from `previous` keep their Backend object (active count, leases, health); their
-// new weight and max_connections are applied by applyTunables when the snapshot is
-// published, so a reload that fails leaves the running one untouched. nullptr with
-// `error` set (one "FILE:LINE:COL: message" per line) when an address cannot be resolved or
-// a certificate or key cannot be used; `warnings` get the same form (an expired
-// certificate, one without a route's host name).
+// Resolves listener and backend addresses, builds pools and TLS contexts. Backends whose identity
+// is unchanged from `previous` keep their Backend object (active count, leases, health); their new
+// weight and max_connections are applied by applyTunables when the snapshot is published, so a
+// reload that fails leaves the running one untouched. nullptr with `error` set (one "FILE:LINE:COL:
+// message" per line) when an address cannot be resolved or a certificate or key cannot be used;
+// `warnings` get the same form (an expired certificate, one without a route's host name).
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
                         std::string& error, std::vector<std::string>& warnings);
 

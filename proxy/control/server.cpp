@@ -126,7 +126,6 @@ struct Server::Prepared {
   SnapshotDiff diff;
   // Sockets of the listeners the reload opens: one per worker, by key.
   std::map<std::string, std::vector<int>> opened;
-  std::map<std::string, net::SocketAddress> addresses;
 
   ~Prepared() {
     for (auto& [key, fds] : opened) closeAll(fds);
@@ -145,12 +144,6 @@ static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
   }
   auto config = std::make_shared<const conf::Config>(std::move(*r.config));
   std::string error;
-  for (const auto& l : config->listeners) {
-    if (!net::resolve(l.listen, error)) {
-      errors.push_back(l.mark.str() + ": listener " + l.name + ": " + error);
-    }
-  }
-  if (!errors.empty()) return nullptr;
   RuntimePtr rt = buildRuntime(config, previous, error, warnings);
   if (!rt) {
     std::size_t start = 0;
@@ -277,19 +270,14 @@ bool Server::openListeners(std::vector<std::vector<Worker::ListenerSocket>>& per
   std::string error;
   for (const ListenerEntry& entry : current_->listeners) {
     const conf::ListenerConfig& l = *entry.config;
-    auto address = net::resolve(l.listen, error);
-    if (!address) {
-      std::cerr << l.mark.str() << ": listener " << l.name << ": " << error << "\n";
-      failed = true;
-      break;
-    }
+    const net::SocketAddress& address = entry.address;
     std::vector<int> fds;
     for (auto it = inherited.begin(); it != inherited.end();) {
       // By address; a listener on port 0 (any free port) by its name, which a handover
       // passes in LISTEN_FDNAMES.
       const bool byName =
-          l.listen.port == 0 && it->name == l.name && it->address.ip() == address->ip();
-      if (it->address.str() == address->str() || byName) {
+          l.listen.port == 0 && it->name == l.name && it->address.ip() == address.ip();
+      if (it->address.str() == address.str() || byName) {
         fds.push_back(it->fd);
         it = inherited.erase(it);
       } else {
@@ -303,19 +291,14 @@ bool Server::openListeners(std::vector<std::vector<Worker::ListenerSocket>>& per
       for (std::size_t i = fds.size(); i < workers; ++i) {
         fds.push_back(fcntl(fds[i % fds.size()], F_DUPFD_CLOEXEC, 3));
       }
-    } else if (!openSockets(l, *address, workers, fds, error)) {
+    } else if (!openSockets(l, address, workers, fds, error)) {
       std::cerr << error << "\n";
       failed = true;
       break;
     }
-    Listener& kept = listeners_[entry.key];
-    kept.address = net::localAddress(fds.front()).value_or(*address);
-    for (std::size_t i = 0; i < fds.size(); ++i) {
+    for (std::size_t i = 0; i < fds.size(); ++i)
       perWorker[i % workers].push_back({entry.key, fds[i]});
-      kept.fds.push_back(fcntl(fds[i], F_DUPFD_CLOEXEC, 3));
-    }
-    log().info("listening listener={} address={}{}{}", l.name, kept.address.str(),
-               l.tls ? " tls" : "", handedOver ? " (inherited)" : "");
+    keepListener(entry, fds, handedOver);
     if (l.tls && l.tls->ktls) {
       // Said once at start, not per connection: the fallback is quiet.
       log().info(
@@ -335,6 +318,14 @@ bool Server::openListeners(std::vector<std::vector<Worker::ListenerSocket>>& per
     }
   }
   return !failed;
+}
+
+void Server::keepListener(const ListenerEntry& entry, const std::vector<int>& fds, bool inherited) {
+  Listener& kept = listeners_[entry.key];
+  kept.address = net::localAddress(fds.front()).value_or(entry.address);
+  for (int fd : fds) kept.fds.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  log().info("listening listener={} address={}{}{}", entry.config->name, kept.address.str(),
+             entry.tls ? " tls" : "", inherited ? " (inherited)" : "");
 }
 
 void Server::installSignals() {
@@ -403,16 +394,11 @@ std::unique_ptr<Server::Prepared> Server::prepare(RuntimePtr previous) const {
   p->diff = diff(*previous->config, *p->runtime->config);
   for (std::size_t i : p->diff.listenersOpened) {
     const ListenerEntry& entry = p->runtime->listeners[i];
-    const conf::ListenerConfig& l = *entry.config;
     std::string error;
-    auto address = net::resolve(l.listen, error);
     std::vector<int> fds;
-    if (!address) {
-      p->errors.push_back(l.mark.str() + ": listener " + l.name + ": " + error);
-    } else if (!openSockets(l, *address, workers_.size(), fds, error)) {
+    if (!openSockets(*entry.config, entry.address, workers_.size(), fds, error)) {
       p->errors.push_back(error);
     } else {
-      p->addresses[entry.key] = net::localAddress(fds.front()).value_or(*address);
       p->opened[entry.key] = std::move(fds);
     }
   }
@@ -495,13 +481,8 @@ ReloadOutcome Server::publish(Prepared& p) {
     workers_[w]->post([a = std::move(a)](Worker& worker) mutable { worker.adopt(std::move(a)); });
   }
   for (auto& [key, fds] : p.opened) {
-    Listener& l = listeners_[key];
-    l.address = p.addresses[key];
-    for (int fd : fds) l.fds.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+    keepListener(*next->findListener(key), fds, false);
     fds.clear();  // the workers own them now
-    const ListenerEntry* entry = next->findListener(key);
-    log().info("listening listener={} address={}{}", entry->config->name, l.address.str(),
-               entry->tls ? " tls" : "");
   }
   for (const std::string& key : closed) {
     auto it = listeners_.find(key);

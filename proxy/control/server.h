@@ -77,6 +77,9 @@ private:
   // (perWorker's size). False, with the reason on stderr, when one cannot be opened.
   bool openListeners(std::vector<std::vector<Worker::ListenerSocket>>& perWorker);
   void installSignals();
+  // Records a listener the workers now serve through `fds` (one per worker): a duplicate of
+  // each for a binary upgrade, the bound address; logs the "listening" line.
+  void keepListener(const ListenerEntry& entry, const std::vector<int>& fds, bool inherited);
   // The work of the reload thread: everything that may block or fail, no shared state.
   std::unique_ptr<Prepared> prepare(RuntimePtr previous) const;
   void onReloadPrepared();

@@ -33,9 +33,7 @@ Worker::Worker(int index, int workerCount, RuntimePtr runtime,
       workerCount_(workerCount),
       base_(newEdgeTriggeredBase()),
       runtime_(std::move(runtime)) {
-  const uint64_t limit = runtime_->config->limits.maxConnections;
-  // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
-  maxSessions_ = static_cast<std::size_t>((limit + workerCount - 1) / workerCount);
+  setMaxSessions();
   for (ListenerSocket& l : listeners) openListener(std::move(l));
   mailEvent_.reset(event_new(base_.get(), -1, 0, &Worker::onMailCb, this));
   reaper_.reset(event_new(base_.get(), -1, 0, &Worker::onReapCb, this));
@@ -116,8 +114,7 @@ void Worker::openListener(ListenerSocket socket) {
 
 void Worker::adopt(Adoption a) {
   runtime_ = std::move(a.runtime);
-  const uint64_t limit = runtime_->config->limits.maxConnections;
-  maxSessions_ = static_cast<std::size_t>((limit + workerCount_ - 1) / workerCount_);
+  setMaxSessions();
   std::unordered_set<std::string> closed(a.closed.begin(), a.closed.end());
   for (const std::string& key : a.closed) listeners_.erase(key);  // closes this worker's socket
   for (auto& [key, l] : listeners_) l->entry = runtime_->findListener(key);
@@ -125,8 +122,7 @@ void Worker::adopt(Adoption a) {
   if (shuttingDown_) {
     for (auto& [key, l] : listeners_) l->acceptor->setEnabled(false);
   }
-  std::unordered_set<const balancer::Backend*> removed;
-  for (const auto& b : a.removed) removed.insert(b.get());
+  const auto removed = backendSet(a.removed);
   for (Session* s : openSessions()) {
     if (closed.contains(s->listenerKey())) {
       s->drain(drainDelay(*runtime_), Session::Leave::ListenerClosed);
@@ -138,9 +134,21 @@ void Worker::adopt(Adoption a) {
 }
 
 void Worker::drainBackends(const std::vector<balancer::BackendPtr>& backends) {
+  const auto set = backendSet(backends);
+  for (Session* s : openSessions()) s->drainIfOn(set, drainDelay(*runtime_));
+}
+
+std::unordered_set<const balancer::Backend*> Worker::backendSet(
+    const std::vector<balancer::BackendPtr>& backends) {
   std::unordered_set<const balancer::Backend*> set;
   for (const auto& b : backends) set.insert(b.get());
-  for (Session* s : openSessions()) s->drainIfOn(set, drainDelay(*runtime_));
+  return set;
+}
+
+void Worker::setMaxSessions() {
+  // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
+  const uint64_t limit = runtime_->config->limits.maxConnections;
+  maxSessions_ = static_cast<std::size_t>((limit + workerCount_ - 1) / workerCount_);
 }
 
 void Worker::beginShutdown() {

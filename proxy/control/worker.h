@@ -129,6 +129,10 @@ private:
   void readMail();
   void onAccept(const ListenerEntry* listener, int fd, const sockaddr* peer, socklen_t len);
   void openListener(ListenerSocket socket);
+  // maxSessions_ from the snapshot's limits.max_connections.
+  void setMaxSessions();
+  static std::unordered_set<const balancer::Backend*> backendSet(
+      const std::vector<balancer::BackendPtr>& backends);
   void reap();
   void updateAccepting();
   void flushBatch();

@@ -668,14 +668,8 @@ void Session::adoptCurrentSnapshot() {
     // snapshot's pool of the same name (a kept backend is the same object).
     const balancer::Backend* backend = backendPool_->pool->backends()[backendIndex_].get();
     const PoolEntry* pool = current->findPool(backendPool_->config->name);
-    std::optional<std::size_t> index;
-    if (pool != nullptr) {
-      const auto& backends = pool->pool->backends();
-      for (std::size_t i = 0; i < backends.size(); ++i) {
-        if (backends[i].get() == backend) index = i;
-      }
-    }
-    if (index) {
+    const auto index = pool != nullptr ? pool->pool->find(backend->spec().name) : std::nullopt;
+    if (index && pool->pool->backends()[*index].get() == backend) {
       backendPool_ = pool;
       backendIndex_ = *index;
     } else {

@@ -710,3 +710,67 @@ def test_a_kept_alive_connection_takes_the_new_routes_at_its_next_request_and_a_
     assert kept_alive.read_response().status == 403
     echoes(tunnel)
     close_websocket(tunnel)
+
+
+# --- what a reload cannot change, and health checks -------------------------------------------
+
+
+def test_a_workers_change_is_reported_as_needing_a_restart_and_the_rest_applies(
+        start_wsgate, echo_backend, connect):
+    a = echo_backend("a")
+
+    def config(workers, body):
+        return with_admin(gateway_config(
+            [route(respond=(200, body), path_prefix="/probe"), route("app")],
+            {"app": pool(a)}, workers=workers))
+
+    gate = start_wsgate(config(2, "before\n"))
+    port = admin_port(gate)
+    status, answer = reload(gate, port, config(1, "after\n"))
+    assert status == 200, (status, answer)
+    assert (answer["result"], answer["needs_restart"]) == ("ok", ["workers: 2 -> 1"]), answer
+    gate.wait_line(r"reload: workers: 2 -> 1 needs a restart; the rest of the reload applies")
+    conn = connect(gate.port)
+    response = conn.request("GET", "/probe")
+    assert (response.status, response.body) == (200, b"after\n")
+    assert status_of(port)["workers"] == 2  # still running with the workers it started with
+
+
+def test_health_checks_follow_a_reload_kept_backends_keep_their_state_removed_checks_stop(
+        start_wsgate, fake_backend):
+    from test_health import health_controlled
+    a = fake_backend(health_controlled, name="a")
+    b = fake_backend(health_controlled, name="b")
+    b.note("healthy", False)
+
+    def config(health, weight_b=1):
+        cfg = gateway_config([route("app")], {"app": pool(a, b)})
+        cfg["pools"]["app"]["backends"][1]["weight"] = weight_b
+        if health:
+            cfg["pools"]["app"]["health"] = {"path": "/health", "interval": "100ms",
+                                             "timeout": "80ms", "rise": 1, "fall": 1}
+        return with_admin(cfg)
+
+    def health_up(port):
+        return {x["name"]: x["health_up"] for x in status_of(port)["pools"]["app"]["backends"]}
+
+    gate = start_wsgate(config(True))
+    port = admin_port(gate)
+    wait_for(lambda: health_up(port) == {"a": True, "b": False}, what="b down by its probes")
+
+    # Checks kept, b kept (a weight edit): it stays down, probed as before.
+    reload_ok(gate, port, config(True, weight_b=2), 2,
+              "listeners kept=1 opened=0 closed=0 backends kept=2 added=0 removed=0 updated=1")
+    assert health_up(port) == {"a": True, "b": False}
+    probes = b.accepted
+    wait_for(lambda: b.accepted > probes, what="b probed after the reload")
+
+    # Checks removed: nothing says b is down any more, and nothing probes it.
+    reload_ok(gate, port, config(False, weight_b=2), 3,
+              "listeners kept=1 opened=0 closed=0 backends kept=2 added=0 removed=0 updated=0")
+    assert health_up(port) == {"a": True, "b": True}
+    probes = b.accepted
+    time.sleep(0.5)  # five probe intervals in which no probe may come
+    # At most the one already connecting when the reload landed (counted by the backend's
+    # accept thread a moment later); running checks would have sent about five.
+    assert b.accepted - probes <= 1, f"{b.accepted - probes} probes after the checks were removed"

@@ -188,3 +188,22 @@ def test_a_signal_wsgate_does_not_act_on_kills_no_session(start_wsgate, echo_bac
     session.send_frame(wsproto.OP_TEXT, b"alive")
     assert session.recv_message() == (wsproto.OP_TEXT, b"alive")
     assert gate.running()
+
+
+def test_sigusr1_reopens_the_access_log_file_after_logrotate_moved_it(start_wsgate, echo_backend,
+                                                                      connect, tmp_path):
+    access = tmp_path / "access.log"
+    cfg = gateway_config([route("app")], {"app": pool(echo_backend("a"))}, workers=1)
+    cfg["log"] = {"level": "info", "access": str(access), "format": "json"}
+    gate = start_wsgate(cfg)
+    assert connect(gate.port).request("GET", "/before", (("Connection", "close"),)).status == 200
+    wait_for(lambda: access.exists() and "/before" in access.read_text(), what="the first line")
+    rotated = tmp_path / "access.log.1"
+    os.rename(access, rotated)  # what logrotate does (without copytruncate)
+    gate.proc.send_signal(signal.SIGUSR1)
+    gate.wait_line(r"SIGUSR1: access log reopened")
+    assert connect(gate.port).request("GET", "/after", (("Connection", "close"),)).status == 200
+    wait_for(lambda: access.exists() and "/after" in access.read_text(),
+             what="the next line in a new file at the configured path")
+    assert "/after" not in rotated.read_text()
+    assert "/before" in rotated.read_text() and "/before" not in access.read_text()

@@ -92,5 +92,21 @@ TEST(Runtime, FindsListenersByKey) {
   EXPECT_EQ(rt->findListener("127.0.0.1:0"), nullptr);
 }
 
+TEST(Runtime, ResolvesListenerAddressesOnceAndNamesAnUnresolvableOne) {
+  RuntimePtr rt = build(kAB, nullptr);
+  EXPECT_EQ(rt->findListener("127.0.0.1:18443")->address.str(), "127.0.0.1:18443");
+  conf::LoadResult r = conf::loadString(
+      "listeners:\n  - { name: public, listen: 'no-such-host.invalid:8080' }\n"
+      "routes:\n  - { match: { path_prefix: / }, respond: { status: 200 } }\n",
+      "t.yaml");
+  ASSERT_TRUE(r.ok());
+  std::string error;
+  std::vector<std::string> warnings;
+  EXPECT_EQ(buildRuntime(std::make_shared<const conf::Config>(std::move(*r.config)), nullptr, error,
+                         warnings),
+            nullptr);
+  EXPECT_TRUE(error.starts_with("t.yaml:2:29: listener public: cannot resolve")) << error;
+}
+
 }  // namespace
 }  // namespace wsgate::proxy
