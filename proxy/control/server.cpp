@@ -176,12 +176,7 @@ Server::Server(std::string configPath) : configPath_(std::move(configPath)) {}
 
 Server::~Server() {
   if (reloadThread_.joinable()) reloadThread_.join();
-  admin_.reset();
-  health_.reset();
-  watch_.reset();
-  for (auto& w : workers_) w->stop();
-  for (auto& t : threads_) t.join();
-  workers_.clear();
+  stopAll();
   for (auto& [key, l] : listeners_) closeAll(l.fds);
   if (successorReady_ >= 0) ::close(successorReady_);
 }
@@ -345,6 +340,12 @@ int Server::run() {
   evthread_use_pthreads();  // workers get mail and stops from this thread
   if (!start()) return 1;
   event_base_dispatch(base_.get());
+  stopAll();
+  log().info("stopped");
+  return 0;
+}
+
+void Server::stopAll() {
   admin_.reset();
   health_.reset();
   watch_.reset();
@@ -352,8 +353,6 @@ int Server::run() {
   for (auto& t : threads_) t.join();
   threads_.clear();
   workers_.clear();
-  log().info("stopped");
-  return 0;
 }
 
 // ---- reload -------------------------------------------------------------------------------

@@ -91,6 +91,8 @@ private:
   void beginShutdown(std::string_view why);
   void checkDrained();
   void exitNow();
+  // Admin, health checks and the watch go; the workers stop (cutting what is left) and join.
+  void stopAll();
   void upgradeBinary();
   void onSuccessorReady();
   void reapChildren();
