@@ -99,7 +99,11 @@ struct RouteConfig {
   RouteMatch match;
   std::string pool;  // set unless `respond` is
   std::optional<Respond> respond;
-  Mark mark;  // of the route entry
+  // `lua:` — the script's function that may override the decision (on_request); the route's
+  // sessions also run on_open, on_message and on_close when the script defines them.
+  std::string lua;
+  Mark luaMark;  // of the lua value
+  Mark mark;     // of the route entry
 };
 
 enum class Policy { RoundRobin, LeastConn, RandomTwo, Hash };
@@ -180,6 +184,14 @@ struct Limits {
   uint64_t maxQueue = 1'000;  // per worker: requests waiting in timeouts.queue; 0 = no queue
 };
 
+// `scripting:` — the Lua file whose functions routes with `lua:` call (docs/lua.md).
+struct ScriptingConfig {
+  std::string file;  // relative to the working directory, as certificates are
+  uint64_t instructionLimit = 1'000'000;  // per hook call
+  uint64_t memoryLimit = 64ull << 20;     // bytes per worker's Lua state
+  Mark mark;                              // of the file value
+};
+
 struct AdminConfig {
   HostPort listen;  // port 0 allowed (tests)
   Mark mark;        // of the listen value
@@ -197,6 +209,7 @@ struct Config {
   Limits limits;
   WebSocketConfig websocket;
   std::optional<AdminConfig> admin;  // nullopt: no admin endpoint
+  std::optional<ScriptingConfig> scripting;
 
   const PoolConfig* findPool(std::string_view name) const;
 };

@@ -40,6 +40,7 @@ constexpr uint64_t kGiB = 1024 * kMiB;
 constexpr Duration kMaxDuration = 24h;
 constexpr Duration kMinPingInterval = 100ms;  // below this, pings are traffic, not keepalive
 constexpr uint64_t kMaxWorkers = 256;
+constexpr uint64_t kMaxLuaInstructions = 1'000'000'000;
 constexpr uint64_t kMaxWeight = 256;
 constexpr uint64_t kMaxRetries = 10;
 constexpr uint64_t kMaxConnections = 10'000'000;
@@ -69,6 +70,14 @@ struct Field {
   Visit read;
   bool required = false;
 };
+
+// A Lua identifier: what a global function can be named.
+bool isLuaName(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -499,7 +508,8 @@ private:
   // `wsgate --check`; what it holds (PEM, a key matching its certificate) is checked in
   // proxy/tls, which knows what each file must contain. A relative path is relative to the
   // working directory, as `log.access` is, not to the config file.
-  std::optional<std::string> readablePath(const Entry& e) {
+  std::optional<std::string> readablePath(const Entry& e,
+                                          std::string_view what = "certificate file") {
     auto s = text(e);
     if (!s) return std::nullopt;
     if (s->empty() || hasControl(*s)) {
@@ -510,14 +520,15 @@ private:
     const int fd = ::open(s->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
       const int err = errno;
-      error(where(e), "cannot read certificate file " + quote(*s) + ": " + std::strerror(err));
+      error(where(e), "cannot read " + std::string(what) + " " + quote(*s) + ": " +
+                          std::strerror(err));
       return std::nullopt;
     }
     struct stat st {};
     const bool isDirectory = ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
     ::close(fd);
     if (isDirectory) {
-      error(where(e), "cannot read certificate file " + quote(*s) + ": it is a directory");
+      error(where(e), "cannot read " + std::string(what) + " " + quote(*s) + ": it is a directory");
       return std::nullopt;
     }
     return s;
@@ -575,6 +586,7 @@ private:
   void readTimeouts(const Entry& e);
   void readLimits(const Entry& e);
   void readAdmin(const Entry& e);
+  void readScripting(const Entry& e);
   void crossCheck(const YAML::Node& root);
 
   std::string file_;
@@ -598,6 +610,7 @@ private:
   std::optional<YAML::Mark> drainSpreadMark_;
   std::optional<YAML::Mark> maxUriMark_;
   std::optional<YAML::Mark> adminListenMark_;
+  std::optional<YAML::Mark> luaRoute_;  // the last route's `lua:` (needs `scripting:`)
 };
 
 LoadResult Loader::load(std::string_view yaml) {
@@ -691,7 +704,7 @@ void Loader::readTop(const YAML::Node& root) {
                  });
            }},
           {"admin", [&](const Entry& e) { readAdmin(e); }},
-          {"scripting", nullptr},
+          {"scripting", [&](const Entry& e) { readScripting(e); }},
       });
 }
 
@@ -913,9 +926,25 @@ void Loader::readRoute(const Entry& e) {
                                     hasRespond = true;
                                     readRespond(v, route.respond.emplace());
                                   }},
-                                 {"lua", nullptr},
+                                 {"lua",
+                                  [&](const Entry& v) {
+                                    auto s = text(v);
+                                    if (!s) return;
+                                    if (!isLuaName(*s)) {
+                                      error(where(v), "'lua' must name a Lua function "
+                                                      "(letters, digits, '_'), got " + quote(*s));
+                                      return;
+                                    }
+                                    route.lua = *s;
+                                    route.luaMark = toMark(where(v));
+                                    luaRoute_ = where(v);
+                                  }},
                              });
   if (!isMap) return;
+  if (hasRespond && !route.lua.empty()) {
+    error(where(e), "route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' "
+                    "(it can answer locally itself, with 'status')");
+  }
   if (hasPool && hasRespond) {
     error(where(e), "route has both 'pool' and 'respond': it either forwards or answers, not both");
   } else if (!hasPool && !hasRespond) {
@@ -1462,6 +1491,30 @@ void Loader::readLimits(const Entry& e) {
           });
 }
 
+void Loader::readScripting(const Entry& e) {
+  ScriptingConfig scripting;
+  bool hasFile = false;
+  walkMap(e, "scripting",
+          {
+              {"file",
+               [&](const Entry& v) {
+                 auto path = readablePath(v, "Lua script");
+                 if (!path) return;
+                 scripting.file = std::move(*path);
+                 scripting.mark = toMark(where(v));
+                 hasFile = true;
+               },
+               true},
+              {"instruction_limit",
+               [&](const Entry& v) {
+                 assign(scripting.instructionLimit, integer(v, 1000, kMaxLuaInstructions));
+               }},
+              {"memory_limit",
+               [&](const Entry& v) { assign(scripting.memoryLimit, size(v, kMiB, kGiB)); }},
+          });
+  if (hasFile) config_.scripting = std::move(scripting);
+}
+
 void Loader::readAdmin(const Entry& e) {
   AdminConfig admin;
   bool hasListen = false;
@@ -1495,6 +1548,10 @@ void Loader::crossCheck(const YAML::Node& root) {
     error(ref.mark, "unknown pool " + quote(ref.name) +
                         (defined.empty() ? std::string(" (no pools are defined)")
                                          : suggestion(ref.name, defined)));
+  }
+  if (luaRoute_ && !config_.scripting) {
+    error(*luaRoute_, "a route has 'lua' but there is no 'scripting' section naming the file "
+                      "that defines it");
   }
   if (config_.admin && adminListenMark_ && config_.admin->listen.port != 0) {
     const HostPort& admin = config_.admin->listen;

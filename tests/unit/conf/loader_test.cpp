@@ -512,13 +512,29 @@ const BadCase kBadCases[] = {
     {"NonScalarKey", "? [a]\n: 1", "1:3: keys in 'config' must be strings, got a list"},
 
     // Keys interface.md defines that this version refuses rather than ignores.
-    {"ScriptingNotYet", "scripting: {file: a.lua}",
-     "1:1: 'scripting' is not supported yet by this version of wsgate"},
+    {"ScriptingWithoutFile", "scripting: {instruction_limit: 5000}",
+     "1:12: scripting is missing 'file'"},
+    {"ScriptingFileMissing", "scripting: {file: /nonexistent/route.lua}",
+     "1:19: cannot read Lua script '/nonexistent/route.lua': No such file or directory"},
+    {"ScriptingInstructionLimitTooLow", "scripting: {file: /dev/null, instruction_limit: 10}",
+     "1:49: 'instruction_limit' must be between 1000 and 1000000000, got 10"},
+    {"ScriptingMemoryLimitTooLow", "scripting: {file: /dev/null, memory_limit: 1000}",
+     "1:44: 'memory_limit' must be between 1MiB and 1GiB, got '1000'"},
+    {"ScriptingUnknownKey", "scripting: {file: /dev/null, instructions: 5}",
+     "1:30: unknown key 'instructions' in scripting"},
     {"ProxyProtocolTrueNotYet",
      "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
      "2:38: 'proxy_protocol: true' is not supported yet by this version of wsgate"},
-    {"RouteLuaNotYet", "routes:\n  - {respond: {}, lua: on_request}",
-     "2:19: 'lua' is not supported yet by this version of wsgate"},
+    {"RouteLuaWithRespond",
+     "scripting: {file: /dev/null}\nroutes:\n  - {respond: {}, lua: on_request}",
+     "3:5: route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' (it can "
+     "answer locally itself, with 'status')"},
+    {"RouteLuaNotAName", "scripting: {file: /dev/null}\npools: {p: {backends: [{name: a, address: 'h:1'}]}}\n"
+     "routes:\n  - {pool: p, lua: 'a.b'}",
+     "4:20: 'lua' must name a Lua function (letters, digits, '_'), got 'a.b'"},
+    {"RouteLuaWithoutScripting", "pools: {p: {backends: [{name: a, address: 'h:1'}]}}\nroutes:\n  - {pool: p, lua: on_request}",
+     "3:20: a route has 'lua' but there is no 'scripting' section naming the file that defines "
+     "it"},
     {"UnknownPolicy",
      "pools:\n  p:\n    policy: round-robin\n    backends: [{name: a, address: 'h:1'}]",
      "3:13: unknown policy 'round-robin', did you mean 'round_robin'? (round_robin, "
