@@ -186,7 +186,7 @@ struct Limits {
 
 // `scripting:` — the Lua file whose functions routes with `lua:` call (docs/lua.md).
 struct ScriptingConfig {
-  std::string file;  // relative to the working directory, as certificates are
+  std::string file;                       // relative to the working directory, as certificates are
   uint64_t instructionLimit = 1'000'000;  // per hook call
   uint64_t memoryLimit = 64ull << 20;     // bytes per worker's Lua state
   Mark mark;                              // of the file value

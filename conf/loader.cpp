@@ -520,8 +520,8 @@ private:
     const int fd = ::open(s->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
       const int err = errno;
-      error(where(e), "cannot read " + std::string(what) + " " + quote(*s) + ": " +
-                          std::strerror(err));
+      error(where(e),
+            "cannot read " + std::string(what) + " " + quote(*s) + ": " + std::strerror(err));
       return std::nullopt;
     }
     struct stat st {};
@@ -931,8 +931,10 @@ void Loader::readRoute(const Entry& e) {
                                     auto s = text(v);
                                     if (!s) return;
                                     if (!isLuaName(*s)) {
-                                      error(where(v), "'lua' must name a Lua function "
-                                                      "(letters, digits, '_'), got " + quote(*s));
+                                      error(where(v),
+                                            "'lua' must name a Lua function "
+                                            "(letters, digits, '_'), got " +
+                                                quote(*s));
                                       return;
                                     }
                                     route.lua = *s;
@@ -942,8 +944,9 @@ void Loader::readRoute(const Entry& e) {
                              });
   if (!isMap) return;
   if (hasRespond && !route.lua.empty()) {
-    error(where(e), "route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' "
-                    "(it can answer locally itself, with 'status')");
+    error(where(e),
+          "route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' "
+          "(it can answer locally itself, with 'status')");
   }
   if (hasPool && hasRespond) {
     error(where(e), "route has both 'pool' and 'respond': it either forwards or answers, not both");
@@ -1550,8 +1553,9 @@ void Loader::crossCheck(const YAML::Node& root) {
                                          : suggestion(ref.name, defined)));
   }
   if (luaRoute_ && !config_.scripting) {
-    error(*luaRoute_, "a route has 'lua' but there is no 'scripting' section naming the file "
-                      "that defines it");
+    error(*luaRoute_,
+          "a route has 'lua' but there is no 'scripting' section naming the file "
+          "that defines it");
   }
   if (config_.admin && adminListenMark_ && config_.admin->listen.port != 0) {
     const HostPort& admin = config_.admin->listen;

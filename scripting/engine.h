@@ -33,6 +33,8 @@ public:
 
   const Script& script() const { return *script_; }
   bool hasOnMessage() const { return hasOnMessage_; }
+  bool hasOnOpen() const { return hasOnOpen_; }
+  bool hasOnClose() const { return hasOnClose_; }
 
   // Calls the global `function` (a route's `lua:`) with the request table.
   RequestResult onRequest(const std::string& function, const Request& req);

@@ -1,6 +1,7 @@
 #include "proxy/control/runtime.h"
 
 #include "proxy/control/snapshot_diff.h"
+#include "proxy/log.h"
 
 namespace wsgate::proxy {
 namespace {
@@ -31,11 +32,58 @@ balancer::BackendPtr reuseOrCreate(const Runtime* previous, balancer::BackendSpe
   return std::make_shared<balancer::Backend>(std::move(spec));
 }
 
+void logFromLua(scripting::LogLevel level, std::string_view text) {
+  switch (level) {
+    case scripting::LogLevel::Debug:
+      log().debug("lua: {}", text);
+      break;
+    case scripting::LogLevel::Info:
+      log().info("lua: {}", text);
+      break;
+    case scripting::LogLevel::Warn:
+      log().warn("lua: {}", text);
+      break;
+    case scripting::LogLevel::Error:
+      log().error("lua: {}", text);
+      break;
+  }
+}
+
+// Loads `scripting.file` and checks that every route's `lua:` names a function it defines.
+bool loadScript(Runtime& rt, std::string& error) {
+  const conf::Config& config = *rt.config;
+  if (!config.scripting) return true;
+  const conf::ScriptingConfig& sc = *config.scripting;
+  rt.script = scripting::loadScript(
+      sc.file, {.instructions = sc.instructionLimit, .memoryBytes = sc.memoryLimit}, error);
+  if (!rt.script) return false;
+  for (const auto& route : config.routes) {
+    if (route.lua.empty() || rt.script->defines(route.lua)) continue;
+    error = route.luaMark.str() + ": route's lua '" + route.lua + "' is not a function " + sc.file +
+            " defines";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const PoolEntry* Runtime::findPool(const std::string& name) const {
   auto it = pools.find(name);
   return it == pools.end() ? nullptr : &it->second;
+}
+
+scripting::Engine* Runtime::engine(int worker, std::string& error) const {
+  if (!script || !engines_ || worker < 0 || worker >= kMaxScriptWorkers) return nullptr;
+  scripting::EnginePtr& slot = engines_[worker];
+  if (!slot) {
+    slot = scripting::Engine::create(script, &logFromLua, error);
+    if (slot) {
+      log().info("worker {}: Lua state for {} ready ({} KiB)", worker, script->file,
+                 slot->memoryUsed() / 1024);
+    }
+  }
+  return slot.get();
 }
 
 const ListenerEntry* Runtime::findListener(const std::string& key) const {
@@ -105,6 +153,7 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
                                                   options, weights);
     rt->pools.emplace(pc.name, std::move(entry));
   }
+  if (!loadScript(*rt, error)) return nullptr;
   for (const auto& w : tlsWarnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);
   if (!tlsErrors.empty()) {
     error.clear();

@@ -13,6 +13,7 @@
 #include "proxy/net/address.h"
 #include "proxy/session/router.h"
 #include "proxy/tls/context.h"
+#include "scripting/engine.h"
 
 namespace wsgate::proxy {
 
@@ -31,15 +32,32 @@ struct ListenerEntry {
 };
 
 struct Runtime {
+  // Lua states by worker index: at most this many workers run scripts.
+  static constexpr int kMaxScriptWorkers = 256;
+
   std::shared_ptr<const conf::Config> config;
   std::unordered_map<std::string, PoolEntry> pools;
   std::vector<ListenerEntry> listeners;  // parallel to config->listeners
   Router router;
+  scripting::ScriptPtr script;  // `scripting:`, checked; null without one
 
   explicit Runtime(std::shared_ptr<const conf::Config> c)
-      : config(std::move(c)), router(config->routes) {}
+      : config(std::move(c)), router(config->routes) {
+    if (config->scripting) {
+      engines_ = std::make_unique<scripting::EnginePtr[]>(kMaxScriptWorkers);
+    }
+  }
   const PoolEntry* findPool(const std::string& name) const;
   const ListenerEntry* findListener(const std::string& key) const;
+
+  // Worker `worker`'s Lua state for this snapshot's script, made on its first use by that
+  // worker (and only ever touched by it: Lua is not thread-safe). Sessions hold the snapshot,
+  // so a state lives as long as a session started under it. nullptr without a script, or
+  // when the state cannot be made (`error` then says why).
+  scripting::Engine* engine(int worker, std::string& error) const;
+
+private:
+  mutable std::unique_ptr<scripting::EnginePtr[]> engines_;  // kMaxScriptWorkers slots
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;

@@ -50,6 +50,7 @@ public:
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
+  int index() const { return index_; }
   // Runs the loop until stop(); call on the worker's own thread.
   void run();
   // Thread-safe: makes run() return soon; open sessions are cut when it does.

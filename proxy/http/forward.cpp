@@ -95,6 +95,21 @@ bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexc
   return false;
 }
 
+namespace {
+
+// True when `name` is set (replaced) or removed by `edits`.
+bool isEdited(std::string_view name, const HeaderEdits& edits) {
+  for (const auto& [set, value] : edits.set) {
+    if (iequals(name, set)) return true;
+  }
+  for (const auto& removed : edits.remove) {
+    if (iequals(name, removed)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std::string& out) {
   out += req.method;
   out += ' ';
@@ -108,6 +123,7 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
     // X-Forwarded-*: For is joined below, Proto and Host are replaced by ours.
     if (isAnyOf(h.name, kForwardedFields)) continue;
     if (isHopByHop(h.name, req.headers)) continue;
+    if (!info.edits.empty() && isEdited(h.name, info.edits)) continue;
     if (iequals(h.name, "Host")) {
       // The parser allows one Host, equal to an absolute-form authority when both exist.
       sawHost = true;
@@ -117,6 +133,10 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
     } else {
       appendField(out, h.name, h.value);
     }
+  }
+  for (const auto& [name, value] : info.edits.set) {
+    appendField(out, name, value);
+    sawHost = sawHost || name == "host";
   }
   // RFC 9112 3.2: an HTTP/1.1 request carries Host; an HTTP/1.0 client may have sent none.
   if (!sawHost) appendField(out, "Host", req.host);

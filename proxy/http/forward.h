@@ -2,12 +2,22 @@
 // Serializes heads as wsgate forwards them: hop-by-hop fields removed (RFC 9110 7.6.1),
 // X-Forwarded-* set, WebSocket Upgrade/Connection regenerated after validation.
 
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "proxy/http/head.h"
 
 namespace wsgate::http {
+
+// Edits of the forwarded request's fields (Lua's set_headers/remove_headers; names lower-case,
+// names and values already validated, framing and hop-by-hop fields never among them).
+struct HeaderEdits {
+  std::span<const std::pair<std::string, std::string>> set;  // replaces every field so named
+  std::span<const std::string> remove;
+  bool empty() const { return set.empty() && remove.empty(); }
+};
 
 struct ForwardInfo {
   std::string_view clientIp;  // appended to X-Forwarded-For
@@ -16,6 +26,8 @@ struct ForwardInfo {
   // The verified client certificate's subject (RFC 2253) on a TLS listener with client_ca;
   // empty: none. Sent as X-Forwarded-Client-Cert: Subject="..." (Envoy's XFCC form).
   std::string_view clientCertSubject;
+  HeaderEdits edits;  // applied to the client's fields; Host may be set, X-Forwarded-Host
+                      // keeps the client's
 };
 
 // True for fields that never cross the proxy: Connection, Keep-Alive, Proxy-Connection,

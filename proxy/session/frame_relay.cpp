@@ -26,7 +26,8 @@ FrameRelay::Status FrameRelay::fail(ws::Violation v) {
   return Status::Violation;
 }
 
-FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) {
+FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard,
+                                    Collected* collect) {
   if (violation_) return Status::Violation;
   for (;;) {
     if (phase_ == Phase::Header) {
@@ -62,12 +63,16 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
                         h.opcode == static_cast<uint8_t>(ws::Opcode::Text) &&
                         (h.rsv & 0x4) == 0;  // a compressed text message is not UTF-8 on the wire
         utf8_.reset();
+        if (collect != nullptr) {
+          collect->text = h.opcode == static_cast<uint8_t>(ws::Opcode::Text);
+        }
       }
       // The header leaves together with the first payload bytes, once they are checked:
       // a frame whose text turns out invalid is not even started toward the peer.
       headerPending_ = h.headerBytes;
       remaining_ = h.payloadLength;
       maskOffset_ = 0;
+      collectMask_ = 0;
       phase_ = Phase::Payload;
     }
     // Payload of a data frame: move what is here, as chains, without copying.
@@ -84,6 +89,9 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
     }
     if (discard) {
       evbuffer_drain(src, headerPending_ + n);
+    } else if (collect != nullptr) {
+      copyPayload(src, headerPending_, n, collect->payload);
+      evbuffer_remove_buffer(src, collect->frames.get(), headerPending_ + n);
     } else {
       evbuffer_remove_buffer(src, dst, headerPending_ + n);
     }
@@ -92,6 +100,7 @@ FrameRelay::Status FrameRelay::pump(evbuffer* src, evbuffer* dst, bool discard) 
     payloadBytes_ += n;
     if (remaining_ > 0) return Status::NeedMore;
     phase_ = Phase::Header;
+    if (collect != nullptr && !discard && header_.fin) return Status::Message;
   }
 }
 
@@ -123,11 +132,24 @@ bool FrameRelay::validateText(evbuffer* src, std::size_t skip, std::size_t n) {
     const std::size_t take = std::min(n - done, scratch.size());
     evbuffer_ptr_set(src, &pos, skip + done, EVBUFFER_PTR_SET);
     evbuffer_copyout_from(src, &pos, scratch.data(), take);
-    maskOffset_ = ws::applyMask(scratch.data(), take, header_.mask, maskOffset_);
+    maskOffset_ =
+        static_cast<uint8_t>(ws::applyMask(scratch.data(), take, header_.mask, maskOffset_));
     if (!utf8_.feed({scratch.data(), take})) return false;
     done += take;
   }
   return true;
+}
+
+void FrameRelay::copyPayload(evbuffer* src, std::size_t skip, std::size_t n, std::string& out) {
+  const std::size_t at = out.size();
+  out.resize(at + n);
+  evbuffer_ptr pos;
+  evbuffer_ptr_set(src, &pos, skip, EVBUFFER_PTR_SET);
+  evbuffer_copyout_from(src, &pos, out.data() + at, n);
+  if (header_.masked) {
+    collectMask_ =
+        static_cast<uint8_t>(ws::applyMask(out.data() + at, n, header_.mask, collectMask_));
+  }
 }
 
 void FrameRelay::forwardControl(evbuffer* src, evbuffer* dst) {

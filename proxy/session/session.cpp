@@ -18,6 +18,7 @@
 #include "proxy/log.h"
 #include "proxy/net/address.h"
 #include "proxy/net/errors.h"
+#include "proxy/session/session_script.h"
 #include "proxy/session/session_tunnel.h"
 
 namespace wsgate::proxy {
@@ -239,7 +240,13 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.requestRemaining = head.contentLength;
   ex_.requestDone = head.body == http::BodyKind::None;
   disarm();
-  execute(decideRoute(*runtime_, head, clientIp_), head, headBytes);
+  RouteDecision d = decideRoute(*runtime_, head, clientIp_);
+  if (d.kind == RouteDecision::Kind::Forward && !d.route->lua.empty()) {
+    runOnRequest(d, head);
+  } else {
+    script_.reset();
+  }
+  execute(std::move(d), head, headBytes);
 }
 
 void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_t headBytes) {
@@ -255,9 +262,13 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
   if (d.kind == RouteDecision::Kind::Respond) {
     evbuffer_drain(input, headBytes);
     std::string outText;
-    http::appendLocalResponse(
-        {.status = d.status, .body = d.body, .keepAlive = canContinue, .headOnly = ex_.isHead},
-        outText);
+    http::LocalResponse r{.status = d.status,
+                          .body = d.answerBody(),
+                          .extraHeaders = d.answerHeaders(),
+                          .keepAlive = canContinue,
+                          .headOnly = ex_.isHead};
+    if (!d.scriptContentType.empty()) r.contentType = d.scriptContentType;
+    http::appendLocalResponse(r, outText);
     ex_.status = d.status;
     ex_.bytesToClient += outText.size();
     evbuffer_add(output(kClient), outText.data(), outText.size());
@@ -277,7 +288,7 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
   }
   ex_.pool = d.poolName;
   ex_.stickyKey = d.stickyKey;
-  ex_.cookieBackend = d.cookieBackend;
+  ex_.preferredBackend = d.preferredBackend;
   const bool sticky = pool->config->sticky.has_value();
   // A listener that asks for client certificates passes the verified subject on.
   std::string subject;
@@ -285,9 +296,13 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
       conn_[kClient].tls() != nullptr) {
     subject = tls::ServerContext::peerSubject(conn_[kClient].tls()->ssl());
   }
-  http::appendForwardedRequest(
-      head, {clientIp_, conn_[kClient].isTls() ? "https" : "http", ex_.websocket, subject},
-      ex_.forwardedHead);
+  http::appendForwardedRequest(head,
+                               {clientIp_,
+                                conn_[kClient].isTls() ? "https" : "http",
+                                ex_.websocket,
+                                subject,
+                                {d.setHeaders, d.removeHeaders}},
+                               ex_.forwardedHead);
   evbuffer_drain(input, headBytes);  // `head` is invalid from here on
   ex_.tried.assign(pool->pool->backends().size(), false);
 
@@ -689,6 +704,7 @@ void Session::close(std::string_view reason) {
   }
   state_ = State::Closed;
   disarm();
+  closeScriptConn();
   closeConn(kClient);  // the tunnel's stats stay for the log
   closeConn(kBackend);
   lease_.reset();

@@ -136,7 +136,7 @@ private:
     // Stickiness (pools with `sticky`): the hashed key of a header/query/source_ip source,
     // or the backend a valid cookie names; `setCookie` is the Set-Cookie line to add.
     std::optional<uint64_t> stickyKey;
-    std::optional<std::size_t> cookieBackend;
+    std::optional<std::size_t> preferredBackend;
     std::string setCookie;
     std::chrono::steady_clock::time_point queueDeadline{};  // set while queued
   };
@@ -227,6 +227,14 @@ private:
   void releaseBackend();
   // Tunnel (session_tunnel.cpp): the frame-aware WebSocket relay after a valid 101.
   void startTunnel(bool permessageDeflate);
+  // Lua (session_script.cpp): on_request edits `d`; the conn hooks around a tunnel.
+  void runOnRequest(RouteDecision& d, const http::RequestHead& head);
+  void openScriptConn();
+  // A message the relay collected from `from`: passed, dropped, replaced or the session
+  // closed, as on_message says. False when the session is closing.
+  bool onScriptMessage(Side from);
+  void closeScriptConn();
+  void logScriptError(std::string_view hook, std::string_view error);
   void pumpTunnel(Side from);
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);
@@ -289,9 +297,12 @@ private:
   // frees them.
   std::unique_ptr<http::RequestHead> head_;
   std::unique_ptr<http::ResponseHead> resp_;
-  std::size_t headScanned_ = 0;             // bytes of an incomplete head already parsed once
   const PoolEntry* backendPool_ = nullptr;  // the pool the backend connection belongs to
-  std::size_t backendIndex_ = 0;
+  // 32 bits each, so that the script's pointer below costs an idle session nothing.
+  uint32_t headScanned_ = 0;  // bytes of an incomplete head already parsed once
+  uint32_t backendIndex_ = 0;
+  struct ScriptState;  // only sessions on a route with `lua:` whose script has conn hooks
+  std::unique_ptr<ScriptState> script_;
   balancer::BackendLease lease_;
   std::string backendName_;  // "pool/name" of the backend picked last, for logs
   std::string closeReason_;

@@ -32,8 +32,8 @@ std::optional<std::size_t> Session::pickBackend() {
   balancer::Pool& pool = *backendPool_->pool;
   balancer::PickRequest req{ex_.tried, ex_.stickyKey, Clock::now(), worker_.random()};
   std::optional<std::size_t> idx;
-  if (ex_.cookieBackend && ex_.attempts == 0) {
-    idx = pool.pickPreferring(*ex_.cookieBackend, req);
+  if (ex_.preferredBackend && ex_.attempts == 0) {
+    idx = pool.pickPreferring(*ex_.preferredBackend, req);
   } else if (ex_.stickyKey && backendPool_->config->policy != conf::Policy::Hash) {
     idx = pool.pickSticky(*ex_.stickyKey, req);  // `hash` reads req.stickyKey itself
   } else {
@@ -41,7 +41,7 @@ std::optional<std::size_t> Session::pickBackend() {
   }
   const auto& st = backendPool_->config->sticky;
   if (idx && st && st->source == conf::StickySource::Cookie && st->cookie.insert &&
-      ex_.cookieBackend != idx) {
+      ex_.preferredBackend != idx) {
     // A new or re-pinned client learns which backend it is on (by an opaque name).
     ex_.setCookie = "Set-Cookie: " + st->cookie.name + "=" + pool.cookie(*idx) +
                     "; Path=" + st->cookie.path + "; HttpOnly";

@@ -13,6 +13,7 @@
 #include "proxy/control/worker.h"
 #include "proxy/log.h"
 #include "proxy/session/session.h"
+#include "proxy/session/session_script.h"
 #include "proxy/ws/close_code.h"
 
 namespace wsgate::proxy {
@@ -65,6 +66,7 @@ void Session::startTunnel(bool permessageDeflate) {
     t.nextPing = lastActivity_ + cfg.timeouts.pingInterval;
   }
   armTunnelTimer();
+  if (script_) openScriptConn();
   // A drain that came while the upgrade was on its way (shutdown, its listener closed).
   if (leaving() != Leave::No) drainTunnel(worker_.drainDelay(*runtime_));
   // The sockets keep their events and buffered bytes: frames the client pipelined behind
@@ -87,11 +89,15 @@ void Session::pumpTunnel(Side from) {
   FrameRelay& relay = t.relay[from];
   const uint64_t framesBefore = relay.frames();
   const std::size_t outBefore = len(dst);
+  FrameRelay::Collected* collect = script_ ? script_->collect[from].get() : nullptr;
   bool stop = false;
   while (!stop) {
-    switch (relay.pump(src, dst, t.closeTo[to])) {
+    switch (relay.pump(src, dst, t.closeTo[to], collect)) {
       case FrameRelay::Status::NeedMore:
         stop = true;
+        break;
+      case FrameRelay::Status::Message:
+        if (!onScriptMessage(from)) stop = true;
         break;
       case FrameRelay::Status::Violation:
         onTunnelViolation(from, relay.violation());
@@ -212,7 +218,9 @@ void Session::sendClose(Side side, uint16_t code, std::string_view reason) {
   t.closeTo[side] = true;
   // The frames toward `side` come from the other side's relay; a Close cannot be slipped
   // into the middle of a frame, so then the TCP close alone has to tell.
-  if (!t.relay[other(side)].atFrameBoundary()) return;
+  // (A collecting relay holds a message's frames until it ends: its output is always whole.)
+  const bool collecting = script_ && script_->collect[other(side)];
+  if (!collecting && !t.relay[other(side)].atFrameBoundary()) return;
   std::string frame;
   if (side == kBackend) {
     uint8_t mask[4];  // RFC 6455 5.3: a fresh unpredictable key for each frame

@@ -139,7 +139,7 @@ TEST(RouteDecision, AValidStickyCookieNamesItsBackend) {
   http::RequestHead head;
   ASSERT_EQ(http::parseRequestHead(text, {}, head).status, http::ParseStatus::Complete);
   const RouteDecision d = decideRoute(*runtime(), head, "192.0.2.7");
-  EXPECT_EQ(d.cookieBackend, std::optional<std::size_t>(1));
+  EXPECT_EQ(d.preferredBackend, std::optional<std::size_t>(1));
   EXPECT_EQ(d.stickyKey, std::nullopt);
 }
 
@@ -148,7 +148,7 @@ TEST(RouteDecision, AForgedStickyCookieNamesNoBackend) {
   const std::string text =
       "GET /cookie HTTP/1.1\r\nHost: example.com\r\nCookie: WSGATE=forged\r\n\r\n";
   ASSERT_EQ(http::parseRequestHead(text, {}, head).status, http::ParseStatus::Complete);
-  EXPECT_EQ(decideRoute(*runtime(), head, "192.0.2.7").cookieBackend, std::nullopt);
+  EXPECT_EQ(decideRoute(*runtime(), head, "192.0.2.7").preferredBackend, std::nullopt);
 }
 
 }  // namespace
