@@ -437,6 +437,19 @@ void Server::onReloadPrepared() {
   }
 }
 
+// How the reload changed the Lua script, for the summary (sessions started before it keep
+// the script of their snapshot).
+static std::string scriptChange(const Runtime& was, const Runtime& now) {
+  if (!was.script && !now.script) return "";
+  if (!was.script) return " script=loaded";
+  if (!now.script) return " script=removed";
+  const bool same = was.script->file == now.script->file &&
+                    was.script->source == now.script->source &&
+                    was.script->limits.instructions == now.script->limits.instructions &&
+                    was.script->limits.memoryBytes == now.script->limits.memoryBytes;
+  return same ? " script=same" : " script=changed";
+}
+
 ReloadOutcome Server::publish(Prepared& p) {
   ReloadOutcome outcome;
   outcome.warnings = p.warnings;
@@ -492,6 +505,7 @@ ReloadOutcome Server::publish(Prepared& p) {
   }
   std::string error;
   if (!initLogging(now.log, error)) log().error("reload: {}; the access log is unchanged", error);
+  const RuntimePtr previous = current_;
   current_ = next;
   health_->update(current_);
   if (admin_) admin_->setRuntime(current_);
@@ -500,7 +514,7 @@ ReloadOutcome Server::publish(Prepared& p) {
   ++stats_.succeeded;
   outcome.ok = true;
   outcome.generation = stats_.generation;
-  outcome.summary = d.summary();
+  outcome.summary = d.summary() + scriptChange(*previous, *current_);
   log().info("reload ok generation={} {}", stats_.generation, outcome.summary);
   return outcome;
 }

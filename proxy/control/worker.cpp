@@ -62,7 +62,17 @@ Worker::~Worker() {
   reaper_.reset();
 }
 
+void Worker::prepareScript() {
+  if (!runtime_->script) return;
+  std::string error;
+  if (runtime_->engine(index_, error) == nullptr) {
+    log().error("worker {}: no Lua state for {}: {} (requests on its routes get 500)", index_,
+                runtime_->script->file, error);
+  }
+}
+
 void Worker::run() {
+  prepareScript();
   // event_base_dispatch, with the batch of tunnel I/O flushed and the resumed readers
   // served after every loop turn; the loop does not block while either has work.
   for (;;) {
@@ -115,6 +125,7 @@ void Worker::openListener(ListenerSocket socket) {
 void Worker::adopt(Adoption a) {
   runtime_ = std::move(a.runtime);
   setMaxSessions();
+  prepareScript();
   std::unordered_set<std::string> closed(a.closed.begin(), a.closed.end());
   for (const std::string& key : a.closed) listeners_.erase(key);  // closes this worker's socket
   for (auto& [key, l] : listeners_) l->entry = runtime_->findListener(key);

@@ -123,6 +123,9 @@ public:
   void noteShortage(std::string_view what, int error);
 
 private:
+  // Makes this worker's Lua state of the current snapshot now, rather than at the first
+  // request that needs it (a script's top level runs once per worker and reload).
+  void prepareScript();
   static void onAcceptCb(void* self, int fd, const sockaddr* peer, socklen_t len) noexcept;
   static void onAcceptShortageCb(void* self, int error) noexcept;
   static void onReapCb(evutil_socket_t, short, void* self) noexcept;
