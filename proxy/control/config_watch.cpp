@@ -10,28 +10,31 @@
 
 namespace wsgate::proxy {
 
-std::unique_ptr<ConfigWatch> ConfigWatch::start(event_base* base, const std::string& path,
+std::unique_ptr<ConfigWatch> ConfigWatch::start(event_base* base, std::vector<std::string> paths,
                                                 std::function<void()> onChange,
                                                 std::string& error) {
   std::unique_ptr<ConfigWatch> w(new ConfigWatch());
-  w->path_ = path;
+  w->paths_ = std::move(paths);
   w->onChange_ = std::move(onChange);
   w->fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (w->fd_ < 0) {
     error = std::string("inotify: ") + std::strerror(errno);
     return nullptr;
   }
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "."
-                          : slash == 0               ? "/"
-                                                     : path.substr(0, slash);
   constexpr uint32_t kEvents =
       IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MODIFY;
-  if (inotify_add_watch(w->fd_, dir.c_str(), kEvents) < 0) {
-    error = "cannot watch " + dir + ": " + std::strerror(errno);
-    return nullptr;
+  for (const std::string& path : w->paths_) {
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path.substr(0, slash);
+    // A directory watched twice gets the same watch descriptor back: harmless.
+    if (inotify_add_watch(w->fd_, dir.c_str(), kEvents) < 0) {
+      error = "cannot watch " + dir + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    w->seen_.push_back(contents(path));
   }
-  w->seen_ = w->contents();
   w->readable_.reset(
       event_new(base, w->fd_, EV_READ | EV_PERSIST, &ConfigWatch::onReadableCb, w.get()));
   w->settled_.reset(evtimer_new(base, &ConfigWatch::onSettledCb, w.get()));
@@ -61,14 +64,18 @@ void ConfigWatch::onSettledCb(evutil_socket_t, short, void* self) noexcept {
 }
 
 void ConfigWatch::onSettled() {
-  std::string now = contents();
-  if (now == seen_) return;
-  seen_ = std::move(now);
-  onChange_();
+  bool changed = false;
+  for (std::size_t i = 0; i < paths_.size(); ++i) {
+    std::string now = contents(paths_[i]);
+    if (now == seen_[i]) continue;
+    seen_[i] = std::move(now);
+    changed = true;
+  }
+  if (changed) onChange_();
 }
 
-std::string ConfigWatch::contents() const {
-  std::ifstream in(path_, std::ios::binary);
+std::string ConfigWatch::contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();

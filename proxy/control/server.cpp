@@ -521,10 +521,14 @@ ReloadOutcome Server::publish(Prepared& p) {
 
 void Server::updateWatch() {
   const bool want = current_->config->watch && !shuttingDown_;
+  std::vector<std::string> paths{configPath_};
+  if (current_->config->scripting) paths.push_back(current_->config->scripting->file);
+  if (watch_ && watch_->paths() != paths) watch_.reset();  // the script is another file now
   if (want && !watch_) {
     std::string error;
     watch_ = ConfigWatch::start(
-        base_.get(), configPath_, [this] { requestReload("a change of the config file"); }, error);
+        base_.get(), paths, [this] { requestReload("a change of the config file or script"); },
+        error);
     if (!watch_) log().error("watch: {}; reload with SIGHUP or POST /reload", error);
   } else if (!want && watch_) {
     watch_.reset();

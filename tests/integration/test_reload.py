@@ -683,6 +683,37 @@ def test_watch_reloads_when_an_editor_renames_a_new_file_over_the_config_and_not
     wait_for(lambda: probe(gate.port, "/") == (200, b"third\n"), what="the third answer")
 
 
+def test_watch_reloads_when_the_lua_script_alone_changes(start_wsgate, echo_backend, tmp_path):
+    a = echo_backend("a")
+    script = tmp_path / "route.lua"
+
+    def answer(body):
+        # Written beside, then renamed over, as an editor does.
+        tmp = tmp_path / "route.lua.new"
+        tmp.write_text("function on_request(req)\n"
+                       f"  return {{ status = 200, body = {json.dumps(body)} }}\n"
+                       "end\n")
+        os.replace(tmp, script)
+
+    answer("first\n")
+    cfg = gateway_config([{"match": {"path_prefix": "/"}, "pool": "app", "lua": "on_request"}],
+                         {"app": pool(a)})
+    cfg["watch"] = True
+    cfg["scripting"] = {"file": str(script)}
+    gate = start_wsgate(cfg)
+    assert probe(gate.port, "/") == (200, b"first\n")
+
+    answer("second\n")  # the YAML is untouched
+    gate.wait_line(r"reload requested by a change of the config file or script")
+    gate.wait_line(r"reload ok generation=2 .* script=changed")
+    wait_for(lambda: probe(gate.port, "/") == (200, b"second\n"), what="the new script's answer")
+
+    # A script that does not compile is refused; the running one stays.
+    script.write_text("function on_request(req)\n  retrun nil\nend\n")
+    gate.wait_line(r"reload failed, the running config stays: .*route\.lua:2: ")
+    assert probe(gate.port, "/") == (200, b"second\n")
+
+
 # --- kept-alive HTTP and open tunnels -------------------------------------------------------
 
 
