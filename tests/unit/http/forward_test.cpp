@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/http/request_parser.h"
@@ -199,6 +200,214 @@ INSTANTIATE_TEST_SUITE_P(Table, ForwardRequestTest, testing::ValuesIn(requestCas
                          [](const testing::TestParamInfo<RequestCase>& info) {
                            return std::string(info.param.name);
                          });
+
+// ---- header edits (Lua's set_headers / remove_headers) ------------------------------------
+
+using FieldList = std::vector<std::pair<std::string, std::string>>;
+
+struct EditCase {
+  std::string_view name;
+  std::string_view input;
+  FieldList set;
+  std::vector<std::string> remove;
+  std::string_view expected;
+  bool websocket = false;
+};
+
+void PrintTo(const EditCase& c, std::ostream* os) { *os << c.name; }
+
+const std::vector<EditCase>& editCases() {
+  static const std::vector<EditCase> kCases = {
+      {"SetAddsAnAbsentFieldAfterTheClientsFields",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+       {{"x-tenant", "blue"}},
+       {},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nx-tenant: blue\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetReplacesAFieldWhateverItsCase",
+       "GET / HTTP/1.1\r\nX-Tenant: red\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+       {{"x-tenant", "blue"}},
+       {},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nx-tenant: blue\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetReplacesRepeatedFieldsWithOne",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\nAccept: */*\r\nx-a: 2\r\nX-A: 3\r\n\r\n",
+       {{"x-a", "only"}},
+       {},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nx-a: only\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetFieldsKeepTheScriptsOrder",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-B: old\r\n\r\n",
+       {{"x-c", "3"}, {"x-b", "2"}, {"x-a", "1"}},
+       {},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nx-c: 3\r\nx-b: 2\r\nx-a: 1\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"RemoveDropsEveryFieldOfThatName",
+       "GET / HTTP/1.1\r\nCookie: a=1\r\nHost: example.com\r\nCOOKIE: b=2\r\nAccept: */*\r\n"
+       "cookie: c=3\r\n\r\n",
+       {},
+       {"cookie"},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"RemoveOfAnAbsentFieldChangesNothing",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+       {},
+       {"x-debug"},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetAndRemoveTogether",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nX-Debug: 1\r\nX-Tenant: red\r\n\r\n",
+       {{"x-tenant", "blue"}},
+       {"x-debug"},
+       "GET / HTTP/1.1\r\nHost: example.com\r\nx-tenant: blue\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetHostSendsTheNewHostOnceAndForwardsTheClientsAsXForwardedHost",
+       "GET /a HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+       {{"host", "internal.svc:8080"}},
+       {},
+       "GET /a HTTP/1.1\r\nAccept: */*\r\nhost: internal.svc:8080\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetHostReplacesAnAbsoluteFormAuthority",
+       "GET http://example.com/p HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       {{"host", "internal.svc"}},
+       {},
+       "GET /p HTTP/1.1\r\nhost: internal.svc\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"SetHostOnAnHttp10RequestWithoutOne",
+       "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n",
+       {{"host", "internal.svc"}},
+       {},
+       "GET / HTTP/1.0\r\nAccept: */*\r\nhost: internal.svc\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\nConnection: keep-alive\r\n\r\n"},
+      // A request always carries Host (RFC 9112 3.2): removing it sends the client's again.
+      {"RemoveHostStillSendsTheClientsHost",
+       "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+       {},
+       {"host"},
+       "GET / HTTP/1.1\r\nAccept: */*\r\nHost: example.com\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"RemoveHostAfterSetHostKeepsTheSetOne",
+       "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       {{"host", "internal.svc"}},
+       {"host"},
+       "GET / HTTP/1.1\r\nhost: internal.svc\r\n"
+       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\n"
+       "X-Forwarded-Host: example.com\r\nConnection: keep-alive\r\n\r\n"},
+      {"EditsKeepTheWebsocketHandshake",
+       "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+       "Sec-WebSocket-Extensions: permessage-deflate\r\nX-Tenant: red\r\n\r\n",
+       {{"x-tenant", "blue"}},
+       {"sec-websocket-extensions"},
+       "GET /ws HTTP/1.1\r\nHost: example.com\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+       "Sec-WebSocket-Version: 13\r\nx-tenant: blue\r\nX-Forwarded-For: 10.0.0.5\r\n"
+       "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n"
+       "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+       true},
+  };
+  return kCases;
+}
+
+ForwardInfo editInfo(const EditCase& c) {
+  return ForwardInfo{"10.0.0.5", "https", c.websocket, {}, HeaderEdits{c.set, c.remove}};
+}
+
+class ForwardEditsTest : public testing::TestWithParam<EditCase> {};
+
+TEST_P(ForwardEditsTest, WritesTheExpectedHead) {
+  const EditCase& c = GetParam();
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedRequest(req, editInfo(c), out);
+  EXPECT_EQ(out, c.expected);
+}
+
+// The edited head still passes the strict parser (one Host, no broken field) with the Host the
+// script set, or the client's when it set none.
+TEST_P(ForwardEditsTest, WritesAHeadTheParserAcceptsWithTheEditedHost) {
+  const EditCase& c = GetParam();
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedRequest(req, editInfo(c), out);
+  RequestHead again;
+  const ParseResult r = parseRequestHead(out, ParseLimits{}, again);
+  ASSERT_EQ(r.status, ParseStatus::Complete) << r.errorReason;
+  EXPECT_EQ(r.headBytes, out.size());
+  std::string_view host = req.host;
+  for (const auto& [name, value] : c.set) {
+    if (name == "host") host = value;
+  }
+  EXPECT_EQ(again.host, host);
+  EXPECT_EQ(again.upgradeWebsocket, c.websocket);
+  for (const std::string& name : c.remove) {
+    if (name == "host") continue;
+    EXPECT_EQ(findHeader(again.headers, name), nullptr) << name << " was removed";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ForwardEditsTest, testing::ValuesIn(editCases()),
+                         [](const testing::TestParamInfo<EditCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// The fields wsgate writes itself are not the client's to edit: removing them changes nothing
+// of what wsgate sends (the scripting layer refuses such names; this is the second line).
+TEST(ForwardEdits, RemovingWsgatesOwnFieldsChangesNothing) {
+  constexpr std::string_view kInput =
+      "GET /ws HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.1.1.1\r\n"
+      "X-Forwarded-Proto: http\r\nX-Forwarded-Host: other.example\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(kInput, ParseLimits{}, req).status, ParseStatus::Complete);
+  const std::vector<std::string> remove = {"x-forwarded-for",  "x-forwarded-proto",
+                                           "x-forwarded-host", "x-forwarded-client-cert",
+                                           "upgrade",          "connection"};
+  for (bool websocket : {true, false}) {
+    SCOPED_TRACE(websocket ? "websocket" : "plain");
+    std::string unedited;
+    appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", websocket, "CN=c"}, unedited);
+    std::string edited;
+    appendForwardedRequest(
+        req, ForwardInfo{"10.0.0.5", "https", websocket, "CN=c", HeaderEdits{{}, remove}}, edited);
+    EXPECT_EQ(edited, unedited);
+    EXPECT_NE(edited.find("X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n"), std::string::npos);
+    EXPECT_NE(edited.find("X-Forwarded-Proto: https\r\n"), std::string::npos);
+    EXPECT_NE(edited.find("X-Forwarded-Host: example.com\r\n"), std::string::npos);
+    EXPECT_NE(edited.find("X-Forwarded-Client-Cert: Subject=\"CN=c\"\r\n"), std::string::npos);
+    EXPECT_NE(edited.find(websocket ? "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                    : "Connection: keep-alive\r\n"),
+              std::string::npos);
+  }
+}
+
+// Empty edits are the unedited head, byte for byte, for every head of the main table.
+TEST(ForwardEdits, EmptyEditsChangeNothing) {
+  for (const RequestCase& c : requestCases()) {
+    SCOPED_TRACE(std::string(c.name));
+    RequestHead req;
+    ASSERT_EQ(parseRequestHead(c.input, ParseLimits{}, req).status, ParseStatus::Complete);
+    const std::vector<std::pair<std::string, std::string>> noSet;
+    const std::vector<std::string> noRemove;
+    std::string out;
+    appendForwardedRequest(
+        req, ForwardInfo{c.clientIp, c.proto, c.websocket, c.clientCertSubject, {noSet, noRemove}},
+        out);
+    EXPECT_EQ(out, c.expected);
+  }
+}
 
 struct ResponseCase {
   std::string_view name;

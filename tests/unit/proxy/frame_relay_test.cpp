@@ -1,6 +1,7 @@
 // FrameRelay driven with real evbuffers: what reaches the destination, byte for byte, for
 // data frames, control frames, every length encoding, input split anywhere, each class of
-// violation, the message-size limit and UTF-8 validation.
+// violation, the message-size limit and UTF-8 validation; and the collecting mode Lua's
+// on_message reads whole messages through.
 
 #include "proxy/session/frame_relay.h"
 
@@ -8,10 +9,12 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wsgate::proxy {
@@ -612,6 +615,270 @@ TEST(FrameRelay, CountsFramesMessagesAndPayloadBytes) {
   EXPECT_EQ(p.relay.frames(), 5u);
   EXPECT_EQ(p.relay.messages(), 2u);
   EXPECT_EQ(p.relay.payloadBytes(), 5u);  // data payloads only
+}
+
+// ---- collecting mode (Lua's on_message) ---------------------------------------------------
+
+// What a collecting session sees, in order: each control frame it stops at (forwarded as it
+// came), each whole message (its unmasked payload, its kind and the frames as they came).
+struct Event {
+  Status status;
+  std::string payload;  // Message: the whole payload, unmasked; Control: the control payload
+  bool text = false;    // Message
+  std::string frames;   // Message: the held frames, byte for byte
+  bool operator==(const Event&) const = default;
+};
+
+void PrintTo(const Event& e, std::ostream* os) {
+  *os << (e.status == Status::Message ? "Message" : "Control") << " text=" << e.text
+      << " payload=" << testing::PrintToString(e.payload) << " frames=" << e.frames.size()
+      << " bytes";
+}
+
+Event message(std::string payload, bool text, std::string frames) {
+  return {Status::Message, std::move(payload), text, std::move(frames)};
+}
+Event control(std::string payload) { return {Status::Control, std::move(payload)}; }
+
+// A relay in collecting mode with its buffers. feed() pumps until the relay needs more input,
+// forwarding every control frame and taking every message, emptying the Collected after each
+// as the session does.
+struct CollectingPipe {
+  explicit CollectingPipe(const FrameRelay::Options& o) : relay(o) {}
+  FrameRelay relay;
+  Evbuffer src = newBuffer();
+  Evbuffer dst = newBuffer();
+  FrameRelay::Collected collect;
+  std::vector<Event> events;
+
+  Status feed(std::string_view bytes) {
+    add(src.get(), bytes);
+    for (;;) {
+      const Status s = relay.pump(src.get(), dst.get(), false, &collect);
+      if (s == Status::Control) {
+        events.push_back(control(std::string(relay.controlPayload())));
+        relay.forwardControl(src.get(), dst.get());
+      } else if (s == Status::Message) {
+        events.push_back(message(collect.payload, collect.text, take(collect.frames.get())));
+        collect.clear();
+      } else {
+        return s;
+      }
+    }
+  }
+  std::string out() { return take(dst.get()); }
+  std::size_t held() const { return evbuffer_get_length(collect.frames.get()); }
+};
+
+// `bytes` cut into consecutive pieces of the given sizes, cycled (the last may be shorter).
+std::vector<std::string> pieces(std::string_view bytes, const std::vector<std::size_t>& sizes) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  for (std::size_t i = 0; at < bytes.size(); ++i) {
+    const std::size_t n = sizes[i % sizes.size()];
+    out.emplace_back(bytes.substr(at, n));
+    at += n;
+  }
+  return out;
+}
+
+struct CollectCase {
+  std::string_view name;
+  FrameRelay::Options options;
+  std::vector<std::string> input;  // each piece fed to a pump of its own
+  std::vector<Event> events;
+  std::string dst;  // what reached the destination: the control frames only
+};
+
+void PrintTo(const CollectCase& c, std::ostream* os) { *os << c.name; }
+
+std::vector<CollectCase> collectCases() {
+  const std::string fragmented = cFrame(kText, "frag", false) + cFrame(kCont, "mented ", false) +
+                                 cFrame(kCont, "caf\xc3\xa9 \xe2\x82\xac, and so on");
+  const std::string big = cFrame(kBinary, pattern(70000));  // a 64-bit length
+  const std::string ping = cFrame(kPing, "are you there");
+  const std::string first = cFrame(kText, "frag", false);
+  const std::string last = cFrame(kCont, "mented");
+  return {
+      {"masked text in one frame",
+       clientSide(),
+       {cFrame(kText, "hello")},
+       {message("hello", true, cFrame(kText, "hello"))},
+       ""},
+      {"masked fragments fed at odd boundaries",
+       clientSide(true),
+       pieces(fragmented, {3, 5, 7}),
+       {message("fragmented caf\xc3\xa9 \xe2\x82\xac, and so on", true, fragmented)},
+       ""},
+      {"masked 64-bit length fed in odd pieces",
+       clientSide(),
+       pieces(big, {1237, 3, 401}),
+       {message(pattern(70000), false, big)},
+       ""},
+      {"ping between fragments comes first",
+       clientSide(),
+       {first + ping + last},
+       {control("are you there"), message("fragmented", true, first + last)},
+       ping},
+      {"two messages in one buffer",
+       clientSide(),
+       {cFrame(kText, "one") + cFrame(kBinary, "two") + cFrame(kText, "three")},
+       {message("one", true, cFrame(kText, "one")), message("two", false, cFrame(kBinary, "two")),
+        message("three", true, cFrame(kText, "three"))},
+       ""},
+      {"empty text message",
+       clientSide(true),
+       {cFrame(kText, "")},
+       {message("", true, cFrame(kText, ""))},
+       ""},
+      {"binary is not text",
+       clientSide(),
+       {cFrame(kBinary, pattern(300))},
+       {message(pattern(300), false, cFrame(kBinary, pattern(300)))},
+       ""},
+      {"unmasked text from the backend",
+       backendSide(true),
+       {bFrame(kText, "h\xc3\xa9llo")},
+       {message("h\xc3\xa9llo", true, bFrame(kText, "h\xc3\xa9llo"))},
+       ""},
+      {"unmasked fragments from the backend split mid frame",
+       backendSide(),
+       pieces(bFrame(kBinary, "ab", false) + bFrame(kCont, "", false) + bFrame(kCont, "cde"), {3}),
+       {message("abcde", false,
+                bFrame(kBinary, "ab", false) + bFrame(kCont, "", false) + bFrame(kCont, "cde"))},
+       ""},
+  };
+}
+
+class FrameRelayCollectTest : public testing::TestWithParam<CollectCase> {};
+
+TEST_P(FrameRelayCollectTest, HoldsFramesUntilTheMessageEnds) {
+  const CollectCase& c = GetParam();
+  CollectingPipe p(c.options);
+  for (const std::string& piece : c.input) ASSERT_EQ(p.feed(piece), Status::NeedMore);
+  EXPECT_EQ(p.events, c.events);
+  EXPECT_EQ(p.out(), c.dst);
+  EXPECT_EQ(p.held(), 0u);
+  EXPECT_EQ(evbuffer_get_length(p.src.get()), 0u);
+  uint64_t messages = 0;
+  for (const Event& e : c.events) messages += e.status == Status::Message ? 1 : 0;
+  EXPECT_EQ(p.relay.messages(), messages);
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, FrameRelayCollectTest, testing::ValuesIn(collectCases()),
+                         [](const testing::TestParamInfo<CollectCase>& info) {
+                           std::string name(info.param.name);
+                           for (char& ch : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return name;
+                         });
+
+TEST(FrameRelayCollect, AnyCutOfAMaskedStreamCollectsTheSameMessages) {
+  // Cuts land at every mask offset of every frame, inside headers and code points.
+  const std::string first = cFrame(kBinary, pattern(130), false);
+  const std::string ping = cFrame(kPing, "p");
+  const std::string last = cFrame(kCont, pattern(7));
+  const std::string text = cFrame(kText, "caf\xc3\xa9 \xe2\x82\xac");
+  const std::string stream = first + ping + last + text;
+  std::string whole = pattern(130) + pattern(7);
+  const std::vector<Event> expected = {control("p"), message(whole, false, first + last),
+                                       message("caf\xc3\xa9 \xe2\x82\xac", true, text)};
+  for (bool validate : {false, true}) {
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+      SCOPED_TRACE("validate " + std::to_string(validate) + ", cut at " + std::to_string(cut));
+      CollectingPipe p(clientSide(validate));
+      ASSERT_EQ(p.feed(std::string_view(stream).substr(0, cut)), Status::NeedMore);
+      ASSERT_EQ(p.feed(std::string_view(stream).substr(cut)), Status::NeedMore);
+      ASSERT_EQ(p.events, expected);
+      ASSERT_EQ(p.out(), ping);
+    }
+  }
+}
+
+TEST(FrameRelayCollect, ControlFrameBetweenFragmentsLeavesTheFragmentsHeld) {
+  CollectingPipe p(clientSide());
+  const std::string first = cFrame(kText, "frag", false);
+  const std::string ping = cFrame(kPing, "p");
+  const std::string last = cFrame(kCont, "mented");
+  add(p.src.get(), first + ping + last);
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, &p.collect), Status::Control);
+  EXPECT_EQ(p.out(), "");  // nothing of the message reaches the peer before it ends
+  EXPECT_EQ(p.held(), first.size());
+  EXPECT_EQ(p.collect.payload, "frag");
+  p.relay.forwardControl(p.src.get(), p.dst.get());
+  EXPECT_EQ(p.out(), ping);
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, &p.collect), Status::Message);
+  EXPECT_EQ(p.collect.payload, "fragmented");
+  EXPECT_EQ(take(p.collect.frames.get()), first + last);
+  EXPECT_EQ(p.out(), "");
+}
+
+TEST(FrameRelayCollect, EachMessageStopsThePumpWithTheRestLeftInSrc) {
+  CollectingPipe p(clientSide());
+  const std::string one = cFrame(kText, "one");
+  const std::string two = cFrame(kBinary, "two");
+  add(p.src.get(), one + two);
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, &p.collect), Status::Message);
+  EXPECT_EQ(p.collect.payload, "one");
+  EXPECT_TRUE(p.collect.text);
+  EXPECT_EQ(evbuffer_get_length(p.src.get()), two.size());
+  p.collect.clear();
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, &p.collect), Status::Message);
+  EXPECT_EQ(p.collect.payload, "two");
+  EXPECT_FALSE(p.collect.text);
+  EXPECT_EQ(take(p.collect.frames.get()), two);
+  EXPECT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, &p.collect), Status::NeedMore);
+}
+
+TEST(FrameRelayCollect, InvalidUtf8IsStillA1007AndNoMessage) {
+  const std::vector<ViolationCase> cases = {
+      {"invalid byte in one frame", clientSide(true), "", cFrame(kText, "a\xff"), kInvalidPayload},
+      {"invalid byte in the last fragment", clientSide(true), cFrame(kText, "ok", false),
+       cFrame(kCont, "\xc0\xaf"), kInvalidPayload},
+      {"message ending inside a code point", clientSide(true), "", cFrame(kText, "a\xe2\x82"),
+       kInvalidPayload},
+      {"invalid byte from the backend", backendSide(true), "", bFrame(kText, "\xed\xa0\x80"),
+       kInvalidPayload},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.name));
+    CollectingPipe p(c.options);
+    EXPECT_EQ(p.feed(c.before + c.bad), Status::Violation);
+    EXPECT_EQ(p.relay.violation().code, c.code);
+    EXPECT_TRUE(p.events.empty());
+    EXPECT_EQ(p.out(), "");
+    EXPECT_EQ(p.feed(cFrame(kText, "more")), Status::Violation);  // final
+  }
+}
+
+TEST(FrameRelayCollect, DiscardCollectsNothingButStillStopsAtControlFrames) {
+  CollectingPipe p(clientSide(true));
+  const std::string close = cFrame(kClose, std::string("\x03\xe8", 2));
+  add(p.src.get(), cFrame(kText, "dropped", false) + cFrame(kCont, "too") +
+                       cFrame(kBinary, pattern(200)) + close);
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), /*discard=*/true, &p.collect), Status::Control);
+  EXPECT_EQ(p.relay.controlHeader().opcode, kClose);
+  EXPECT_EQ(evbuffer_get_length(p.src.get()), close.size());
+  EXPECT_EQ(p.held(), 0u);
+  EXPECT_EQ(p.collect.payload, "");
+  EXPECT_EQ(p.out(), "");
+  EXPECT_EQ(p.relay.frames(), 4u);
+}
+
+TEST(FrameRelayCollect, WithoutCollectFramesStillGoToDstAsTheyCome) {
+  // The same stream as a collecting relay holds: relayed frame by frame, no Message status.
+  const std::string first = cFrame(kText, "frag", false);
+  const std::string ping = cFrame(kPing, "p");
+  const std::string stream = first + ping + cFrame(kCont, "mented") + cFrame(kBinary, "x");
+  Pipe p(clientSide(true));
+  add(p.src.get(), stream);
+  ASSERT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, nullptr), Status::Control);
+  EXPECT_EQ(p.out(), first);  // the fragment left before the ping
+  p.relay.forwardControl(p.src.get(), p.dst.get());
+  EXPECT_EQ(p.relay.pump(p.src.get(), p.dst.get(), false, nullptr), Status::NeedMore);
+  EXPECT_EQ(p.out(), stream.substr(first.size()));
+  EXPECT_EQ(p.relay.messages(), 2u);
 }
 
 }  // namespace
