@@ -135,8 +135,11 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
     }
   }
   for (const auto& [name, value] : info.edits.set) {
+    // The fields wsgate writes below are its own, whoever asks (the scripting layer refuses
+    // them already: a second line of defence).
+    if (isAnyOf(name, kForwardedFields) || isHopByHop(name, req.headers)) continue;
     appendField(out, name, value);
-    sawHost = sawHost || name == "host";
+    sawHost = sawHost || iequals(name, "Host");
   }
   // RFC 9112 3.2: an HTTP/1.1 request carries Host; an HTTP/1.0 client may have sent none.
   if (!sawHost) appendField(out, "Host", req.host);
