@@ -289,7 +289,10 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
   ex_.pool = d.poolName;
   ex_.stickyKey = d.stickyKey;
   ex_.preferredBackend = d.preferredBackend;
-  const bool sticky = pool->config->sticky.has_value();
+  // A key or a preferred backend (the pool's stickiness, or Lua's sticky_key/backend) decides
+  // which backend this request belongs on, whatever served the previous one.
+  const bool sticky =
+      pool->config->sticky.has_value() || d.stickyKey.has_value() || d.preferredBackend.has_value();
   // A listener that asks for client certificates passes the verified subject on.
   std::string subject;
   if (listener_->config->tls && listener_->config->tls->clientCert != conf::ClientCertMode::Off &&
@@ -307,7 +310,7 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
   ex_.tried.assign(pool->pool->backends().size(), false);
 
   // A kept-alive backend connection serves the next request of the same pool, unless the
-  // pool is sticky and this request belongs on another backend.
+  // request belongs on another backend.
   const bool idleBackend = conn_[kBackend].isOpen() && backendIdle_;
   if (idleBackend && backendPool_ == pool && sticky) {
     const auto idx = pickBackend();
