@@ -114,6 +114,14 @@ bool Session::onScriptMessage(Side from) {
   ScriptState& s = *script_;
   FrameRelay::Collected& c = *s.collect[from];
   const Side to = other(from);
+  // Lua reads the text as a string: invalid UTF-8 is the sender's protocol error (RFC 6455
+  // 8.1: 1007), checked here whatever websocket.validate_utf8 says, since the payload is
+  // unmasked anyway. (Compressed messages never get here: no extension on these routes.)
+  if (c.text && !ws::isValidUtf8(c.payload)) {
+    c.clear();
+    onTunnelViolation(from, {cc::kInvalidPayload, "invalid UTF-8 in a text message"});
+    return false;
+  }
   const scripting::MessageResult r = s.engine->onMessage(
       s.conn, from == kClient ? scripting::Direction::Client : scripting::Direction::Backend,
       {c.text, c.payload});

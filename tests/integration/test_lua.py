@@ -954,6 +954,24 @@ def test_an_error_in_on_message_closes_that_session_1011_and_the_others_go_on(fa
     close_raw(other)
 
 
+def test_invalid_utf8_text_on_an_on_message_route_is_the_senders_1007_not_a_hook_error(faults):
+    # websocket.validate_utf8 is off (the default), but a script reads text as a string: the
+    # message is the client's protocol error, never handed to Lua.
+    gate, app1, script = faults
+    conn = open_raw(gate, "/ws")
+    assert echoes(conn, b"fine") == b"fine"
+    conn.send_frame(wsproto.OP_TEXT, b"caf\xc3")  # ends inside a UTF-8 sequence
+    frames = conn.frames_until_eof()
+    assert [f.opcode for f in frames] == [wsproto.OP_CLOSE], frames
+    assert wsproto.parse_close(frames[0].payload)[0] == 1007
+    sessions = wait_for(lambda: [s for s in app1.notes.get("sessions", [])
+                                 if s and s[-1].opcode == wsproto.OP_CLOSE],
+                        what="the session's Close at the backend")
+    assert [f.payload for f in sessions[0][:-1]] == [b"fine"]
+    assert wsproto.parse_close(sessions[0][-1].payload)[0] == 1001
+    assert "lua on_message failed" not in gate.stderr()
+
+
 # --- on_close --------------------------------------------------------------------------------
 
 
