@@ -4,11 +4,9 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
-#include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "scripting/sandbox.h"
 
@@ -24,6 +22,9 @@ namespace {
 // Registry keys (their addresses).
 const char kRequestMeta = 0;  // the metatable of request tables (lazy headers/query/cookies)
 const char kSeqKey = 0;       // in a request table: the on_request call it belongs to
+const char kConnsKey = 0;     // the conn tables by handle (luaL_ref), apart from the registry's
+                              // own slots so that no handle can name the globals or a thread
+const char kBuiltinsKey = 0;  // the sandbox's globals before the script ran: name -> value
 
 Engine* engineOf(lua_State* L) {
   void* ud = nullptr;
@@ -49,6 +50,42 @@ bool validValue(std::string_view s) {
     return (c < 0x20 && c != '\t') || c == 0x7f;
   });
 }
+
+// RFC 3629: no overlong form, no surrogate, nothing above U+10FFFF.
+bool validUtf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    uint32_t cp = 0;
+    uint32_t min = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (s.size() - i < len) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+// "not enough memory", as Lua raises it or as a script re-raised it with a position.
+bool isMemoryMessage(std::string_view s) { return s.ends_with("not enough memory"); }
 
 char lowerChar(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -225,10 +262,20 @@ struct Engine::Glue {
   static void countHook(lua_State* L, lua_Debug*) {
     Engine* e = engineOf(L);
     e->budgetLeft_ -= e->hookStep_;
-    if (e->budgetLeft_ <= 0) {
-      luaL_error(L, "instruction limit (%d) exceeded",
-                 static_cast<int>(std::min<uint64_t>(e->script_->limits.instructions, INT_MAX)));
+    if (e->budgetLeft_ > 0) return;
+    // Spent: from now on every instruction fails, so a script's pcall may catch the error
+    // but cannot run on after it (armBudget restores the step for the next call).
+    if (e->hookStep_ != 1) {
+      e->hookStep_ = 1;
+      lua_sethook(L, &countHook, LUA_MASKCOUNT, 1);
     }
+    // Level 0 is the interrupted function (a hook has no frame of its own): FILE:LINE.
+    luaL_where(L, 0);
+    lua_pushfstring(L, "instruction limit (%I) exceeded",
+                    static_cast<lua_Integer>(
+                        std::min<uint64_t>(e->script_->limits.instructions, LUA_MAXINTEGER)));
+    lua_concat(L, 2);
+    lua_error(L);
   }
 
   static void warn(void* self, const char* msg, int toContinue) {
@@ -281,7 +328,7 @@ struct Engine::Glue {
   // Runs the script's top level in a fresh sandbox. Arg 1: the Engine.
   static int boot(lua_State* L) {
     auto* e = static_cast<Engine*>(lua_touserdata(L, 1));
-    openSandbox(L, e->script_->limits.instructions);
+    openSandbox(L, e->script_->limits.instructions, &e->budgetLeft_);
     lua_pushcfunction(L, print);
     lua_setglobal(L, "print");
     lua_createtable(L, 0, 4);
@@ -293,10 +340,25 @@ struct Engine::Glue {
     lua_setfield(L, -2, "shared");
     lua_setglobal(L, "wsgate");
 
-    lua_createtable(L, 0, 1);  // the request metatable
+    lua_createtable(L, 0, 2);  // the request metatable, out of the script's reach
     lua_pushcfunction(L, requestIndex);
     lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kRequestMeta);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kConnsKey);
+
+    lua_newtable(L);  // what the sandbox defines, so listFunctions can leave it out
+    lua_pushglobaltable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kBuiltinsKey);
 
     const std::string& src = e->script_->source;
     const char* chunk = lua_pushfstring(L, "@%s", e->script_->file.c_str());
@@ -310,14 +372,20 @@ struct Engine::Glue {
     return 0;
   }
 
-  // Lists the global functions the top level left (Script::functions).
+  // Lists the global functions the script defined (Script::functions): not the sandbox's own,
+  // unless the script replaced one, so a route's `lua: print` is refused at load.
   static int listFunctions(lua_State* L) {
     auto* names = static_cast<std::vector<std::string>*>(lua_touserdata(L, 1));
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kBuiltinsKey);
+    const int builtins = lua_gettop(L);
     lua_pushglobaltable(L);
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION) {
-        names->emplace_back(toView(L, -2));
+        lua_pushvalue(L, -2);
+        lua_rawget(L, builtins);
+        if (!lua_rawequal(L, -1, -2)) names->emplace_back(toView(L, -3));
+        lua_pop(L, 1);
       }
       lua_pop(L, 1);
     }
@@ -327,6 +395,7 @@ struct Engine::Glue {
   // __index of a request table: builds headers, query and cookies on first use, during the
   // call only (the views behind them end with it).
   static int requestIndex(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
     const std::string_view key = lua_type(L, 2) == LUA_TSTRING ? toView(L, 2) : "";
     if (key != "headers" && key != "query" && key != "cookies") return 0;
     Engine* e = engineOf(L);
@@ -407,9 +476,24 @@ struct Engine::Glue {
     if (lua_type(L, -1) != LUA_TTABLE) {
       luaL_error(L, "on_request: 'remove_headers' must be a list, got %s", luaL_typename(L, -1));
     }
-    const lua_Integer n = luaL_len(L, -1);
+    // Keys 1..n and no other: a map such as { ["x-b"] = true } would otherwise remove nothing
+    // without a word.
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      lua_pop(L, 1);
+      if (!lua_isinteger(L, -1)) {
+        luaL_error(L, "on_request: 'remove_headers' must be a list, got a table with a %s key",
+                   luaL_typename(L, -1));
+      }
+      ++n;
+    }
     for (lua_Integer i = 1; i <= n; ++i) {
-      if (lua_geti(L, -1, i) != LUA_TSTRING) {
+      const int type = lua_rawgeti(L, -1, i);
+      if (type == LUA_TNIL) {
+        luaL_error(L, "on_request: 'remove_headers' must be a list, got a table with a hole");
+      }
+      if (type != LUA_TSTRING) {
         luaL_error(L, "on_request: 'remove_headers' must list header names (strings)");
       }
       const std::string_view name = toView(L, -1);
@@ -450,7 +534,7 @@ struct Engine::Glue {
         if (!lua_isinteger(L, -1)) luaL_error(L, "on_request: 'status' must be an integer");
         const lua_Integer s = lua_tointeger(L, -1);
         if (s < 200 || s > 599) {
-          luaL_error(L, "on_request: 'status' must be 200-599, got %d", static_cast<int>(s));
+          luaL_error(L, "on_request: 'status' must be 200-599, got %I", s);
         }
         out.status = static_cast<int>(s);
       } else if (key == "body") {
@@ -491,9 +575,20 @@ struct Engine::Glue {
     return 0;
   }
 
+  // Pushes the conn table of handle `ref`; an error when no open connection has it.
+  static void pushConn(lua_State* L, int ref) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kConnsKey);
+    const int type = lua_rawgeti(L, -1, ref);
+    lua_remove(L, -2);
+    if (type != LUA_TTABLE) {
+      luaL_error(L, "%s: no connection %d", engineOf(L)->script_->file.c_str(), ref);
+    }
+  }
+
   static int open(lua_State* L) {
     auto* call = static_cast<OpenCall*>(lua_touserdata(L, 1));
     Engine* e = engineOf(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kConnsKey);
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, static_cast<lua_Integer>(call->info->id));
     lua_setfield(L, -2, "id");
@@ -503,7 +598,7 @@ struct Engine::Glue {
     lua_newtable(L);
     lua_setfield(L, -2, "vars");
     lua_pushvalue(L, -1);
-    call->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    call->ref = luaL_ref(L, -3);
     if (!e->hasOnOpen_) return 0;
     lua_getglobal(L, "on_open");
     lua_insert(L, -2);
@@ -515,7 +610,7 @@ struct Engine::Glue {
     auto* call = static_cast<MessageCall*>(lua_touserdata(L, 1));
     MessageResult& out = *call->out;
     lua_getglobal(L, "on_message");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, call->conn);
+    pushConn(L, call->conn);
     lua_pushstring(L, call->dir == Direction::Client ? "client" : "backend");
     lua_createtable(L, 0, 2);
     lua_pushstring(L, call->msg->text ? "text" : "binary");
@@ -544,8 +639,7 @@ struct Engine::Glue {
         }
         const lua_Integer code = lua_tointeger(L, -1);
         if (code != 1000 && (code < 3000 || code > 4999)) {
-          return luaL_error(L, "on_message: close code must be 1000 or 3000-4999, got %d",
-                            static_cast<int>(code));
+          return luaL_error(L, "on_message: close code must be 1000 or 3000-4999, got %I", code);
         }
         const int reasonType = lua_getfield(L, -2, "reason");
         if (reasonType != LUA_TNIL && reasonType != LUA_TSTRING) {
@@ -554,6 +648,9 @@ struct Engine::Glue {
         const std::string_view reason = reasonType == LUA_TSTRING ? toView(L, -1) : "";
         if (reason.size() > 123) {
           return luaL_error(L, "on_message: close reason over 123 bytes");
+        }
+        if (!validUtf8(reason)) {  // RFC 6455 5.5.1: the reason is UTF-8
+          return luaL_error(L, "on_message: close reason is not valid UTF-8");
         }
         out.action = MessageResult::Action::Close;
         out.code = static_cast<uint16_t>(code);
@@ -571,15 +668,17 @@ struct Engine::Glue {
   static int close(lua_State* L) {
     auto* call = static_cast<CloseCall*>(lua_touserdata(L, 1));
     lua_getglobal(L, "on_close");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, call->conn);
+    pushConn(L, call->conn);
     lua_pushinteger(L, call->code);
     lua_call(L, 2, 0);
     return 0;
   }
 
   static int unref(lua_State* L) {
-    luaL_unref(L, LUA_REGISTRYINDEX,
-               static_cast<int>(reinterpret_cast<intptr_t>(lua_touserdata(L, 1))));
+    const int ref = static_cast<int>(reinterpret_cast<intptr_t>(lua_touserdata(L, 1)));
+    pushConn(L, ref);  // a second unref of one handle would corrupt the free list
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kConnsKey);
+    luaL_unref(L, -1, ref);
     return 0;
   }
 };
@@ -640,7 +739,9 @@ std::string Engine::protectedCall(int (*fn)(lua_State*), void* arg) {
   const int status = lua_pcall(L_, 1, 0, 0);
   if (status == LUA_OK) return {};
   std::string error;
-  if (status == LUA_ERRMEM || memoryRefused_) {
+  // A refusal the script caught (pcall) must not label a later, unrelated error.
+  if (status == LUA_ERRMEM ||
+      (memoryRefused_ && lua_type(L_, -1) == LUA_TSTRING && isMemoryMessage(toView(L_, -1)))) {
     error = script_->file + ": memory limit (" + std::to_string(script_->limits.memoryBytes) +
             " bytes) reached";
   } else if (lua_type(L_, -1) == LUA_TSTRING) {
@@ -692,7 +793,9 @@ HookError Engine::closeConn(int conn, uint16_t code) {
     Glue::CloseCall call{conn, code};
     err.error = protectedCall(&Glue::close, &call);
   }
-  protectedCall(&Glue::unref, reinterpret_cast<void*>(static_cast<intptr_t>(conn)));
+  std::string unrefError =
+      protectedCall(&Glue::unref, reinterpret_cast<void*>(static_cast<intptr_t>(conn)));
+  if (err.error.empty()) err.error = std::move(unrefError);
   return err;
 }
 
@@ -708,14 +811,24 @@ bool Script::defines(std::string_view name) const {
 }
 
 ScriptPtr loadScript(const std::string& file, const Limits& limits, std::string& error) {
-  std::ifstream in(file, std::ios::binary);
+  // stdio rather than a stream: a read error (a directory opens, then fails with EISDIR) must
+  // not read as an empty script.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(file.c_str(), "rb"), &std::fclose);
   if (!in) {
-    error = file + ": cannot read the script: " + std::strerror(errno);
+    const int why = errno;
+    error = file + ": cannot read the script: " + std::strerror(why);
     return nullptr;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return checkScript(file, std::move(text).str(), limits, error);
+  std::string text;
+  char buf[16384];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, in.get())) > 0) text.append(buf, n);
+  if (std::ferror(in.get())) {
+    const int why = errno;
+    error = file + ": cannot read the script: " + std::strerror(why);
+    return nullptr;
+  }
+  return checkScript(file, std::move(text), limits, error);
 }
 
 ScriptPtr checkScript(std::string file, std::string source, const Limits& limits,

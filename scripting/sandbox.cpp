@@ -1,6 +1,9 @@
 #include "scripting/sandbox.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <utility>
 
 extern "C" {
 #include <lauxlib.h>
@@ -23,18 +26,26 @@ std::size_t skipClass(std::string_view p, std::size_t i) {
   return std::min(p.size(), i + 1);
 }
 
+// Which pattern function a guard stands in front of: what its third and fourth arguments are.
+enum PatternFunction : lua_Integer {
+  kFind,   // (s, pattern, init, plain)
+  kMatch,  // match and gmatch: (s, pattern, init)
+  kGsub,   // (s, pattern, repl, n): the third argument is no start position
+};
+
 // The guard in front of string.find/match/gmatch/gsub: upvalue 1 is the original function,
-// upvalue 2 the instruction limit. find with `plain` skips it (no pattern).
+// upvalue 2 the instruction limit, upvalue 3 the PatternFunction, upvalue 4 the call's budget
+// left (a light userdata, int64_t*, or NULL). find with `plain` skips it (no pattern).
 int guardedPattern(lua_State* L) {
   std::size_t n = 0;
   luaL_checklstring(L, 1, &n);
   std::size_t plen = 0;
   const char* pattern = luaL_checklstring(L, 2, &plen);
-  const bool plain =
-      lua_type(L, 4) != LUA_TNONE && lua_toboolean(L, 4) && lua_toboolean(L, lua_upvalueindex(3));
+  const lua_Integer kind = lua_tointeger(L, lua_upvalueindex(3));
+  const bool plain = kind == kFind && lua_toboolean(L, 4);
   if (!plain) {
     lua_Integer init = 1;
-    if (lua_isinteger(L, 3)) init = lua_tointeger(L, 3);
+    if (kind != kGsub && lua_isinteger(L, 3)) init = lua_tointeger(L, 3);
     if (init < 0) init = static_cast<lua_Integer>(n) + init + 1;
     if (init < 1) init = 1;
     const std::size_t from = static_cast<std::size_t>(init) - 1;
@@ -42,12 +53,17 @@ int guardedPattern(lua_State* L) {
     const double limit =
         static_cast<double>(lua_tointeger(L, lua_upvalueindex(2))) * kPatternStepsPerInstruction;
     const double steps = patternSteps({pattern, plen}, subject);
-    if (steps > limit) {
+    auto* left = static_cast<int64_t*>(lua_touserdata(L, lua_upvalueindex(4)));
+    const double cost = steps / kPatternStepsPerInstruction;
+    if (steps > limit || (left != nullptr && cost >= static_cast<double>(*left))) {
+      char stepsText[32];  // lua_pushfstring knows no precision ("%.3g")
+      std::snprintf(stepsText, sizeof stepsText, "%.3g", steps);
       return luaL_error(L,
-                        "pattern '%s' may take up to %.3g steps on %d bytes, over the call's "
+                        "pattern '%s' may take up to %s steps on %I bytes, over the call's "
                         "budget: anchor it with '^', use fewer '*', '+', '-', or a plain find",
-                        pattern, steps, static_cast<int>(subject));
+                        pattern, stepsText, static_cast<lua_Integer>(subject));
     }
+    if (left != nullptr) *left -= static_cast<int64_t>(cost);
   }
   const int nargs = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -72,6 +88,44 @@ int textLoad(lua_State* L) {
     if (lua_setupvalue(L, -2, 1) == nullptr) lua_pop(L, 1);
   }
   return 1;
+}
+
+// xpcall(f, msgh, ...) calling msgh after the error has unwound rather than at the error: Lua
+// runs a message handler with hooks off when the error came from a hook (the instruction
+// limit), so a handler could loop for ever. Without the debug library a handler cannot look at
+// the failed stack anyway; what it returns is still xpcall's second result.
+int unwoundXpcall(lua_State* L) {
+  const int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_rotate(L, 2, -1);  // f, args..., msgh
+  lua_insert(L, 1);      // msgh, f, args...
+  if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_replace(L, 1);
+    return lua_gettop(L);  // true, results...
+  }
+  lua_pcall(L, 1, 1, 0);  // msgh(error), or what msgh raised
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+// setmetatable refusing a __gc field: Lua runs finalizers with hooks off, where no instruction
+// limit can stop one, and marks a table for finalization only when its metatable has __gc as
+// it is set, so a field added later is never called. Upvalue 1: the original setmetatable.
+int setmetatableWithoutGc(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) {
+      return luaL_error(L, "setmetatable: __gc metamethods are not available to scripts");
+    }
+    lua_pop(L, 1);
+  }
+  const int nargs = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 void requireLib(lua_State* L, const char* name, lua_CFunction open) {
@@ -110,6 +164,11 @@ double patternSteps(std::string_view p, std::size_t subjectBytes) {
       i = skipClass(p, i + 2);
       continue;
     }
+    if (c == '%' && i + 1 < p.size() && p[i + 1] >= '1' && p[i + 1] <= '9') {
+      steps *= lengths;  // a back-reference compares up to the whole capture
+      i += 2;
+      continue;
+    }
     if (c == '$' && i + 1 == p.size()) break;
     i = skipClass(p, i);
     if (i < p.size()) {
@@ -126,6 +185,10 @@ double patternSteps(std::string_view p, std::size_t subjectBytes) {
 }
 
 void openSandbox(lua_State* L, uint64_t instructionLimit) {
+  openSandbox(L, instructionLimit, nullptr);
+}
+
+void openSandbox(lua_State* L, uint64_t instructionLimit, int64_t* instructionsLeft) {
   requireLib(L, LUA_GNAME, luaopen_base);
   requireLib(L, LUA_STRLIBNAME, luaopen_string);
   requireLib(L, LUA_TABLIBNAME, luaopen_table);
@@ -146,15 +209,23 @@ void openSandbox(lua_State* L, uint64_t instructionLimit) {
   clearGlobal(L, "loadfile");
   lua_pushcfunction(L, textLoad);
   lua_setglobal(L, "load");
+  lua_pushcfunction(L, unwoundXpcall);
+  lua_setglobal(L, "xpcall");
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, setmetatableWithoutGc, 1);
+  lua_setglobal(L, "setmetatable");
 
   lua_getglobal(L, LUA_STRLIBNAME);
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");  // binary chunks cannot be loaded anyway
-  for (const char* name : {"find", "match", "gmatch", "gsub"}) {
+  const std::pair<const char*, PatternFunction> guarded[] = {
+      {"find", kFind}, {"match", kMatch}, {"gmatch", kMatch}, {"gsub", kGsub}};
+  for (const auto& [name, kind] : guarded) {
     lua_getfield(L, -1, name);
     lua_pushinteger(L, static_cast<lua_Integer>(instructionLimit));
-    lua_pushboolean(L, name[0] == 'f');  // only find has a `plain` argument
-    lua_pushcclosure(L, guardedPattern, 3);
+    lua_pushinteger(L, kind);
+    lua_pushlightuserdata(L, instructionsLeft);
+    lua_pushcclosure(L, guardedPattern, 4);
     lua_setfield(L, -2, name);
   }
   lua_pop(L, 1);

@@ -3,7 +3,9 @@
 // text chunks only), string, table, math, utf8, os.time/os.clock. No io, no os.execute, no
 // debug, no package/require, no coroutine. Lua's pattern functions are guarded: a pattern
 // whose worst-case backtracking over its subject exceeds the call's budget is refused up
-// front, because the matcher runs in C where the instruction hook cannot stop it.
+// front, because the matcher runs in C where the instruction hook cannot stop it. For the
+// same reason (Lua runs them with hooks off) setmetatable refuses __gc, and xpcall calls its
+// handler after the error has unwound.
 
 #include <cstddef>
 #include <cstdint>
@@ -24,5 +26,10 @@ inline constexpr double kPatternStepsPerInstruction = 100;
 // Opens the sandboxed libraries into L's globals. Meant to run under lua_pcall (it
 // allocates); `instructionLimit` bounds the pattern guard.
 void openSandbox(lua_State* L, uint64_t instructionLimit);
+// The same, with the call's instruction budget (`*instructionsLeft`, reset by the caller for
+// each call) charged for patterns too: each guarded call spends its worst case divided by
+// kPatternStepsPerInstruction and is refused when that is more than is left, so a loop of
+// patterns that each pass the guard cannot outrun the budget either.
+void openSandbox(lua_State* L, uint64_t instructionLimit, int64_t* instructionsLeft);
 
 }  // namespace wsgate::scripting
