@@ -361,7 +361,7 @@ struct Engine::Glue {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kBuiltinsKey);
 
     const std::string& src = e->script_->source;
-    const char* chunk = lua_pushfstring(L, "@%s", e->script_->file.c_str());
+    const char* chunk = lua_pushfstring(L, "@%s", e->chunkName_.c_str());
     const int loaded = luaL_loadbufferx(L, src.data(), src.size(), chunk, "t");
     if (loaded != LUA_OK) return lua_error(L);
     e->armBudget();
@@ -683,7 +683,14 @@ struct Engine::Glue {
   }
 };
 
-Engine::Engine(ScriptPtr script, LogFn log) : script_(std::move(script)), log_(std::move(log)) {}
+Engine::Engine(ScriptPtr script, LogFn log) : script_(std::move(script)), log_(std::move(log)) {
+  // Lua shortens chunk names past LUA_IDSIZE ("...tail of the path") in every position it
+  // reports; a long path is loaded under its base name and put back whole in errors.
+  const std::string& file = script_->file;
+  const std::size_t slash = file.rfind('/');
+  chunkName_ =
+      file.size() <= kChunkNameMax || slash == std::string::npos ? file : file.substr(slash + 1);
+}
 
 Engine::~Engine() {
   if (L_ == nullptr) return;
@@ -751,6 +758,14 @@ std::string Engine::protectedCall(int (*fn)(lua_State*), void* arg) {
   }
   lua_settop(L_, 0);
   if (error.empty()) error = script_->file + ": error with an empty message";
+  // Positions name the chunk; a long path was loaded under its base name: named whole here.
+  if (chunkName_ != script_->file) {
+    const std::string shortName = chunkName_ + ":";
+    for (std::size_t at = error.find(shortName); at != std::string::npos;
+         at = error.find(shortName, at + script_->file.size() + 1)) {
+      error.replace(at, chunkName_.size(), script_->file);
+    }
+  }
   return error;
 }
 

@@ -20,7 +20,7 @@ struct lua_State;
 namespace wsgate::scripting {
 
 enum class LogLevel : uint8_t { Debug, Info, Warn, Error };
-// Where wsgate.log, print and Lua warnings (an error in a __gc) go.
+// Where wsgate.log, print and Lua warnings (the script's warn(), Lua's own) go.
 using LogFn = std::function<void(LogLevel, std::string_view)>;
 
 class Engine {
@@ -61,7 +61,10 @@ private:
   // Runs `fn(L)` with `arg` as a light userdata under lua_pcall; the error text, if any.
   std::string protectedCall(int (*fn)(lua_State*), void* arg);
 
+  static constexpr std::size_t kChunkNameMax = 48;  // well under LUA_IDSIZE (60)
+
   ScriptPtr script_;
+  std::string chunkName_;  // the chunk's name in positions (a long path's base name)
   LogFn log_;
   lua_State* L_ = nullptr;
   std::size_t memoryUsed_ = 0;
