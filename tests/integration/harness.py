@@ -865,6 +865,34 @@ class FakeBackend:
         with self._lock:
             self.notes.setdefault(key, []).append(value)
 
+    def requests(self, conn: "Conn", poll: float = 0.2):
+        """Yields the requests `conn` reads until it ends or the backend stops."""
+        while True:
+            try:
+                request = conn.read_request(timeout=poll)
+            except TimeoutError:
+                if self.stopping.is_set():
+                    return
+                continue
+            except ConnectionClosed:
+                return
+            if request is None:
+                return
+            yield request
+
+    def frames(self, conn: "Conn", poll: float = 0.2):
+        """Yields the frames `conn` reads until it ends or the backend stops."""
+        while True:
+            try:
+                frame = conn.recv_frame(timeout=poll)
+            except TimeoutError:
+                if self.stopping.is_set():
+                    return
+                continue
+            except ConnectionClosed:
+                return
+            yield frame
+
     def _accept_loop(self) -> None:
         self.listener.settimeout(0.05)
         while not self.stopping.is_set():

@@ -29,7 +29,7 @@ import websockets
 
 import harness
 import wsproto
-from harness import (ConnectionClosed, Conn, admin_port, admin_request, assert_error_response,
+from harness import (Conn, admin_port, admin_request, assert_error_response,
                      gateway_config, route, switching_protocols, to_yaml, wait_for)
 
 EXAMPLES = harness.SOURCE_DIR / "conf" / "examples"
@@ -97,17 +97,7 @@ def named_backend(conn: Conn, backend: harness.FakeBackend) -> None:
     "path", "headers": [[name, value]...]} (kept alive); an upgrade gets a 101 with
     X-Backend: NAME, then every frame is echoed until a Close. Requests are noted under
     "requests", frames under "frames" (all sessions) and "sessions" (a list per session)."""
-    while True:
-        try:
-            request = conn.read_request(timeout=0.2)
-        except TimeoutError:
-            if backend.stopping.is_set():
-                return
-            continue
-        except ConnectionClosed:
-            return
-        if request is None:
-            return
+    for request in backend.requests(conn):
         backend.append("requests", request)
         if request.head.has_token("upgrade", "websocket"):
             conn.send(switching_protocols(request, extra=(("X-Backend", backend.name),)))
@@ -121,15 +111,7 @@ def named_backend(conn: Conn, backend: harness.FakeBackend) -> None:
 def echo_frames(conn: Conn, backend: harness.FakeBackend) -> None:
     frames: list = []
     backend.append("sessions", frames)
-    while True:
-        try:
-            frame = conn.recv_frame(timeout=0.2)
-        except TimeoutError:
-            if backend.stopping.is_set():
-                return
-            continue
-        except ConnectionClosed:
-            return
+    for frame in backend.frames(conn):
         frames.append(frame)
         backend.append("frames", frame)
         if frame.opcode == wsproto.OP_CLOSE:

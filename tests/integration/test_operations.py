@@ -13,7 +13,7 @@ from collections import Counter
 
 import wsproto
 from harness import admin_port, admin_request as admin
-from harness import (Deadline, ConnectionClosed, build_request, gateway_config, pool,
+from harness import (Deadline, build_request, gateway_config, pool,
                      response_bytes, route, switching_protocols, wait_for)
 
 
@@ -100,20 +100,11 @@ def readable_times(conns, timeout):
 def answer_keep_alive(conn, backend):
     """Answers every request 200 with X-Backend: its name, keeping the connection; notes
     the request targets under "requests" and when the connection ended under "closed"."""
-    while True:
-        try:
-            request = conn.read_request(timeout=0.2)
-        except TimeoutError:
-            if backend.stopping.is_set():
-                return
-            continue
-        except ConnectionClosed:
-            request = None
-        if request is None:
-            backend.append("closed", time.monotonic())
-            return
+    for request in backend.requests(conn):
         backend.append("requests", request.target)
         conn.send(response_bytes(200, b"ok\n", (("X-Backend", backend.name),)))
+    if not backend.stopping.is_set():
+        backend.append("closed", time.monotonic())
 
 
 def upgrade_then_stay_silent(conn, backend):
@@ -123,15 +114,7 @@ def upgrade_then_stay_silent(conn, backend):
     if request is None:
         return
     conn.send(switching_protocols(request))
-    while True:
-        try:
-            frame = conn.recv_frame(timeout=0.2)
-        except TimeoutError:
-            if backend.stopping.is_set():
-                return
-            continue
-        except ConnectionClosed:
-            return
+    for frame in backend.frames(conn):
         backend.append("frames", frame)
 
 

@@ -173,15 +173,7 @@ def named_websocket_echo(conn, backend):
     if request is None:
         return
     conn.send(switching_protocols(request, extra=(("X-Backend", backend.name),)))
-    while True:
-        try:
-            frame = conn.recv_frame(timeout=0.2)
-        except TimeoutError:
-            if backend.stopping.is_set():
-                return
-            continue
-        except ConnectionClosed:
-            return
+    for frame in backend.frames(conn):
         conn.send(wsproto.encode_frame(frame.opcode, frame.payload, fin=frame.fin))
         if frame.opcode == wsproto.OP_CLOSE:
             backend.append("closes", wsproto.parse_close(frame.payload)[0])
