@@ -64,6 +64,17 @@ def echo_backend(tmp_path):
 
 
 @pytest.fixture
+def websockets_echo():
+    """A running harness.WebsocketsEchoServer (python3-websockets, deflate when offered)."""
+    server = harness.WebsocketsEchoServer()
+    yield server
+    server.stop()
+    if server.errors:
+        pytest.fail("the websockets echo's sessions failed:\n" + "\n".join(server.errors),
+                    pytrace=False)
+
+
+@pytest.fixture
 def fake_backend():
     """fake_backend(script, name) -> a FakeBackend running `script` per connection."""
     started = []

@@ -15,6 +15,7 @@ Waits are bounded: wait_for() polls a condition until a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -1053,3 +1054,63 @@ def assert_error_response(response: Response, status: int) -> None:
     assert response.header("content-length") == str(len(response.body))
     assert response.body.startswith(f"{status} {REASON_PHRASES[status]}: ".encode()), response.body
     assert response.body.endswith(b"\n"), response.body
+
+
+class WebsocketsEchoServer:
+    """python3-websockets serving an echo that accepts permessage-deflate when offered, on its
+    own loop thread: an independent implementation on the backend side. Records each
+    session's request headers (names lower-cased) under `requests` and the names of the
+    extensions it negotiated under `extensions`. A session that ends in an exception (a close
+    without a close handshake, a protocol error) is kept in `errors`; the fixture fails the
+    test with them."""
+
+    name = "wsecho"
+
+    def __init__(self):
+        import websockets  # only the tests that use this server need the package
+
+        self.loop = asyncio.new_event_loop()
+        self.requests: List[Dict[str, str]] = []
+        self.extensions: List[List[str]] = []
+        self.errors: List[str] = []
+        self.port = 0
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+
+            async def echo(ws, *_):
+                self.requests.append({k.lower(): v for k, v in ws.request_headers.raw_items()})
+                self.extensions.append([e.name for e in ws.extensions])
+                try:
+                    async for message in ws:  # ends at a clean close (ConnectionClosedOK)
+                        await ws.send(message)
+                except Exception:  # noqa: BLE001 - reported to the test by the fixture
+                    self.errors.append(traceback.format_exc())
+                    raise
+
+            self.server = self.loop.run_until_complete(websockets.serve(
+                echo, LOOPBACK, 0, compression="deflate", max_size=None, ping_interval=None))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True, name="websockets-echo")
+        self.thread.start()
+        assert ready.wait(10), "the websockets server did not start"
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        async def shutdown():
+            self.server.close()
+            await self.server.wait_closed()
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        except TimeoutError:  # a session stuck in its close: stop the loop anyway
+            pass
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)

@@ -15,9 +15,7 @@ import copy
 import os
 import socket
 import ssl
-import threading
 import time
-import traceback
 from typing import Callable, List, Optional, Tuple
 
 import pytest
@@ -176,71 +174,6 @@ def backend_close(backend, timeout: float = 5.0) -> wsproto.Frame:
 
 def backend_eof(backend, timeout: float = 5.0) -> str:
     return wait_for(lambda: backend.notes.get("eof"), timeout, "the backend connection to end")
-
-
-class DeflateEchoServer:
-    """python3-websockets serving an echo with permessage-deflate, on its own loop thread:
-    an independent implementation on the backend side. A session that ends in an exception
-    (a close without a close handshake, a protocol error) is kept in `errors`; the fixture
-    fails the test with them."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.extensions: List[str] = []
-        self.errors: List[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="deflate-echo")
-        self._thread.start()
-        assert self._ready.wait(10), "the websockets server did not start"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def echo(ws, *_):
-            self.extensions.extend(type(e).__name__ + ":" + e.name for e in ws.extensions)
-            try:
-                async for message in ws:  # ends at a clean close (ConnectionClosedOK)
-                    await ws.send(message)
-            except Exception:  # noqa: BLE001 - reported to the test by the fixture
-                self.errors.append(traceback.format_exc())
-                raise
-
-        self.server = self.loop.run_until_complete(websockets.serve(
-            echo, "127.0.0.1", 0, compression="deflate", max_size=None, ping_interval=None))
-        self.port = self.server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self.loop.run_forever()
-
-    @property
-    def name(self) -> str:
-        return "deflate-echo"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        async def shutdown():
-            self.server.close()
-            await self.server.wait_closed()
-        try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        except TimeoutError:  # a session stuck in its close: stop the loop anyway
-            pass
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-
-
-@pytest.fixture
-def deflate_echo():
-    server = DeflateEchoServer()
-    yield server
-    server.stop()
-    if server.errors:
-        pytest.fail("the websockets echo server's sessions failed:\n" + "\n".join(server.errors),
-                    pytrace=False)
 
 
 # --- wsgate and clients --------------------------------------------------------------------
@@ -978,9 +911,9 @@ def test_autobahn_group_10_auto_fragmented_messages_pass(start_wsgate, fake_back
 
 @pytest.mark.parametrize("size", [0, 1, 5000, 1 << 20], ids=lambda n: f"{n}B")
 def test_autobahn_group_12_13_permessage_deflate_negotiation_passes(start_wsgate,
-                                                                   deflate_echo, size,
+                                                                   websockets_echo, size,
                                                                    transport):
-    gate = start_gate(start_wsgate, deflate_echo)
+    gate = start_gate(start_wsgate, websockets_echo)
     text = ("compressible " * (size // 13 + 1))[:size]
     binary = os.urandom(size)
 
@@ -998,7 +931,7 @@ def test_autobahn_group_12_13_permessage_deflate_negotiation_passes(start_wsgate
     negotiated, extensions, replies, client_port = asyncio.run(run())
     assert negotiated.startswith("permessage-deflate"), negotiated
     assert extensions == ["permessage-deflate"]
-    assert deflate_echo.extensions and "permessage-deflate" in deflate_echo.extensions[0]
+    assert websockets_echo.extensions and "permessage-deflate" in websockets_echo.extensions[0]
     assert replies == [text, binary, text]
     record = gate.wait_access(lambda r: str(r["client"]).endswith(f":{client_port}"))[0]
     assert record["messages_from_client"] == 3 and record["messages_to_client"] == 3

@@ -18,9 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -125,67 +123,6 @@ def echo_frames(conn: Conn, backend: harness.FakeBackend) -> None:
 
 def backends(fake_backend, *names) -> List[harness.FakeBackend]:
     return [fake_backend(named_backend, name) for name in names]
-
-
-class WebsocketsEcho:
-    """python3-websockets serving an echo that accepts permessage-deflate when offered, on
-    its own loop thread; records each upgrade's headers and what it negotiated."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.requests: List[Dict[str, str]] = []
-        self.extensions: List[List[str]] = []
-        self.errors: List[str] = []
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-
-            async def echo(ws, *_):
-                self.requests.append({k.lower(): v for k, v in ws.request_headers.raw_items()})
-                self.extensions.append([e.name for e in ws.extensions])
-                try:
-                    async for message in ws:
-                        await ws.send(message)
-                except Exception:  # noqa: BLE001 - reported to the test by the fixture
-                    self.errors.append(traceback.format_exc())
-                    raise
-
-            self.server = self.loop.run_until_complete(websockets.serve(
-                echo, "127.0.0.1", 0, compression="deflate", ping_interval=None))
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True, name="websockets-echo")
-        self.thread.start()
-        assert ready.wait(10), "the websockets server did not start"
-
-    name = "wsecho"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        async def shutdown():
-            self.server.close()
-            await self.server.wait_closed()
-        try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-
-
-@pytest.fixture
-def websockets_echo():
-    server = WebsocketsEcho()
-    yield server
-    server.stop()
-    if server.errors:
-        pytest.fail("the websockets echo's sessions failed:\n" + "\n".join(server.errors),
-                    pytrace=False)
 
 
 # --- clients ---------------------------------------------------------------------------------
