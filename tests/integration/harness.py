@@ -868,31 +868,25 @@ class FakeBackend:
 
     def requests(self, conn: "Conn", poll: float = 0.2):
         """Yields the requests `conn` reads until it ends or the backend stops."""
-        while True:
-            try:
-                request = conn.read_request(timeout=poll)
-            except TimeoutError:
-                if self.stopping.is_set():
-                    return
-                continue
-            except ConnectionClosed:
-                return
-            if request is None:
-                return
-            yield request
+        return self._until_stopped(conn.read_request, poll)
 
     def frames(self, conn: "Conn", poll: float = 0.2):
         """Yields the frames `conn` reads until it ends or the backend stops."""
+        return self._until_stopped(conn.recv_frame, poll)
+
+    def _until_stopped(self, read: Callable[..., Any], poll: float):
         while True:
             try:
-                frame = conn.recv_frame(timeout=poll)
+                item = read(timeout=poll)
             except TimeoutError:
                 if self.stopping.is_set():
                     return
                 continue
             except ConnectionClosed:
                 return
-            yield frame
+            if item is None:  # read_request: the connection ended between requests
+                return
+            yield item
 
     def _accept_loop(self) -> None:
         self.listener.settimeout(0.05)
