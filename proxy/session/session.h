@@ -133,8 +133,9 @@ private:
     bool reusedBackend = false;     // sent over a kept-alive backend connection
     bool usedBackend = false;       // a backend was picked (for the access log)
     bool backendKeepAlive = false;  // the response allows reusing the backend connection
-    // Stickiness (pools with `sticky`): the hashed key of a header/query/source_ip source,
-    // or the backend a valid cookie names; `setCookie` is the Set-Cookie line to add.
+    // Stickiness: the hashed key of the pool's header/query/source_ip source or Lua's
+    // sticky_key, and the backend a valid cookie (or Lua's `backend`) names; `setCookie` is
+    // the Set-Cookie line to add.
     std::optional<uint64_t> stickyKey;
     std::optional<std::size_t> preferredBackend;
     std::string setCookie;
