@@ -126,6 +126,9 @@ Event pump(Side& side, uint16_t& code) {
     switch (side.relay.pump(src, dst, side.discard)) {
       case FrameRelay::Status::NeedMore:
         return Event::None;
+      case FrameRelay::Status::Message:  // only in collecting mode, not asked for here
+        check(false);
+        return Event::None;
       case FrameRelay::Status::Violation:
         code = side.relay.violation().code;
         check(!side.relay.violation().reason.empty());
