@@ -177,6 +177,29 @@ std::string formatDuration(Duration d) {
   return std::to_string(ms) + "ms";
 }
 
+// "1m30s" as one duration, when `s` is a run of two or more number+unit parts (which the
+// config does not take): for the hint that names the same time in one unit.
+std::optional<Duration> compoundDuration(std::string_view s) {
+  Duration total{0};
+  int parts = 0;
+  while (!s.empty()) {
+    std::size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+    std::size_t end = digits;
+    while (end < s.size() &&
+           ((s[end] >= 'a' && s[end] <= 'z') || (s[end] >= 'A' && s[end] <= 'Z'))) {
+      ++end;
+    }
+    const auto part = digits == 0 ? std::nullopt : parseDuration(s.substr(0, end));
+    if (!part) return std::nullopt;
+    total += *part;
+    ++parts;
+    s.remove_prefix(end);
+  }
+  if (parts < 2) return std::nullopt;
+  return total;
+}
+
 bool hasControl(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
     const auto u = static_cast<unsigned char>(c);
@@ -460,8 +483,13 @@ private:
     std::string_view why;
     auto d = parseDuration(s, why);
     if (!d) {
-      error(where(e),
-            "invalid duration " + quote(s) + " for '" + e.name + "': " + std::string(why));
+      if (auto whole = compoundDuration(s)) {
+        error(where(e), "invalid duration " + quote(s) + " for '" + e.name +
+                            "': one number and one unit, write " + quote(formatDuration(*whole)));
+      } else {
+        error(where(e),
+              "invalid duration " + quote(s) + " for '" + e.name + "': " + std::string(why));
+      }
       return std::nullopt;
     }
     if (*d < min || *d > max) {
@@ -498,8 +526,12 @@ private:
     std::string_view why;
     auto hp = parseHostPort(*s, allowZeroPort, why);
     if (!hp) {
-      error(where(e),
-            "invalid address " + quote(*s) + " for '" + e.name + "': " + std::string(why));
+      std::string message =
+          "invalid address " + quote(*s) + " for '" + e.name + "': " + std::string(why);
+      if (const auto scheme = s->find("://"); scheme != std::string::npos) {
+        message += ": write " + quote(s->substr(scheme + 3));
+      }
+      error(where(e), message);
     }
     return hp;
   }
@@ -608,6 +640,7 @@ private:
   std::size_t routeItems_ = 0;
   std::optional<YAML::Mark> drainMark_;
   std::optional<YAML::Mark> drainSpreadMark_;
+  std::optional<YAML::Mark> pingIntervalMark_;
   std::optional<YAML::Mark> maxUriMark_;
   std::optional<YAML::Mark> adminListenMark_;
   std::optional<YAML::Mark> luaRoute_;  // the last route's `lua:` (needs `scripting:`)
@@ -1447,6 +1480,7 @@ void Loader::readTimeouts(const Entry& e) {
                                        quote(v.value.Scalar()));
                    return;
                  }
+                 pingIntervalMark_ = where(v);
                  assign(t.pingInterval, d);
                }},
               {"http_keepalive",
@@ -1575,6 +1609,13 @@ void Loader::crossCheck(const YAML::Node& root) {
     error(drainSpreadMark_.value_or(drainMark_.value_or(root.Mark())),
           "'drain_spread' (" + formatDuration(t.drainSpread) + ") must not exceed 'drain' (" +
               formatDuration(t.drain) + ")");
+  }
+  if (pingIntervalMark_ && t.pingInterval.count() > 0 && t.pingInterval >= t.idle) {
+    // The idle timeout closes a silent client before the first ping could go out.
+    error(*pingIntervalMark_, "'ping_interval' (" + formatDuration(t.pingInterval) +
+                                  ") must be shorter than 'idle' (" + formatDuration(t.idle) +
+                                  "): the idle timeout would close a silent client before the "
+                                  "first ping");
   }
   const auto& l = config_.limits;
   // Only when set explicitly: the default URI limit under a small header limit is simply

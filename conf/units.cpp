@@ -157,8 +157,10 @@ std::optional<uint16_t> parsePort(std::string_view text, bool allowZeroPort,
     why = "missing port (expected host:port or [v6]:port)";
     return std::nullopt;
   }
+  const std::string_view range =
+      allowZeroPort ? "port must be between 0 and 65535" : "port must be between 1 and 65535";
   if (text.size() > 5) {
-    why = "port must be between 0 and 65535";
+    why = range;
     return std::nullopt;
   }
   uint32_t port = 0;
@@ -170,7 +172,7 @@ std::optional<uint16_t> parsePort(std::string_view text, bool allowZeroPort,
     port = port * 10 + static_cast<uint32_t>(c - '0');
   }
   if (port > 65535) {
-    why = "port must be between 0 and 65535";
+    why = range;
     return std::nullopt;
   }
   if (port == 0 && !allowZeroPort) {
@@ -204,6 +206,10 @@ std::optional<HostPort> parseHostPort(std::string_view text, bool allowZeroPort,
                                       std::string_view& why) noexcept {
   if (text.empty()) {
     why = "empty address";
+    return std::nullopt;
+  }
+  if (text.find("://") != std::string_view::npos) {
+    why = "an address is host:port, without a scheme";
     return std::nullopt;
   }
   std::string_view host;

@@ -496,6 +496,20 @@ const BadCase kBadCases[] = {
      "1:1: unknown key 'wrkers' in config, did you mean 'workers'?"},
     {"UnknownWebsocketKey", "websocket: {validate_utf: true}",
      "1:13: unknown key 'validate_utf' in websocket, did you mean 'validate_utf8'?"},
+    {"CompoundDurationGetsOneUnit", "timeouts: {idle: 1m30s}",
+     "1:18: invalid duration '1m30s' for 'idle': one number and one unit, write '90s'"},
+    {"CompoundDurationInMilliseconds", "timeouts: {close: 1s500ms}",
+     "1:19: invalid duration '1s500ms' for 'close': one number and one unit, write '1500ms'"},
+    {"PingIntervalNotShorterThanIdle", "timeouts: {idle: 30s, ping_interval: 30s}",
+     "1:38: 'ping_interval' (30s) must be shorter than 'idle' (30s): the idle timeout would "
+     "close a silent client before the first ping"},
+    {"PingIntervalOverDefaultIdle", "timeouts: {ping_interval: 2m}",
+     "1:27: 'ping_interval' (2m) must be shorter than 'idle' (1m): the idle timeout would "
+     "close a silent client before the first ping"},
+    {"BackendAddressWithScheme",
+     "pools:\n  p:\n    backends: [{name: a, address: 'http://127.0.0.1:8601'}]",
+     "3:35: invalid address 'http://127.0.0.1:8601' for 'address': an address is host:port, "
+     "without a scheme: write '127.0.0.1:8601'"},
     {"CloseTimeoutWithoutUnit", "timeouts: {close: 2}",
      "1:19: invalid duration '2' for 'close': needs a unit (ms, s, m or h), e.g. '10s'"},
     {"UnknownTopLevelKeyWithoutSuggestion", "colour: red", "1:1: unknown key 'colour' in config"},
