@@ -88,6 +88,7 @@ void writeAccess(const AccessRecord& r) {
     j["path"] = r.path;
     j["host"] = r.host;
     j["status"] = r.status;
+    j["pool"] = r.pool.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.pool);
     j["backend"] = r.backend.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.backend);
     j["reason"] = r.reason;
     j["duration_ms"] = static_cast<int64_t>(r.durationMs * 1000) / 1000.0;
@@ -106,17 +107,17 @@ void writeAccess(const AccessRecord& r) {
   } else if (r.tunnel != nullptr) {
     const TunnelStats& t = *r.tunnel;
     access->info(
-        "s{} {} {} {} {} {} {} backend={} reason={} {:.3f}ms in={} out={} frames={}/{} "
+        "s{} {} {} {} {} {} {} pool={} backend={} reason={} {:.3f}ms in={} out={} frames={}/{} "
         "messages={}/{} close={} by={}",
         r.session, r.client, r.kind, r.method, r.path, r.host, r.status,
-        r.backend.empty() ? "-" : r.backend, r.reason, r.durationMs, r.bytesFromClient,
-        r.bytesToClient, t.framesFromClient, t.framesToClient, t.messagesFromClient,
-        t.messagesToClient, t.closeCode, t.closeBy);
+        r.pool.empty() ? "-" : r.pool, r.backend.empty() ? "-" : r.backend, r.reason, r.durationMs,
+        r.bytesFromClient, r.bytesToClient, t.framesFromClient, t.framesToClient,
+        t.messagesFromClient, t.messagesToClient, t.closeCode, t.closeBy);
   } else {
-    access->info("s{} {} {} {} {} {} {} backend={} reason={} {:.3f}ms in={} out={}", r.session,
-                 r.client, r.kind, r.method, r.path, r.host, r.status,
-                 r.backend.empty() ? "-" : r.backend, r.reason, r.durationMs, r.bytesFromClient,
-                 r.bytesToClient);
+    access->info("s{} {} {} {} {} {} {} pool={} backend={} reason={} {:.3f}ms in={} out={}",
+                 r.session, r.client, r.kind, r.method, r.path, r.host, r.status,
+                 r.pool.empty() ? "-" : r.pool, r.backend.empty() ? "-" : r.backend, r.reason,
+                 r.durationMs, r.bytesFromClient, r.bytesToClient);
   }
 }
 

@@ -30,6 +30,7 @@ struct AccessRecord {
   std::string_view path;
   std::string_view host;
   int status = 0;            // sent to the client; 0 = nothing was sent
+  std::string_view pool;     // the pool the request was routed to, empty when none
   std::string_view backend;  // "pool/name", empty when none was used
   std::string_view reason;   // why it ended or was refused ("ok" when nothing went wrong)
   double durationMs = 0;

@@ -734,6 +734,7 @@ void Session::logExchange(std::string_view reason) {
                .path = ex_.path,
                .host = ex_.host,
                .status = ex_.status,
+               .pool = ex_.pool,
                .backend = ex_.usedBackend ? backendName_ : "",
                .reason = reason,
                .durationMs = ms,

@@ -72,14 +72,13 @@ void Session::connectBackend() {
     if (ex_.attempts == 0 && poolFull()) {
       // Every backend is at max_connections: wait for a place, up to timeouts.queue.
       if (waitInQueue()) return;
-      answer(503, "every backend of pool " + std::string(ex_.pool) + " is at max_connections",
-             "backends full", false);
+      // Clients see no pool or backend name; the access line has the pool.
+      answer(503, "every backend is at max_connections", "backends full", false);
       return;
     }
     leaveQueue();
     if (ex_.attempts == 0) {
-      answer(503, "no backend available in pool " + std::string(ex_.pool), "no backend available",
-             false);
+      answer(503, "no backend available", "no backend available", false);
     } else {
       answer(502, "every backend tried failed", "backends failed", false);
     }

@@ -23,7 +23,7 @@ Headers = Tuple[Tuple[str, str], ...]
 # Python thread on a loaded machine does not time out: two failures take a backend out.
 HEALTH = {"path": "/health", "interval": "300ms", "timeout": "250ms", "rise": 1, "fall": 2}
 SLOW_START_SECONDS = 2.0
-NO_BACKEND_BODY = b"503 Service Unavailable: no backend available in pool app\n"
+NO_BACKEND_BODY = b"503 Service Unavailable: no backend available\n"
 
 
 # --- the backend ---------------------------------------------------------------------------------
@@ -301,6 +301,9 @@ def test_every_backend_draining_gets_503_until_one_is_enabled(
 
     conn = connect(gate.port)
     assert_no_backend_available(conn.request("GET", "/drained"))
+    # The client's body names no pool; the access line does.
+    record = gate.access_for(conn)[0]
+    assert (record["status"], record["pool"], record["backend"]) == (503, "app", None), record
     upgrading = connect(gate.port)
     assert_no_backend_available(upgrading.upgrade("/ws"))
     for client in (conn, upgrading):
