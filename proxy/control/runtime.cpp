@@ -132,7 +132,7 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     for (const auto& bc : pc.backends) {
       auto addr = net::resolve(bc.address, error);
       if (!addr) {
-        error = "pool " + pc.name + " backend " + bc.name + ": " + error;
+        error = bc.mark.str() + ": pool " + pc.name + " backend " + bc.name + ": " + error;
         return nullptr;
       }
       entry.addresses.push_back(*addr);

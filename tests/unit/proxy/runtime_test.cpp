@@ -108,5 +108,20 @@ TEST(Runtime, ResolvesListenerAddressesOnceAndNamesAnUnresolvableOne) {
   EXPECT_TRUE(error.starts_with("t.yaml:2:29: listener public: cannot resolve")) << error;
 }
 
+TEST(Runtime, NamesAnUnresolvableBackendAtItsAddress) {
+  conf::LoadResult r = conf::loadString(
+      "listeners:\n  - { name: public, listen: '127.0.0.1:0' }\n"
+      "routes:\n  - { match: { path_prefix: / }, pool: app }\n"
+      "pools:\n  app:\n    backends:\n      - { name: a, address: 'no-such-host.invalid:80' }\n",
+      "t.yaml");
+  ASSERT_TRUE(r.ok());
+  std::string error;
+  std::vector<std::string> warnings;
+  EXPECT_EQ(buildRuntime(std::make_shared<const conf::Config>(std::move(*r.config)), nullptr, error,
+                         warnings),
+            nullptr);
+  EXPECT_TRUE(error.starts_with("t.yaml:8:29: pool app backend a: cannot resolve")) << error;
+}
+
 }  // namespace
 }  // namespace wsgate::proxy
