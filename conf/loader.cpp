@@ -79,6 +79,31 @@ bool isLuaName(std::string_view s) {
   });
 }
 
+// The keys of a pool (readPool), for the hint about one that lost its indentation.
+bool isPoolKey(std::string_view key) {
+  static constexpr std::array<std::string_view, 9> kKeys{
+      "backends", "policy", "sticky",         "health",    "connect_timeout",
+      "retries",  "tls",    "proxy_protocol", "slow_start"};
+  return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+}
+
+// The first line (0-based) whose indentation holds a tab, if any.
+std::optional<int> tabIndentedLine(std::string_view text) {
+  int line = 0;
+  bool indent = true;
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      indent = true;
+    } else if (indent && c == '\t') {
+      return line;
+    } else if (c != ' ') {
+      indent = false;
+    }
+  }
+  return std::nullopt;
+}
+
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::string toLower(std::string_view s) {
@@ -654,7 +679,18 @@ LoadResult Loader::load(std::string_view yaml) {
     root = YAML::Load(text);
     second = secondDocument(text);
   } catch (const YAML::Exception& e) {
-    error(e.mark, "YAML syntax error: " + e.msg);
+    if (auto tab = tabIndentedLine(text)) {
+      // yaml-cpp's words for it ("illegal block entry", "end of map not found") do not say.
+      YAML::Mark at = e.mark;
+      at.line = *tab;
+      at.column = 0;
+      error(at,
+            "this line is indented with a tab: YAML indents with spaces only (the parser "
+            "said: " +
+                e.msg + ")");
+    } else {
+      error(e.mark, "YAML syntax error: " + e.msg);
+    }
     return finish();
   }
   if (root.IsNull()) {
@@ -724,7 +760,25 @@ void Loader::readTop(const YAML::Node& root) {
              auto n = forEachItem(e, "route", [&](const Entry& r) { readRoute(r); });
              routeItems_ = n.value_or(1);
            }},
-          {"pools", [&](const Entry& e) { forEachKey(e, [&](const Entry& p) { readPool(p); }); }},
+          {"pools",
+           [&](const Entry& e) {
+             std::string previous;
+             forEachKey(e, [&](const Entry& p) {
+               if (!previous.empty() && isPoolKey(p.name)) {
+                 // A pool's key that lost its indentation reads as a pool of that name.
+                 error(p.key.Mark(), "'" + p.name +
+                                         "' is at the level of the pool names, so it "
+                                         "reads as a pool named '" +
+                                         p.name +
+                                         "': indent it under "
+                                         "pool '" +
+                                         previous + "'");
+                 return;
+               }
+               readPool(p);
+               previous = p.name;
+             });
+           }},
           {"timeouts", [&](const Entry& e) { readTimeouts(e); }},
           {"limits", [&](const Entry& e) { readLimits(e); }},
           {"websocket",

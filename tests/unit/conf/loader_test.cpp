@@ -1384,6 +1384,38 @@ TEST(Loader, StopsListingAfterAHundredErrors) {
   EXPECT_EQ(r.errors.back().str(), "t.yaml: too many errors, only the first 100 are shown");
 }
 
+TEST(Loader, NamesATabInTheIndentation) {
+  struct Case {
+    std::string_view yaml;
+    std::string_view expect;
+  };
+  const Case cases[] = {
+      {"listeners:\n\t- {name: a, listen: '127.0.0.1:0'}\n",
+       "t.yaml:2:1: this line is indented with a tab: YAML indents with spaces only (the parser "
+       "said: illegal block entry)"},
+      {"pools:\n  app:\n    policy: round_robin\n\tbackends: []\n",
+       "t.yaml:4:1: this line is indented with a tab: YAML indents with spaces only (the parser "
+       "said: illegal tab when looking for indentation)"},
+  };
+  for (const auto& c : cases) {
+    const LoadResult r = loadString(c.yaml, kFile);
+    EXPECT_EQ(errorStrings(r), std::vector<std::string>{std::string(c.expect)}) << c.yaml;
+  }
+}
+
+TEST(Loader, SaysWhenAPoolKeyLostItsIndentation) {
+  const LoadResult r = loadString(
+      withDefaults("pools:\n  app:\n    policy: least_conn\n  backends:\n"
+                   "    - {name: a, address: '127.0.0.1:9000'}\n"),
+      kFile);
+  const std::string all = joined(r);
+  EXPECT_NE(all.find("t.yaml:4:3: 'backends' is at the level of the pool names, so it reads as a "
+                     "pool named 'backends': indent it under pool 'app'"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(all.find("must be a map"), std::string::npos) << all;
+}
+
 TEST(Loader, QuotesControlCharactersInMessages) {
   const LoadResult r = loadString(withDefaults("log: {level: \"in\\nfo\\u0001\"}"), kFile);
   ASSERT_EQ(r.errors.size(), 1u);
