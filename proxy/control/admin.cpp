@@ -34,6 +34,12 @@ void replyJson(evhttp_request* req, int code, const nlohmann::json& j) {
   reply(req, code, "application/json", j.dump() + "\n");
 }
 
+// RFC 9110 15.5.6: a 405 lists the methods the resource takes.
+void methodNotAllowed(evhttp_request* req, const char* allow) {
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+  replyJson(req, 405, {{"error", std::string("use ") + allow}});
+}
+
 std::vector<std::string> split(std::string_view path) {
   std::vector<std::string> parts;
   while (!path.empty()) {
@@ -86,7 +92,11 @@ std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::Ad
                                                 std::string& error) {
   std::unique_ptr<AdminServer> admin(new AdminServer(std::move(runtime), server));
   admin->http_ = evhttp_new(base);
-  evhttp_set_allowed_methods(admin->http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+  // Every method reaches onRequest, so that a known path answers 405 with Allow (evhttp's
+  // own 405 has none) and an unknown one 404.
+  evhttp_set_allowed_methods(admin->http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(admin->http_, &AdminServer::onRequestCb, admin.get());
   evhttp_bound_socket* sock =
       evhttp_bind_socket_with_handle(admin->http_, cfg.listen.host.c_str(), cfg.listen.port);
@@ -115,20 +125,20 @@ void AdminServer::onRequest(evhttp_request* req) {
   const bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
 
   if (parts.size() == 1 && parts[0] == "status") {
-    if (!get) return replyJson(req, 405, {{"error", "use GET"}});
+    if (!get) return methodNotAllowed(req, "GET");
     return reply(req, 200, "application/json", status());
   }
   if (parts.size() == 1 && parts[0] == "metrics") {
-    if (!get) return replyJson(req, 405, {{"error", "use GET"}});
+    if (!get) return methodNotAllowed(req, "GET");
     return reply(req, 200, "text/plain; version=0.0.4", metrics());
   }
   if (parts.size() == 1 && parts[0] == "reload") {
-    if (!post) return replyJson(req, 405, {{"error", "use POST"}});
+    if (!post) return methodNotAllowed(req, "POST");
     return reload(req);
   }
   if (parts.size() == 5 && parts[0] == "pools" && parts[2] == "backends" &&
       (parts[4] == "drain" || parts[4] == "enable")) {
-    if (!post) return replyJson(req, 405, {{"error", "use POST"}});
+    if (!post) return methodNotAllowed(req, "POST");
     return backendAction(req, parts[1], parts[3], parts[4]);
   }
   replyJson(req, 404, {{"error", "no such endpoint"}});

@@ -3,6 +3,10 @@ over drain_spread, the others are untouched) and enable it again; status, metric
 
 import json
 import time
+import urllib.error
+import urllib.request
+
+import pytest
 
 import harness
 from harness import admin_request as admin
@@ -65,6 +69,15 @@ def test_admin_answers_errors_status_and_metrics(start_wsgate, echo_backend):
     assert admin(port, "POST", "/pools/app/backends/nope/drain")[0] == 404
     assert admin(port, "GET", "/pools/app/backends/a/drain")[0] == 405
     assert admin(port, "GET", "/reload")[0] == 405
+    # A 405 says what the endpoint takes (RFC 9110 15.5.6), whatever the method.
+    for method, path, allow in (("GET", "/reload", "POST"), ("PUT", "/status", "GET"),
+                                ("DELETE", "/metrics", "GET"),
+                                ("PATCH", "/pools/app/backends/a/enable", "POST")):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert (refused.value.code, refused.value.headers.get("Allow")) == (405, allow), path
+    assert admin(port, "DELETE", "/nothing")[0] == 404
     assert admin(port, "GET", "/nothing")[0] == 404
     status, body = admin(port, "GET", "/metrics")
     assert status == 200
