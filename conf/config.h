@@ -175,7 +175,10 @@ struct WebSocketConfig {
 };
 
 struct Limits {
+  // Left out of the file, the process's open-files limit decides (Runtime::maxConnections);
+  // written, it is taken as it is and wsgate warns when the limit cannot carry it.
   uint64_t maxConnections = 100'000;
+  bool maxConnectionsSet = false;
   uint64_t maxHeaderBytes = 16 * 1024;
   uint64_t maxHeaders = 100;
   uint64_t maxUriBytes = 8 * 1024;

@@ -1563,7 +1563,10 @@ void Loader::readLimits(const Entry& e) {
   walkMap(e, "limits",
           {
               {"max_connections",
-               [&](const Entry& v) { assign(l.maxConnections, integer(v, 1, kMaxConnections)); }},
+               [&](const Entry& v) {
+                 l.maxConnectionsSet = true;
+                 assign(l.maxConnections, integer(v, 1, kMaxConnections));
+               }},
               {"max_header_bytes",
                [&](const Entry& v) { assign(l.maxHeaderBytes, size(v, kKiB, kMiB)); }},
               {"max_headers",

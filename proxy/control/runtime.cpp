@@ -1,5 +1,9 @@
 #include "proxy/control/runtime.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+
 #include "proxy/control/snapshot_diff.h"
 #include "proxy/log.h"
 
@@ -93,6 +97,23 @@ const ListenerEntry* Runtime::findListener(const std::string& key) const {
   return nullptr;
 }
 
+uint64_t openFilesCapacity(uint64_t openFiles) {
+  if (openFiles == UINT64_MAX) return UINT64_MAX;
+  return std::max<uint64_t>(1, (openFiles - std::min(kReservedFds, openFiles / 4)) / 2);
+}
+
+namespace {
+
+uint64_t defaultMaxConnections(const conf::Limits& limits) {
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY) {
+    return limits.maxConnections;
+  }
+  return std::min(limits.maxConnections, openFilesCapacity(nofile.rlim_cur));
+}
+
+}  // namespace
+
 std::size_t applyTunables(const Runtime& runtime) {
   std::size_t changed = 0;
   for (const auto& [name, entry] : runtime.pools) {
@@ -154,6 +175,8 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     rt->pools.emplace(pc.name, std::move(entry));
   }
   if (!loadScript(*rt, error)) return nullptr;
+  rt->maxConnections = config->limits.maxConnectionsSet ? config->limits.maxConnections
+                                                        : defaultMaxConnections(config->limits);
   for (const auto& w : tlsWarnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);
   if (!tlsErrors.empty()) {
     error.clear();

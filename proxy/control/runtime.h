@@ -40,6 +40,9 @@ struct Runtime {
   std::vector<ListenerEntry> listeners;  // parallel to config->listeners
   Router router;
   scripting::ScriptPtr script;  // `scripting:`, checked; null without one
+  // limits.max_connections as written, or, left out, what the open-files limit carries
+  // (openFilesCapacity), at most the documented default.
+  uint64_t maxConnections = 0;
 
   explicit Runtime(std::shared_ptr<const conf::Config> c)
       : config(std::move(c)), router(config->routes) {
@@ -61,6 +64,13 @@ private:
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;
+
+// Descriptors wsgate keeps for itself besides its sessions: listeners, event loops,
+// io_uring, health checks, admin connections, logs (at most a quarter of a small limit).
+inline constexpr uint64_t kReservedFds = 100;
+// The sessions `openFiles` descriptors carry: two each (client and backend sockets), after
+// the reserve. At least 1.
+uint64_t openFilesCapacity(uint64_t openFiles);
 
 // Resolves listener and backend addresses, builds pools and TLS contexts. Backends whose identity
 // is unchanged from `previous` keep their Backend object (active count, leases, health); their new

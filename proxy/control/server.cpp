@@ -33,35 +33,42 @@
 namespace wsgate::proxy {
 namespace {
 
-// Descriptors wsgate keeps for itself besides its sessions: listeners, event loops,
-// io_uring, health checks, admin connections, logs.
-constexpr uint64_t kReservedFds = 100;
-
 // How often a draining process counts its sessions.
 constexpr std::chrono::milliseconds kDrainTick{50};
 
 // Raises the soft open-files limit to the hard one (as nginx's worker_rlimit_nofile or Go
-// do: epoll has no FD_SETSIZE), and warns when max_connections cannot be reached under it.
-// Past the limit nothing breaks: accepts pause and backend connections are answered 503.
-void raiseOpenFilesLimit(const conf::Config& cfg) {
+// do: epoll has no FD_SETSIZE). Before the config is loaded: a max_connections left out
+// follows the raised limit.
+void raiseOpenFilesLimit() {
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur >= nofile.rlim_max) return;
+  rlimit raised = nofile;
+  raised.rlim_cur = nofile.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &raised);
+}
+
+// Says what max_connections is and where it came from; warns when a value the file wrote
+// cannot be reached under the open-files limit. Past the limit nothing breaks: accepts pause
+// and backend connections are answered 503.
+void reportOpenFiles(const Runtime& rt) {
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) return;
-  if (nofile.rlim_cur < nofile.rlim_max) {
-    rlimit raised = nofile;
-    raised.rlim_cur = nofile.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile = raised;
-  }
   const uint64_t limit = nofile.rlim_cur == RLIM_INFINITY ? UINT64_MAX : nofile.rlim_cur;
-  const uint64_t want = cfg.limits.maxConnections;  // each session: client + backend socket
-  if (limit != UINT64_MAX && want * 2 + kReservedFds > limit) {
+  const std::string limitText = limit == UINT64_MAX ? "unlimited" : std::to_string(limit);
+  const uint64_t want = rt.maxConnections;  // each session: client + backend socket
+  if (!rt.config->limits.maxConnectionsSet) {
+    log().info(
+        "limits.max_connections {} (not set: what the open files limit {} carries, at "
+        "most {})",
+        want, limitText, rt.config->limits.maxConnections);
+  } else if (limit != UINT64_MAX && want * 2 + kReservedFds > limit) {
     log().warn(
         "limits.max_connections {} needs {} open files, the limit is {}: beyond about {} "
         "connections, accepts pause and backend connections get 503 (raise LimitNOFILE= or "
         "ulimit -n, or lower max_connections)",
-        want, want * 2 + kReservedFds, limit, (limit - std::min(kReservedFds, limit / 4)) / 2);
+        want, want * 2 + kReservedFds, limit, openFilesCapacity(limit));
   } else {
-    log().info("open files limit {}",
-               limit == UINT64_MAX ? std::string("unlimited") : std::to_string(limit));
+    log().info("limits.max_connections {}, open files limit {}", want, limitText);
   }
 }
 
@@ -211,6 +218,7 @@ bool Server::openSockets(const conf::ListenerConfig& l, const net::SocketAddress
 }
 
 bool Server::start() {
+  raiseOpenFilesLimit();
   std::vector<std::string> errors, warnings;
   current_ = loadRuntime(configPath_, nullptr, errors, warnings);
   for (const auto& w : warnings) std::cerr << w << "\n";
@@ -222,7 +230,7 @@ bool Server::start() {
     std::cerr << error << "\n";
     return false;
   }
-  raiseOpenFilesLimit(cfg);
+  reportOpenFiles(*current_);
   executable_ = ownExecutable();
   base_.reset(event_base_new());
   const std::size_t workers = static_cast<std::size_t>(workerCount(cfg));

@@ -158,7 +158,7 @@ std::unordered_set<const balancer::Backend*> Worker::backendSet(
 
 void Worker::setMaxSessions() {
   // The process-wide limit is shared evenly; the kernel spreads accepts evenly too.
-  const uint64_t limit = runtime_->config->limits.maxConnections;
+  const uint64_t limit = runtime_->maxConnections;
   maxSessions_ = static_cast<std::size_t>((limit + workerCount_ - 1) / workerCount_);
 }
 

@@ -16,8 +16,10 @@ def start_limited(start_wsgate, echo, connect, **timeouts):
     """wsgate under NOFILE open files, after one request and one WebSocket went through it
     (so every code path the tests take has run once while descriptors were free:
     UBSan's first check of a virtual call needs a pipe)."""
+    # max_connections written, over what NOFILE carries: descriptors run out first.
     cfg = gateway_config([route("app", path_prefix="/")], {"app": pool(echo)},
-                         timeouts={"handshake": "60s", **timeouts})
+                         timeouts={"handshake": "60s", **timeouts},
+                         limits={"max_connections": 100000})
     gate = start_wsgate(cfg, nofile=NOFILE)
     idle_fds = gate.open_fds()
     warm = connect(gate.port)
@@ -30,6 +32,16 @@ def start_limited(start_wsgate, echo, connect, **timeouts):
     ws.close()
     wait_for(lambda: gate.open_fds() == idle_fds, what="wsgate to close the warm-up sessions")
     return gate
+
+
+def test_max_connections_left_out_follows_the_open_files_limit_without_a_warning(
+        start_wsgate, echo_backend):
+    cfg = gateway_config([route("app", path_prefix="/")], {"app": pool(echo_backend("echo1"))})
+    gate = start_wsgate(cfg, nofile=NOFILE)
+    # (64 - 64 / 4 reserved) / 2 sessions: two descriptors each.
+    gate.wait_line(r"limits\.max_connections 24 \(not set: what the open files limit 64 "
+                   r"carries, at most 100000\)")
+    assert "needs" not in gate.stderr() and "warning" not in gate.stderr(), gate.stderr()
 
 
 def hold_descriptors(gate, count):
@@ -129,7 +141,7 @@ def test_a_backend_connection_without_a_descriptor_gets_503_and_the_backend_stay
 
 def test_the_admin_endpoint_waits_out_a_descriptor_shortage_too(start_wsgate, echo_backend):
     cfg = gateway_config([route("app", path_prefix="/")], {"app": pool(echo_backend("echo1"))},
-                         timeouts={"handshake": "60s"})
+                         timeouts={"handshake": "60s"}, limits={"max_connections": 100000})
     cfg["admin"] = {"listen": f"{LOOPBACK}:0"}
     gate = start_wsgate(cfg, nofile=NOFILE)
     admin_port = int(gate.wait_line(r"admin listening address=\S+:(\d+)").group(1))
@@ -161,7 +173,7 @@ def test_health_probes_that_find_no_descriptor_are_skipped_not_counted_as_failur
     app["health"] = {"path": "/health-probe", "interval": "100ms", "timeout": "80ms",
                      "fall": 1, "rise": 1}
     cfg = gateway_config([route("app", path_prefix="/")], {"app": app},
-                         timeouts={"handshake": "60s"})
+                         timeouts={"handshake": "60s"}, limits={"max_connections": 100000})
     gate = start_wsgate(cfg, nofile=NOFILE)
     wait_for(lambda: "GET /health-probe" in echo.stderr(), what="a first probe")
 

@@ -4,6 +4,7 @@
 #include "proxy/control/runtime.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <memory>
 #include <string>
@@ -121,6 +122,45 @@ TEST(Runtime, NamesAnUnresolvableBackendAtItsAddress) {
                          warnings),
             nullptr);
   EXPECT_TRUE(error.starts_with("t.yaml:8:29: pool app backend a: cannot resolve")) << error;
+}
+
+TEST(Runtime, MaxConnectionsLeftOutFollowsTheOpenFilesLimit) {
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 1000;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const std::string base =
+      "listeners:\n  - { name: public, listen: '127.0.0.1:0' }\n"
+      "routes:\n  - { match: { path_prefix: / }, respond: { status: 200 } }\n";
+  struct Case {
+    std::string_view limits;
+    uint64_t expect;
+  };
+  const Case cases[] = {
+      {"", 450},                                      // (1000 - 100 reserved) / 2
+      {"limits: { max_connections: 5000 }\n", 5000},  // written: taken as it is
+      {"limits: { max_connections: 10 }\n", 10},
+  };
+  for (const auto& c : cases) {
+    conf::LoadResult r = conf::loadString(base + std::string(c.limits), "t.yaml");
+    ASSERT_TRUE(r.ok());
+    std::string error;
+    std::vector<std::string> warnings;
+    RuntimePtr rt = buildRuntime(std::make_shared<const conf::Config>(std::move(*r.config)),
+                                 nullptr, error, warnings);
+    ASSERT_NE(rt, nullptr) << error;
+    EXPECT_EQ(rt->maxConnections, c.expect) << c.limits;
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
+TEST(Runtime, OpenFilesCapacityKeepsAReserve) {
+  EXPECT_EQ(openFilesCapacity(20000), 9950u);
+  EXPECT_EQ(openFilesCapacity(1000), 450u);
+  EXPECT_EQ(openFilesCapacity(64), 24u);  // a quarter of a small limit is kept
+  EXPECT_EQ(openFilesCapacity(2), 1u);
+  EXPECT_EQ(openFilesCapacity(UINT64_MAX), UINT64_MAX);
 }
 
 }  // namespace
