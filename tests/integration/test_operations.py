@@ -333,10 +333,11 @@ def test_access_log_to_a_file_path_appends_every_line_there_and_nothing_to_stdou
 
 TEXT_HTTP = re.compile(
     r"s(?P<session>\d+) 127\.0\.0\.1:(?P<port>\d+) http GET /page example\.test 200 "
-    r"backend=app/echo1 reason=ok (?P<ms>\d+\.\d{3})ms in=(?P<in>\d+) out=(?P<out>\d+)")
+    r"pool=app backend=app/echo1 reason=ok (?P<ms>\d+\.\d{3})ms in=(?P<in>\d+) out=(?P<out>\d+)")
 TEXT_WEBSOCKET = re.compile(
     r"s(?P<session>\d+) 127\.0\.0\.1:(?P<port>\d+) websocket GET /chat example\.test 101 "
-    r"backend=app/echo1 reason=closed (?P<ms>\d+\.\d{3})ms in=(?P<in>\d+) out=(?P<out>\d+) "
+    r"pool=app backend=app/echo1 reason=closed (?P<ms>\d+\.\d{3})ms "
+    r"in=(?P<in>\d+) out=(?P<out>\d+) "
     r"frames=(?P<frames_in>\d+)/(?P<frames_out>\d+) "
     r"messages=(?P<messages_in>\d+)/(?P<messages_out>\d+) close=1000 by=client")
 
