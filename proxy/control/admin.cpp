@@ -218,6 +218,73 @@ std::string AdminServer::status() const {
   return j.dump(2) + "\n";
 }
 
+void AdminServer::appendWorkerCounters(std::ostringstream& out) const {
+  const auto& workers = server_.workers();
+  // The sum over the workers' blocks of one counter.
+  auto sum = [&](auto pick) {
+    uint64_t total = 0;
+    for (const auto& w : workers) total += pick(w->stats()).get();
+    return total;
+  };
+  auto family = [&](std::string_view name, std::string_view type, std::string_view help) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << "\n";
+  };
+  family("wsgate_connections_accepted_total", "counter", "Client connections accepted.");
+  out << "wsgate_connections_accepted_total "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.accepted; }) << "\n";
+  family("wsgate_http_requests_total", "counter",
+         "Requests answered, by the status class sent (WebSocket upgrades count as 1xx; "
+         "\"none\" when nothing was sent).");
+  static constexpr std::string_view kClasses[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (std::size_t c = 0; c < 6; ++c) {
+    out << "wsgate_http_requests_total{code=\"" << kClasses[c] << "\"} "
+        << sum([c](const WorkerStats& s) -> const Counter& { return s.httpResponses[c]; }) << "\n";
+  }
+  family("wsgate_websocket_sessions_total", "counter", "WebSocket sessions that ended.");
+  out << "wsgate_websocket_sessions_total "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.websocketSessions; }) << "\n";
+  family("wsgate_websocket_messages_total", "counter",
+         "WebSocket messages relayed, by direction (counted when the session ends).");
+  out << "wsgate_websocket_messages_total{direction=\"client_to_backend\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.messagesFromClient; })
+      << "\nwsgate_websocket_messages_total{direction=\"backend_to_client\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.messagesToClient; }) << "\n";
+  family("wsgate_websocket_payload_bytes_total", "counter",
+         "WebSocket data payload bytes relayed, by direction (counted when the session ends).");
+  out << "wsgate_websocket_payload_bytes_total{direction=\"client_to_backend\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.tunnelBytesFromClient; })
+      << "\nwsgate_websocket_payload_bytes_total{direction=\"backend_to_client\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.tunnelBytesToClient; }) << "\n";
+  family("wsgate_websocket_closes_total", "counter",
+         "WebSocket sessions by their first close code and who sent it (1006: a side vanished; "
+         "0: none).");
+  static constexpr std::string_view kSides[kCloseSides] = {"client", "backend", "wsgate", "none"};
+  for (std::size_t code = 0; code < kCloseCodeSlots; ++code) {
+    for (std::size_t side = 0; side < kCloseSides; ++side) {
+      const uint64_t n =
+          sum([&](const WorkerStats& s) -> const Counter& { return s.closes[code][side]; });
+      if (n == 0) continue;  // most pairs never happen: no series until one does
+      out << "wsgate_websocket_closes_total{code=\""
+          << (code < std::size(kCountedCloseCodes) ? std::to_string(kCountedCloseCodes[code])
+                                                   : std::string("other"))
+          << "\",by=\"" << kSides[side] << "\"} " << n << "\n";
+    }
+  }
+  family(
+      "wsgate_lua_errors_total", "counter",
+      "Lua hook calls that failed (an error, a limit, a return value breaking a rule), by hook.");
+  for (std::size_t h = 0; h < kLuaHooks; ++h) {
+    out << "wsgate_lua_errors_total{hook=\"" << kLuaHookNames[h] << "\"} "
+        << sum([h](const WorkerStats& s) -> const Counter& { return s.luaErrors[h]; }) << "\n";
+  }
+  family("wsgate_lua_limit_hits_total", "counter",
+         "Lua hook calls ended by scripting.instruction_limit or memory_limit.");
+  out << "wsgate_lua_limit_hits_total{limit=\"instructions\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.luaInstructionLimit; })
+      << "\nwsgate_lua_limit_hits_total{limit=\"memory\"} "
+      << sum([](const WorkerStats& s) -> const Counter& { return s.luaMemoryLimit; }) << "\n";
+}
+
 std::string AdminServer::metrics() const {
   std::ostringstream out;
   out << "# HELP wsgate_sessions Open client connections.\n# TYPE wsgate_sessions gauge\n"
@@ -230,6 +297,7 @@ std::string AdminServer::metrics() const {
       << "# HELP wsgate_config_generation Snapshots published since start (1: the first).\n"
          "# TYPE wsgate_config_generation gauge\n"
       << "wsgate_config_generation " << r.generation << "\n";
+  appendWorkerCounters(out);
   const auto now = std::chrono::steady_clock::now();
   out << "# HELP wsgate_backend_active Sessions using the backend.\n"
          "# TYPE wsgate_backend_active gauge\n";

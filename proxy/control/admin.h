@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,8 @@ private:
   std::size_t sessions() const;
   std::string status() const;
   std::string metrics() const;
+  // The workers' counters (stats.h), summed, in Prometheus text.
+  void appendWorkerCounters(std::ostringstream& out) const;
 
   RuntimePtr runtime_;
   Server& server_;

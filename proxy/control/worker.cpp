@@ -217,6 +217,7 @@ void Worker::onAccept(const ListenerEntry* listener, int fd, const sockaddr* pee
     acceptShortage_ = false;
     log().info("worker {} accepting again", index_);
   }
+  stats_.accepted.add();
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
   auto* session = new Session(*this, runtime_, *listener, id, fd, peer, static_cast<int>(len));
   link(session);

@@ -21,6 +21,7 @@
 #include "proxy/net/conn.h"
 #include "proxy/net/handles.h"
 #include "proxy/net/io_batch.h"
+#include "proxy/stats.h"
 
 namespace wsgate::proxy {
 
@@ -51,6 +52,9 @@ public:
   Worker& operator=(const Worker&) = delete;
 
   int index() const { return index_; }
+  // This worker's counters: written by its thread only, read by the scrape (stats.h).
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
   // Runs the loop until stop(); call on the worker's own thread.
   void run();
   // Thread-safe: makes run() return soon; open sessions are cut when it does.
@@ -148,6 +152,7 @@ private:
                      BatchComplete complete);
 
   const int index_;
+  WorkerStats stats_;
   const int workerCount_;
   net::EventBasePtr base_;
   RuntimePtr runtime_;

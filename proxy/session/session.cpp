@@ -718,6 +718,8 @@ void Session::logExchange(std::string_view reason) {
   const bool tunnel = ex_.websocket && ex_.status == 101;
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
   TunnelStats stats;
+  WorkerStats& counters = worker_.stats();
+  counters.httpResponses[ex_.status >= 100 && ex_.status < 600 ? ex_.status / 100 : 0].add();
   if (tunnel_) {
     const TunnelState& t = *tunnel_;
     stats = {t.relay[kClient].frames(),
@@ -726,6 +728,13 @@ void Session::logExchange(std::string_view reason) {
              t.relay[kBackend].messages(),
              t.closeCode,
              t.closeBy};
+    counters.websocketSessions.add();
+    counters.messagesFromClient.add(stats.messagesFromClient);
+    counters.messagesToClient.add(stats.messagesToClient);
+    counters.tunnelBytesFromClient.add(t.relay[kClient].payloadBytes());
+    counters.tunnelBytesToClient.add(t.relay[kBackend].payloadBytes());
+    counters.closes[closeCodeSlot(t.closeCode)][static_cast<std::size_t>(closeSideOf(t.closeBy))]
+        .add();
   }
   writeAccess({.session = id_,
                .client = clientAddr_,

@@ -33,6 +33,7 @@
 #include "proxy/net/io_batch.h"
 #include "proxy/session/frame_relay.h"
 #include "proxy/session/route_decision.h"
+#include "proxy/stats.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
@@ -235,7 +236,7 @@ private:
   // closed, as on_message says. False when the session is closing.
   bool onScriptMessage(Side from);
   void closeScriptConn();
-  void logScriptError(std::string_view hook, std::string_view error);
+  void logScriptError(LuaHook hook, std::string_view error);
   void pumpTunnel(Side from);
   void onTunnelViolation(Side from, const ws::Violation& v);
   void onTunnelEof(Side from, bool reset);

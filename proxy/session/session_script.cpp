@@ -35,7 +35,13 @@ thread_local ErrorBudget tErrors;
 
 }  // namespace
 
-void Session::logScriptError(std::string_view hook, std::string_view error) {
+void Session::logScriptError(LuaHook which, std::string_view error) {
+  WorkerStats& stats = worker_.stats();
+  stats.luaErrors[static_cast<std::size_t>(which)].add();
+  // The engine's words for its limits (scripting/engine.cpp).
+  if (error.find("instruction limit (") != std::string_view::npos) stats.luaInstructionLimit.add();
+  if (error.find("memory limit (") != std::string_view::npos) stats.luaMemoryLimit.add();
+  const std::string_view hook = kLuaHookNames[static_cast<std::size_t>(which)];
   const auto now = std::chrono::steady_clock::now();
   if (now - tErrors.window >= std::chrono::seconds(1)) {
     tErrors.window = now;
@@ -64,7 +70,7 @@ void Session::runOnRequest(RouteDecision& d, const http::RequestHead& head) {
     d.status = 500;
     d.detail = "a Lua hook failed";
     d.reason = "lua error";
-    logScriptError("state", error.empty() ? "no Lua state for this worker" : error);
+    logScriptError(LuaHook::State, error.empty() ? "no Lua state for this worker" : error);
     return;
   }
   // The head's fields as the scripting layer's views: one vector per thread, reused.
@@ -81,7 +87,7 @@ void Session::runOnRequest(RouteDecision& d, const http::RequestHead& head) {
                                .headers = headers};
   applyScriptResult(*runtime_, d, engine->onRequest(d.route->lua, req), head, clientIp_);
   if (!d.scriptError.empty()) {
-    logScriptError("on_request", d.scriptError);
+    logScriptError(LuaHook::OnRequest, d.scriptError);
     return;
   }
   if (d.kind != RouteDecision::Kind::Forward || !d.websocket) return;
@@ -105,7 +111,7 @@ void Session::openScriptConn() {
   scripting::HookError err;
   s.conn = s.engine->openConn({id_, ex_.pool, backend, clientIp_}, err);
   if (err.failed()) {
-    logScriptError("on_open", err.error);
+    logScriptError(LuaHook::OnOpen, err.error);
     originateClose(cc::kInternalError, cc::kGoingAway, "lua error");
   }
 }
@@ -135,7 +141,7 @@ bool Session::onScriptMessage(Side from) {
     case Action::Replace: {
       if (c.text && !ws::isValidUtf8(r.data)) {
         c.clear();
-        logScriptError("on_message", "replaced a text message with invalid UTF-8");
+        logScriptError(LuaHook::OnMessage, "replaced a text message with invalid UTF-8");
         originateClose(cc::kInternalError, cc::kGoingAway, "lua error");
         return false;
       }
@@ -164,7 +170,7 @@ bool Session::onScriptMessage(Side from) {
       return false;
     case Action::Error:
       c.clear();
-      logScriptError("on_message", r.reason);
+      logScriptError(LuaHook::OnMessage, r.reason);
       originateClose(cc::kInternalError, cc::kGoingAway, "lua error");
       return false;
   }
@@ -177,7 +183,7 @@ void Session::closeScriptConn() {
   if (script_->conn > 0) {
     const uint16_t code = tunnel_ && tunnel_->closeCode != 0 ? tunnel_->closeCode : cc::kAbnormal;
     scripting::HookError err = script_->engine->closeConn(script_->conn, code);
-    if (err.failed()) logScriptError("on_close", err.error);
+    if (err.failed()) logScriptError(LuaHook::OnClose, err.error);
   }
   script_.reset();
 }

@@ -1,0 +1,56 @@
+#pragma once
+// Counters for /metrics. Each worker owns one cache-line-aligned WorkerStats and is its only
+// writer: a Counter is a relaxed atomic whose add is a plain load and store (no lock prefix,
+// no data race with the scrape), so counting costs what an integer add costs and touches no
+// line another thread writes. The scrape sums the workers' blocks. Counting happens where
+// the code passes once per event (the access-log point of an exchange or session, an
+// accept, a hook failure), never per frame.
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace wsgate::proxy {
+
+class Counter {
+public:
+  // One writer only (the owning worker): load + store, not a read-modify-write.
+  void add(uint64_t n = 1) noexcept {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+private:
+  std::atomic<uint64_t> value_{0};
+};
+
+// The close codes /metrics names; every other code is "other". Bounded, so the series are.
+inline constexpr uint16_t kCountedCloseCodes[] = {1000, 1001, 1002, 1003, 1006, 1007,
+                                                  1008, 1009, 1011, 1012, 1013, 1014};
+inline constexpr std::size_t kCloseCodeSlots = std::size(kCountedCloseCodes) + 1;  // + other
+std::size_t closeCodeSlot(uint16_t code) noexcept;
+
+enum class CloseSide : uint8_t { Client, Backend, Wsgate, None };
+inline constexpr std::size_t kCloseSides = 4;
+CloseSide closeSideOf(std::string_view closeBy) noexcept;
+
+enum class LuaHook : uint8_t { State, OnRequest, OnOpen, OnMessage, OnClose };
+inline constexpr std::size_t kLuaHooks = 5;
+inline constexpr std::string_view kLuaHookNames[kLuaHooks] = {"state", "on_request", "on_open",
+                                                              "on_message", "on_close"};
+
+struct alignas(64) WorkerStats {
+  Counter accepted;            // client connections accepted
+  Counter httpResponses[6];    // HTTP requests by the status class sent: [0] none, [1..5] 1xx..5xx
+  Counter websocketSessions;   // tunnels that ended (counted with their access line)
+  Counter messagesFromClient;  // WebSocket messages relayed, client -> backend
+  Counter messagesToClient;    // backend -> client
+  Counter tunnelBytesFromClient;
+  Counter tunnelBytesToClient;
+  Counter closes[kCloseCodeSlots][kCloseSides];  // a tunnel's first close code, by who sent it
+  Counter luaErrors[kLuaHooks];
+  Counter luaInstructionLimit;  // hook calls ended by scripting.instruction_limit
+  Counter luaMemoryLimit;       // ... by scripting.memory_limit
+};
+
+}  // namespace wsgate::proxy
