@@ -25,7 +25,8 @@ private:
 };
 
 // The close codes /metrics names; every other code is "other". Bounded, so the series are.
-inline constexpr uint16_t kCountedCloseCodes[] = {1000, 1001, 1002, 1003, 1006, 1007,
+// 0: the session ended with no close code at all (both sides went away).
+inline constexpr uint16_t kCountedCloseCodes[] = {0,    1000, 1001, 1002, 1003, 1006, 1007,
                                                   1008, 1009, 1011, 1012, 1013, 1014};
 inline constexpr std::size_t kCloseCodeSlots = std::size(kCountedCloseCodes) + 1;  // + other
 std::size_t closeCodeSlot(uint16_t code) noexcept;
