@@ -205,12 +205,20 @@ std::string AdminServer::status() const {
   const auto now = std::chrono::steady_clock::now();
   for (const auto& [name, entry] : runtime_->pools) {
     nlohmann::json backends = nlohmann::json::array();
+    // Without active checks, health_up is true by definition: `check` says so, and `passive`
+    // what sessions saw (a backend that refuses connections is "ejected", not healthy).
+    const bool checked = entry.config->health.has_value();
     for (const auto& b : entry.pool->backends()) {
+      const balancer::PassiveState passive = b->passiveState(now);
       backends.push_back({{"name", b->spec().name},
                           {"address", b->spec().host + ":" + std::to_string(b->spec().port)},
                           {"active", b->active()},
                           {"available", b->available(now)},
                           {"health_up", b->activeUp()},
+                          {"check", checked ? "active" : "none"},
+                          {"passive", passive == balancer::PassiveState::Up        ? "up"
+                                      : passive == balancer::PassiveState::Ejected ? "ejected"
+                                                                                   : "half_open"},
                           {"draining", b->draining()}});
     }
     j["pools"][name] = {{"backends", backends}};

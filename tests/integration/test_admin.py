@@ -83,3 +83,31 @@ def test_admin_answers_errors_status_and_metrics(start_wsgate, echo_backend):
     assert status == 200
     assert 'wsgate_backend_active{pool="app",backend="a"} 0' in body
     assert 'wsgate_backend_available{pool="app",backend="a"} 1' in body
+
+
+def test_status_shows_a_backend_without_checks_as_passive_and_ejected_after_a_failed_connect(
+        start_wsgate, echo_backend, refused_address):
+    a = echo_backend("a")
+    gone = ("gone", refused_address())
+    cfg = gateway_config([route("app", path_prefix="/")],
+                         {"app": harness.pool(gone, a, retries=1)})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = start_wsgate(cfg)
+    port = harness.admin_port(gate)
+
+    def backends():
+        _, body = admin(port, "GET", "/status")
+        return {x["name"]: x for x in json.loads(body)["pools"]["app"]["backends"]}
+
+    assert {n: (b["check"], b["passive"]) for n, b in backends().items()} == {
+        "gone": ("none", "up"), "a": ("none", "up")}
+    # Round robin tries `gone` first (refused), then retries on `a`.
+    for _ in range(2):
+        conn = harness.Conn.open(gate.port)
+        assert conn.request("GET", "/x").status == 200
+        conn.close()
+    state = backends()
+    assert (state["gone"]["check"], state["gone"]["passive"], state["gone"]["available"]) == (
+        "none", "ejected", False), state
+    assert state["gone"]["health_up"] is True  # no active check: never down by one
+    assert state["a"]["passive"] == "up", state
