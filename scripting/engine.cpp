@@ -22,6 +22,7 @@ namespace {
 // Registry keys (their addresses).
 const char kRequestMeta = 0;  // the metatable of request tables (lazy headers/query/cookies)
 const char kSeqKey = 0;       // in a request table: the on_request call it belongs to
+const char kHeadersMeta = 0;  // the metatable of req.headers (one header looked up per read)
 const char kConnsKey = 0;     // the conn tables by handle (luaL_ref), apart from the registry's
                               // own slots so that no handle can name the globals or a thread
 const char kBuiltinsKey = 0;  // the sandbox's globals before the script ran: name -> value
@@ -166,9 +167,8 @@ void setFirst(lua_State* L, int t) {
   }
 }
 
-void pushHeaders(lua_State* L, const Request& req) {
-  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
-  const int t = lua_gettop(L);
+// Fills the table at `t` with every header (names lower-cased).
+void fillHeaders(lua_State* L, int t, const Request& req) {
   for (const Header& h : req.headers) {
     pushLower(L, h.name);
     lua_pushvalue(L, -1);
@@ -227,6 +227,10 @@ void pushCookies(lua_State* L, const Request& req) {
       setFirst(L, t);
     }
   }
+}
+
+void pushView(lua_State* L, std::string_view value) {
+  lua_pushlstring(L, value.data(), value.size());
 }
 
 void pushField(lua_State* L, const char* key, std::string_view value) {
@@ -346,6 +350,14 @@ struct Engine::Glue {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kRequestMeta);
+    lua_createtable(L, 0, 3);  // req.headers' metatable, as much out of reach
+    lua_pushcfunction(L, headerIndex);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, headerPairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kHeadersMeta);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kConnsKey);
 
@@ -397,7 +409,11 @@ struct Engine::Glue {
   static int requestIndex(lua_State* L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     const std::string_view key = lua_type(L, 2) == LUA_TSTRING ? toView(L, 2) : "";
-    if (key != "headers" && key != "query" && key != "cookies") return 0;
+    // Every field is made when first read: a hook that reads one header pays for that alone.
+    static constexpr std::string_view kFields[] = {"method",    "path",  "host",
+                                                   "client_ip", "route", "is_websocket",
+                                                   "headers",   "query", "cookies"};
+    if (std::find(std::begin(kFields), std::end(kFields), key) == std::end(kFields)) return 0;
     Engine* e = engineOf(L);
     lua_rawgetp(L, 1, &kSeqKey);
     const bool live = e->currentRequest_ != nullptr &&
@@ -405,8 +421,25 @@ struct Engine::Glue {
     lua_pop(L, 1);
     if (!live) return luaL_error(L, "req.%s read after on_request returned", key.data());
     const Request& req = *e->currentRequest_;
-    if (key == "headers") {
-      pushHeaders(L, req);
+    if (key == "method") {
+      pushView(L, req.method);
+    } else if (key == "path") {
+      pushView(L, req.path);
+    } else if (key == "host") {
+      pushView(L, req.host);
+    } else if (key == "client_ip") {
+      pushView(L, req.clientIp);
+    } else if (key == "route") {
+      pushView(L, req.route);
+    } else if (key == "is_websocket") {
+      lua_pushboolean(L, req.isWebsocket);
+    } else if (key == "headers") {
+      // Empty: each read looks up its one header in the parsed head (building a table of
+      // every header to read one cost more than the rest of a routing hook).
+      lua_createtable(L, 0, 2);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &kHeadersMeta);
+      lua_setmetatable(L, -2);
+      e->currentHeaders_ = lua_topointer(L, -1);
     } else if (key == "query") {
       pushQuery(L, req.query);
     } else {
@@ -418,15 +451,66 @@ struct Engine::Glue {
     return 1;
   }
 
+  // The call's own req.headers, while the call lasts; else null.
+  static const Request* liveHeaders(lua_State* L, Engine* e) {
+    return e->currentRequest_ != nullptr && e->currentHeaders_ == lua_topointer(L, 1)
+               ? e->currentRequest_
+               : nullptr;
+  }
+
+  // req.headers[name]: the header's value (repeated ones joined), cached in the table.
+  static int headerIndex(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    const Request* req = liveHeaders(L, engineOf(L));
+    if (req == nullptr) return luaL_error(L, "req.headers read after on_request returned");
+    const std::string_view name = toView(L, 2);
+    int found = 0;
+    for (const Header& h : req->headers) {
+      if (!equalsLower(h.name, name)) continue;
+      if (found++ > 0) lua_pushstring(L, name == "cookie" ? "; " : ", ");
+      lua_pushlstring(L, h.value.data(), h.value.size());
+    }
+    if (found == 0) return 0;
+    if (found > 1) lua_concat(L, 2 * found - 1);  // RFC 9110 5.3: one list
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+  }
+
+  // pairs(req.headers): every header, filled in on the first pairs of the call.
+  static int headerPairs(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const Request* req = liveHeaders(L, engineOf(L));
+    if (req == nullptr) return luaL_error(L, "req.headers read after on_request returned");
+    lua_settop(L, 1);
+    // Cached lookups hold joined values: start over, so repeated fields are joined once.
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, 1);
+    }
+    fillHeaders(L, 1, *req);
+    lua_pushcfunction(L, rawNext);  // not the global `next`, which a script may replace
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+  }
+
+  static int rawNext(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1) != 0) return 2;
+    lua_pushnil(L);
+    return 1;
+  }
+
   static void pushRequest(lua_State* L, Engine* e, const Request& req) {
-    lua_createtable(L, 0, 10);
-    pushField(L, "method", req.method);
-    pushField(L, "path", req.path);
-    pushField(L, "host", req.host);
-    pushField(L, "client_ip", req.clientIp);
-    pushField(L, "route", req.route);
-    lua_pushboolean(L, req.isWebsocket);
-    lua_setfield(L, -2, "is_websocket");
+    (void)req;  // its fields are made when read (requestIndex)
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, static_cast<lua_Integer>(e->requestSeq_));
     lua_rawsetp(L, -2, &kSeqKey);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kRequestMeta);
@@ -776,6 +860,7 @@ RequestResult Engine::onRequest(const std::string& function, const Request& req)
   Glue::RequestCall call{&function, &req, &out};
   std::string error = protectedCall(&Glue::request, &call);
   currentRequest_ = nullptr;
+  currentHeaders_ = nullptr;
   if (!error.empty()) {
     out = RequestResult{};
     out.error = std::move(error);

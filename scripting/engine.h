@@ -72,11 +72,13 @@ private:
   bool hasOnMessage_ = false;
   bool hasOnOpen_ = false;
   bool hasOnClose_ = false;
-  int64_t budgetLeft_ = 0;                   // instructions left in this call
-  int hookStep_ = 0;                         // instructions between two count hooks
-  uint64_t requestSeq_ = 0;                  // the on_request call in flight (for lazy fields)
-  const Request* currentRequest_ = nullptr;  // set during on_request only
-  std::string warning_;                      // a Lua warning being assembled (lua_WarnFunction)
+  int64_t budgetLeft_ = 0;   // instructions left in this call
+  int hookStep_ = 0;         // instructions between two count hooks
+  uint64_t requestSeq_ = 0;  // the on_request call in flight (for lazy fields)
+  const Request* currentRequest_ = nullptr;
+  const void* currentHeaders_ =
+      nullptr;  // that call's req.headers table (lazy lookups)  // set during on_request only
+  std::string warning_;  // a Lua warning being assembled (lua_WarnFunction)
 };
 
 using EnginePtr = std::unique_ptr<Engine>;
