@@ -543,10 +543,12 @@ const BadCase kBadCases[] = {
      "scripting: {file: /dev/null}\nroutes:\n  - {respond: {}, lua: on_request}",
      "3:5: route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' (it can "
      "answer locally itself, with 'status')"},
-    {"RouteLuaNotAName", "scripting: {file: /dev/null}\npools: {p: {backends: [{name: a, address: 'h:1'}]}}\n"
+    {"RouteLuaNotAName",
+     "scripting: {file: /dev/null}\npools: {p: {backends: [{name: a, address: 'h:1'}]}}\n"
      "routes:\n  - {pool: p, lua: 'a.b'}",
      "4:20: 'lua' must name a Lua function (letters, digits, '_'), got 'a.b'"},
-    {"RouteLuaWithoutScripting", "pools: {p: {backends: [{name: a, address: 'h:1'}]}}\nroutes:\n  - {pool: p, lua: on_request}",
+    {"RouteLuaWithoutScripting",
+     "pools: {p: {backends: [{name: a, address: 'h:1'}]}}\nroutes:\n  - {pool: p, lua: on_request}",
      "3:20: a route has 'lua' but there is no 'scripting' section naming the file that defines "
      "it"},
     {"UnknownPolicy",
@@ -1404,10 +1406,10 @@ TEST(Loader, NamesATabInTheIndentation) {
 }
 
 TEST(Loader, SaysWhenAPoolKeyLostItsIndentation) {
-  const LoadResult r = loadString(
-      withDefaults("pools:\n  app:\n    policy: least_conn\n  backends:\n"
-                   "    - {name: a, address: '127.0.0.1:9000'}\n"),
-      kFile);
+  const LoadResult r =
+      loadString(withDefaults("pools:\n  app:\n    policy: least_conn\n  backends:\n"
+                              "    - {name: a, address: '127.0.0.1:9000'}\n"),
+                 kFile);
   const std::string all = joined(r);
   EXPECT_NE(all.find("t.yaml:4:3: 'backends' is at the level of the pool names, so it reads as a "
                      "pool named 'backends': indent it under pool 'app'"),

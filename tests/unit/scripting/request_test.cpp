@@ -168,8 +168,8 @@ function probe(req)
   return { pool = before .. "|" .. table.concat(seen, ";") }
 end)"),
             nullptr);
-  const Header headers[] = {{"X-A", "1"}, {"Host", "h"}, {"x-a", "2"}, {"Cookie", "c=1"},
-                            {"cookie", "d=2"}};
+  const Header headers[] = {
+      {"X-A", "1"}, {"Host", "h"}, {"x-a", "2"}, {"Cookie", "c=1"}, {"cookie", "d=2"}};
   // A lookup joins the repeated field; pairs after it lists it once, joined once.
   EXPECT_EQ(probe("probe", Request{.method = "GET", .path = "/", .headers = headers}),
             "1, 2|nil|nil|cookie=c=1; d=2;host=h;x-a=1, 2");
