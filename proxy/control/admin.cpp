@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -228,18 +229,19 @@ std::string AdminServer::status() const {
 
 void AdminServer::appendWorkerCounters(std::ostringstream& out) const {
   const auto& workers = server_.workers();
-  // The sum over the workers' blocks of one counter.
+  // The sum over the workers' blocks of one counter: a member, or a callable picking one.
   auto sum = [&](auto pick) {
     uint64_t total = 0;
-    for (const auto& w : workers) total += pick(w->stats()).get();
+    for (const auto& w : workers) {
+      total += static_cast<const Counter&>(std::invoke(pick, w->stats())).get();
+    }
     return total;
   };
   auto family = [&](std::string_view name, std::string_view type, std::string_view help) {
     out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << "\n";
   };
   family("wsgate_connections_accepted_total", "counter", "Client connections accepted.");
-  out << "wsgate_connections_accepted_total "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.accepted; }) << "\n";
+  out << "wsgate_connections_accepted_total " << sum(&WorkerStats::accepted) << "\n";
   family("wsgate_http_requests_total", "counter",
          "Requests answered, by the status class sent (WebSocket upgrades count as 1xx; "
          "\"none\" when nothing was sent).");
@@ -249,20 +251,19 @@ void AdminServer::appendWorkerCounters(std::ostringstream& out) const {
         << sum([c](const WorkerStats& s) -> const Counter& { return s.httpResponses[c]; }) << "\n";
   }
   family("wsgate_websocket_sessions_total", "counter", "WebSocket sessions that ended.");
-  out << "wsgate_websocket_sessions_total "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.websocketSessions; }) << "\n";
+  out << "wsgate_websocket_sessions_total " << sum(&WorkerStats::websocketSessions) << "\n";
   family("wsgate_websocket_messages_total", "counter",
          "WebSocket messages relayed, by direction (counted when the session ends).");
   out << "wsgate_websocket_messages_total{direction=\"client_to_backend\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.messagesFromClient; })
+      << sum(&WorkerStats::messagesFromClient)
       << "\nwsgate_websocket_messages_total{direction=\"backend_to_client\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.messagesToClient; }) << "\n";
+      << sum(&WorkerStats::messagesToClient) << "\n";
   family("wsgate_websocket_payload_bytes_total", "counter",
          "WebSocket data payload bytes relayed, by direction (counted when the session ends).");
   out << "wsgate_websocket_payload_bytes_total{direction=\"client_to_backend\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.tunnelBytesFromClient; })
+      << sum(&WorkerStats::tunnelBytesFromClient)
       << "\nwsgate_websocket_payload_bytes_total{direction=\"backend_to_client\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.tunnelBytesToClient; }) << "\n";
+      << sum(&WorkerStats::tunnelBytesToClient) << "\n";
   family("wsgate_websocket_closes_total", "counter",
          "WebSocket sessions by their first close code and who sent it (1006: a side vanished; "
          "0: none).");
@@ -288,9 +289,9 @@ void AdminServer::appendWorkerCounters(std::ostringstream& out) const {
   family("wsgate_lua_limit_hits_total", "counter",
          "Lua hook calls ended by scripting.instruction_limit or memory_limit.");
   out << "wsgate_lua_limit_hits_total{limit=\"instructions\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.luaInstructionLimit; })
-      << "\nwsgate_lua_limit_hits_total{limit=\"memory\"} "
-      << sum([](const WorkerStats& s) -> const Counter& { return s.luaMemoryLimit; }) << "\n";
+      << sum(&WorkerStats::luaInstructionLimit)
+      << "\nwsgate_lua_limit_hits_total{limit=\"memory\"} " << sum(&WorkerStats::luaMemoryLimit)
+      << "\n";
 }
 
 std::string AdminServer::metrics() const {

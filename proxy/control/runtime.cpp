@@ -79,15 +79,18 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 
 scripting::Engine* Runtime::engine(int worker, std::string& error) const {
   if (!script || !engines_ || worker < 0 || worker >= kMaxScriptWorkers) return nullptr;
-  scripting::EnginePtr& slot = engines_[worker];
-  if (!slot) {
-    slot = scripting::Engine::create(script, &logFromLua, error);
-    if (slot) {
+  EngineSlot& slot = engines_[worker];
+  if (!slot.engine && slot.error.empty()) {
+    slot.engine = scripting::Engine::create(script, &logFromLua, slot.error);
+    if (slot.engine) {
       log().info("worker {}: Lua state for {} ready ({} KiB)", worker, script->file,
-                 slot->memoryUsed() / 1024);
+                 slot.engine->memoryUsed() / 1024);
+    } else if (slot.error.empty()) {
+      slot.error = script->file + ": the Lua state could not be made";
     }
   }
-  return slot.get();
+  error = slot.error;
+  return slot.engine.get();
 }
 
 const ListenerEntry* Runtime::findListener(const std::string& key) const {

@@ -47,7 +47,7 @@ struct Runtime {
   explicit Runtime(std::shared_ptr<const conf::Config> c)
       : config(std::move(c)), router(config->routes) {
     if (config->scripting) {
-      engines_ = std::make_unique<scripting::EnginePtr[]>(kMaxScriptWorkers);
+      engines_ = std::make_unique<EngineSlot[]>(kMaxScriptWorkers);
     }
   }
   const PoolEntry* findPool(const std::string& name) const;
@@ -60,7 +60,11 @@ struct Runtime {
   scripting::Engine* engine(int worker, std::string& error) const;
 
 private:
-  mutable std::unique_ptr<scripting::EnginePtr[]> engines_;  // kMaxScriptWorkers slots
+  struct EngineSlot {
+    scripting::EnginePtr engine;
+    std::string error;  // why it could not be made: said once, not retried per request
+  };
+  mutable std::unique_ptr<EngineSlot[]> engines_;  // kMaxScriptWorkers slots
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;

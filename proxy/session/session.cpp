@@ -241,11 +241,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.requestDone = head.body == http::BodyKind::None;
   disarm();
   RouteDecision d = decideRoute(*runtime_, head, clientIp_);
-  if (d.kind == RouteDecision::Kind::Forward && !d.route->lua.empty()) {
-    runOnRequest(d, head);
-  } else {
-    script_.reset();
-  }
+  script_.reset();  // the previous request's (a kept-alive connection)
+  if (d.kind == RouteDecision::Kind::Forward && !d.route->lua.empty()) runOnRequest(d, head);
   execute(std::move(d), head, headBytes);
 }
 

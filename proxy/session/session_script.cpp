@@ -62,15 +62,13 @@ void Session::logScriptError(LuaHook which, std::string_view error) {
 }
 
 void Session::runOnRequest(RouteDecision& d, const http::RequestHead& head) {
-  script_.reset();
   std::string error;
   scripting::Engine* engine = runtime_->engine(worker_.index(), error);
-  if (engine == nullptr) {
-    d.kind = RouteDecision::Kind::Refuse;
-    d.status = 500;
-    d.detail = "a Lua hook failed";
-    d.reason = "lua error";
-    logScriptError(LuaHook::State, error.empty() ? "no Lua state for this worker" : error);
+  if (engine == nullptr) {  // the same 500 as a failed hook (applyScriptResult)
+    scripting::RequestResult failed;
+    failed.error = error;
+    applyScriptResult(*runtime_, d, std::move(failed), head, clientIp_);
+    logScriptError(LuaHook::State, error);
     return;
   }
   // The head's fields as the scripting layer's views: one vector per thread, reused.
