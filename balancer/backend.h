@@ -48,6 +48,24 @@ enum class PassiveState {
 // What a probe result did to the active-check state, for the prober to log.
 enum class ProbeTransition { None, WentUp, WentDown };
 
+// What the sessions that used a backend did there, for /metrics and the control plane's
+// warnings. Workers add with relaxed fetch_add (no other memory is published through these
+// words) once per event: a connect, a response, a session's end; never per message.
+struct BackendCounters {
+  std::atomic<uint64_t> connectFailures{0};    // connects refused, timed out or reset
+  std::atomic<uint64_t> retries{0};            // ... after which another backend was tried
+  std::atomic<uint64_t> ejections{0};          // passive ejections started (markDown's)
+  std::atomic<uint64_t> responses[6]{};        // response heads by class: [1..5] 1xx..5xx
+  std::atomic<uint64_t> websocketSessions{0};  // tunnels opened (a valid 101 relayed)
+  std::atomic<uint64_t> droppedSessions{0};    // tunnels the backend left without a close
+  // The control plane's own: droppedSessions when it last warned (main thread only).
+  std::atomic<uint64_t> droppedWarned{0};
+
+  static void add(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+    c.fetch_add(n, std::memory_order_relaxed);
+  }
+};
+
 class Backend {
 public:
   explicit Backend(BackendSpec spec)
@@ -136,6 +154,11 @@ public:
   // or added by a reload, gets its full weight at once.
   std::optional<TimePoint> upSince() const noexcept;
 
+  // ---- counters ---------------------------------------------------------------------
+
+  BackendCounters& counters() noexcept { return counters_; }
+  const BackendCounters& counters() const noexcept { return counters_; }
+
 private:
   void cameUp(TimePoint now) noexcept;
 
@@ -150,6 +173,9 @@ private:
   std::atomic<bool> draining_{false};
   static constexpr int64_t kNeverUp = std::numeric_limits<int64_t>::min();
   std::atomic<int64_t> upSinceNs_{kNeverUp};  // TimePoint's nanoseconds since its epoch
+  // Apart from the state words the balancer reads on every pick: counting does not make
+  // their cache line bounce.
+  alignas(64) BackendCounters counters_;
 };
 
 using BackendPtr = std::shared_ptr<Backend>;

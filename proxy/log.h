@@ -24,8 +24,10 @@ struct TunnelStats {
 // What one access-log line says.
 struct AccessRecord {
   uint64_t session = 0;
-  std::string_view client;  // ip:port
-  std::string_view kind;    // "http" | "websocket"
+  std::string_view client;    // ip:port
+  std::string_view kind;      // "http" | "websocket"
+  std::string_view listener;  // the listener's name
+  int route = -1;             // the matched route's index in `routes:`; -1: none matched
   std::string_view method;
   std::string_view path;
   std::string_view host;
@@ -33,7 +35,9 @@ struct AccessRecord {
   std::string_view pool;     // the pool the request was routed to, empty when none
   std::string_view backend;  // "pool/name", empty when none was used
   std::string_view reason;   // why it ended or was refused ("ok" when nothing went wrong)
-  double durationMs = 0;
+  double durationMs = 0;     // first byte of the request (or the accept) -> this line
+  double connectMs = -1;     // backend connect, TLS included; -1: none (or a kept-alive one)
+  double responseMs = -1;    // request head sent -> response head received; -1: none came
   uint64_t bytesFromClient = 0;
   uint64_t bytesToClient = 0;
   const TunnelStats* tunnel = nullptr;  // WebSocket sessions only

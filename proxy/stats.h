@@ -24,6 +24,25 @@ private:
   std::atomic<uint64_t> value_{0};
 };
 
+// A latency histogram with fixed buckets (kLatencyBucketsUs, the same for every histogram):
+// per-bucket counts, made cumulative when scraped, and the sum in microseconds. Observed once
+// per request or connect, by the owning worker only.
+inline constexpr uint32_t kLatencyBucketsUs[] = {500,     1000,    2500,    5000,    10000,
+                                                 25000,   50000,   100000,  250000,  500000,
+                                                 1000000, 2500000, 5000000, 10000000};
+inline constexpr std::size_t kLatencyBuckets = std::size(kLatencyBucketsUs);
+
+struct Histogram {
+  Counter buckets[kLatencyBuckets + 1];  // the last: above every bound (+Inf)
+  Counter sumUs;
+  void observe(uint32_t us) noexcept {
+    std::size_t i = 0;
+    while (i < kLatencyBuckets && us > kLatencyBucketsUs[i]) ++i;
+    buckets[i].add();
+    sumUs.add(us);
+  }
+};
+
 // The close codes /metrics names; every other code is "other". Bounded, so the series are.
 // 0: the session ended with no close code at all (both sides went away).
 inline constexpr uint16_t kCountedCloseCodes[] = {0,    1000, 1001, 1002, 1003, 1006, 1007,
@@ -52,6 +71,14 @@ struct alignas(64) WorkerStats {
   Counter luaErrors[kLuaHooks];
   Counter luaInstructionLimit;  // hook calls ended by scripting.instruction_limit
   Counter luaMemoryLimit;       // ... by scripting.memory_limit
+  Counter websocketOpened;      // tunnels started (a valid 101 relayed); active = opened - ended
+  Counter drainsStarted;        // tunnels given a drain (1012 due within drain_spread)
+  Counter drainsEnded;          // ... that have ended since
+  Counter queueWaits;           // requests that waited for a place (every backend full)
+  Counter queueTimeouts;        // ... and got 503 when timeouts.queue ran out
+  Histogram handshake;          // accept or first byte -> full request head (TLS included)
+  Histogram backendConnect;     // connect started -> connected (new connections only)
+  Histogram backendResponse;    // request head sent -> response head received
 };
 
 }  // namespace wsgate::proxy

@@ -52,9 +52,6 @@ private:
   void reload(evhttp_request* req);
   std::size_t sessions() const;
   std::string status() const;
-  std::string metrics() const;
-  // The workers' counters (stats.h), summed, in Prometheus text.
-  void appendWorkerCounters(std::ostringstream& out) const;
 
   RuntimePtr runtime_;
   Server& server_;

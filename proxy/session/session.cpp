@@ -227,6 +227,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_ = Exchange{};
   ex_.started = started;
   inExchange_ = true;
+  worker_.stats().handshake.observe(sinceStartUs());
   // A reload since the last request (or since the accept) applies from this request on.
   adoptCurrentSnapshot();
   ex_.method = head.method;
@@ -241,6 +242,8 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.requestDone = head.body == http::BodyKind::None;
   disarm();
   RouteDecision d = decideRoute(*runtime_, head, clientIp_);
+  if (d.route != nullptr)
+    ex_.route = static_cast<int16_t>(d.route - runtime_->config->routes.data());
   script_.reset();  // the previous request's (a kept-alive connection)
   if (d.kind == RouteDecision::Kind::Forward && !d.route->lua.empty()) runOnRequest(d, head);
   execute(std::move(d), head, headBytes);
@@ -478,6 +481,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
              false);
       return;
     }
+    noteResponseHead(101);
     const bool deflate = ws::negotiatesDeflate(resp);  // RFC 7692: RSV1 marks compression
     http::appendForwardedResponse(resp, true, ex_.setCookie, head);
     evbuffer_drain(input, headBytes);  // `resp` is invalid from here on
@@ -494,6 +498,7 @@ void Session::onResponseHead(const http::ResponseHead& resp, std::size_t headByt
     evbuffer_add(output(kClient), head.data(), head.size());
     return;
   }
+  noteResponseHead(resp.status);
   ex_.status = resp.status;
   ex_.responseBody = resp.body;
   ex_.responseRemaining = resp.contentLength;
@@ -711,9 +716,29 @@ void Session::close(std::string_view reason) {
   worker_.retire(this);
 }
 
+uint32_t Session::sinceStartUs() const {
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - ex_.started).count();
+  return static_cast<uint32_t>(std::clamp<int64_t>(us, 0, kNoTime - 1));
+}
+
+void Session::noteResponseHead(int status) {
+  if (ex_.responseUs != kNoTime || ex_.sentAtUs == kNoTime) return;  // one per request
+  ex_.responseUs = sinceStartUs() - ex_.sentAtUs;
+  worker_.stats().backendResponse.observe(ex_.responseUs);
+  if (!lease_) return;
+  balancer::BackendCounters& c = lease_->counters();
+  balancer::BackendCounters::add(c.responses[status >= 100 && status < 600 ? status / 100 : 0]);
+  if (status == 101) {
+    balancer::BackendCounters::add(c.websocketSessions);
+    worker_.stats().websocketOpened.add();
+  }
+}
+
 void Session::logExchange(std::string_view reason) {
   const bool tunnel = ex_.websocket && ex_.status == 101;
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - ex_.started).count();
+  auto msOf = [](uint32_t us) { return us == kNoTime ? -1.0 : us / 1000.0; };
   TunnelStats stats;
   WorkerStats& counters = worker_.stats();
   counters.httpResponses[ex_.status >= 100 && ex_.status < 600 ? ex_.status / 100 : 0].add();
@@ -732,10 +757,13 @@ void Session::logExchange(std::string_view reason) {
     counters.tunnelBytesToClient.add(t.relay[kBackend].payloadBytes());
     counters.closes[closeCodeSlot(t.closeCode)][static_cast<std::size_t>(closeSideOf(t.closeBy))]
         .add();
+    if (t.drainAt != Clock::time_point{}) counters.drainsEnded.add();
   }
   writeAccess({.session = id_,
                .client = clientAddr_,
                .kind = tunnel || ex_.websocket ? "websocket" : "http",
+               .listener = listener_->config->name,
+               .route = ex_.route,
                .method = ex_.method,
                .path = ex_.path,
                .host = ex_.host,
@@ -744,6 +772,11 @@ void Session::logExchange(std::string_view reason) {
                .backend = ex_.usedBackend ? backendName_ : "",
                .reason = reason,
                .durationMs = ms,
+               .connectMs = ex_.reusedBackend || ex_.connectAtUs == kNoTime ||
+                                    ex_.sentAtUs == kNoTime || ex_.sentAtUs < ex_.connectAtUs
+                                ? -1.0
+                                : msOf(ex_.sentAtUs - ex_.connectAtUs),
+               .responseMs = msOf(ex_.responseUs),
                .bytesFromClient = ex_.bytesFromClient,
                .bytesToClient = ex_.bytesToClient,
                .tunnel = tunnel_ ? &stats : nullptr});

@@ -108,12 +108,17 @@ private:
     Queue
   };
 
+  static constexpr uint32_t kNoTime = UINT32_MAX;
   // Per-exchange facts that must outlive the request buffer.
   struct Exchange {
     std::string method, path, host;
     bool isHead = false;
     bool websocket = false;
     bool clientKeepAlive = true;
+    // Microseconds since `started` (kNoTime: not yet) when the last backend connect began
+    // and when the request head went to a connected backend; from them the access log's
+    // connect and response times and the latency histograms. Kept in what was padding.
+    uint32_t connectAtUs = kNoTime;
     // Allocated only by the requests that need them, so an Exchange stays small.
     std::unique_ptr<ws::Offer> offer;  // a WebSocket upgrade's offer, until the 101
     http::BodyKind requestBody = http::BodyKind::None;
@@ -124,6 +129,7 @@ private:
     uint64_t responseRemaining = 0;
     std::unique_ptr<http::ChunkedDecoder> responseChunked;
     int status = 0;
+    uint32_t sentAtUs = kNoTime;
     std::string_view pool;      // routed pool (the name lives in the runtime's config)
     std::string forwardedHead;  // kept until the response head, for a retry
     std::chrono::steady_clock::time_point started;
@@ -131,6 +137,8 @@ private:
     uint64_t bytesToClient = 0;
     std::vector<bool> tried;  // backends of the pool already tried
     uint32_t attempts = 0;
+    uint32_t responseUs = kNoTime;  // head sent -> response head received
+    int16_t route = -1;             // index of the matched route in `routes:`; -1: none
     bool reusedBackend = false;     // sent over a kept-alive backend connection
     bool usedBackend = false;       // a backend was picked (for the access log)
     bool backendKeepAlive = false;  // the response allows reusing the backend connection
@@ -266,6 +274,10 @@ private:
   // The single exit: frees both connections, logs, hands the session to the worker.
   void close(std::string_view reason);
   void logExchange(std::string_view reason);
+  // Microseconds from ex_.started to now (saturated below kNoTime).
+  uint32_t sinceStartUs() const;
+  // A response head (101 or final) came: its latency and the backend's counters.
+  void noteResponseHead(int status);
 
   void arm(Timer kind, std::chrono::milliseconds after);
   void disarm();

@@ -86,6 +86,8 @@ void Session::connectBackend() {
   }
   ex_.tried[*idx] = true;
   ++ex_.attempts;
+  ex_.connectAtUs = sinceStartUs();
+  ex_.sentAtUs = kNoTime;
   ex_.usedBackend = true;
   backendIndex_ = *idx;
   const auto& backend = entry.pool->backends()[*idx];
@@ -137,12 +139,14 @@ bool Session::waitInQueue() {
   const auto queue = runtime_->config->timeouts.queue;
   if (ex_.queueDeadline == Clock::time_point{} && queue.count() > 0 && worker_.enterQueue()) {
     ex_.queueDeadline = Clock::now() + queue;
+    worker_.stats().queueWaits.add();
   }
   if (ex_.queueDeadline != Clock::time_point{} && Clock::now() < ex_.queueDeadline) {
     state_ = State::Connecting;
     arm(Timer::Queue, std::chrono::milliseconds(20));  // polled: places free up on any worker
     return true;
   }
+  if (ex_.queueDeadline != Clock::time_point{}) worker_.stats().queueTimeouts.add();
   leaveQueue();
   return false;
 }
@@ -177,9 +181,16 @@ void Session::onSocketError(std::string_view what, int error) {
 void Session::onConnectFailed(std::string_view why) {
   leaveQueue();
   log().info("[s{} {} connect b={}] failed: {}", id_, clientAddr_, backendName_, why);
-  if (lease_) lease_->markDown(Clock::now(), backendPool_->pool->options().backoff);
-  releaseBackend();
   const uint32_t maxAttempts = 1 + backendPool_->config->retries;
+  if (lease_) {
+    balancer::BackendCounters& c = lease_->counters();
+    balancer::BackendCounters::add(c.connectFailures);
+    if (lease_->markDown(Clock::now(), backendPool_->pool->options().backoff)) {
+      balancer::BackendCounters::add(c.ejections);
+    }
+    if (ex_.attempts < maxAttempts) balancer::BackendCounters::add(c.retries);
+  }
+  releaseBackend();
   if (ex_.attempts < maxAttempts) {
     connectBackend();
     return;
@@ -188,10 +199,12 @@ void Session::onConnectFailed(std::string_view why) {
 }
 
 void Session::onBackendConnected() {
+  ex_.sentAtUs = sinceStartUs();
   if (ex_.reusedBackend) {
     evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());
   } else {
     lease_->markUp(Clock::now());  // its head is on its way already (connectBackend)
+    worker_.stats().backendConnect.observe(ex_.sentAtUs - ex_.connectAtUs);
   }
   state_ = State::AwaitingResponse;
   arm(Timer::BackendResponse, runtime_->config->timeouts.backendResponse);

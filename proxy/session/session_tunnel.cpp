@@ -198,6 +198,10 @@ void Session::onTunnelEof(Side from, bool reset) {
       t.closeBy = sideName(from);
     }
     if (from == kBackend) {
+      // A backend that vanished mid-session (a crash, a deploy without a drain): counted on
+      // it, and the control plane warns with the count (Server's backend watch).
+      if (lease_) balancer::BackendCounters::add(lease_->counters().droppedSessions);
+      if (closeReason_.empty()) closeReason_ = reset ? "backend reset" : "backend vanished";
       sendClose(kClient, cc::kBadGateway, reset ? "backend reset" : "backend closed");
     } else {
       sendClose(kBackend, cc::kGoingAway, "client went away");
@@ -293,6 +297,7 @@ void Session::drainTunnel(std::chrono::milliseconds delay) {
   TunnelState& t = *tunnel_;
   if (t.closing() || t.drainAt != Clock::time_point{}) return;
   t.drainAt = Clock::now() + delay;
+  worker_.stats().drainsStarted.add();
   // timeouts.drain counts from the drain (the reload, the SIGTERM), not from the 1012: what
   // is left of it when the 1012 goes (drain_spread <= drain, so never negative).
   const auto left = std::max(runtime_->config->timeouts.drain - delay, conf::Duration(0));
