@@ -12,6 +12,9 @@ PACKAGES=(
   python3 python3-pytest python3-websockets
   node-ws nodejs
   procps
+  # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
+  # packaging/grafana with it); the server it comes with is stopped below.
+  prometheus
 )
 
 # `make bench` compares wsgate with HAProxy and nginx from Debian (install-deps.sh --bench).
@@ -38,4 +41,17 @@ SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# --no-install-recommends also keeps prometheus-node-exporter (a daemon on :9100) out.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Debian's prometheus starts and enables a Prometheus server on :9090 where services start
+# on install (not in containers whose policy-rc.d forbids it). Only promtool is wanted:
+# stop and disable the server, once, when this run installed it.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  if [[ -d /run/systemd/system ]]; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    $SUDO service prometheus stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+fi
