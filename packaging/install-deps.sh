@@ -49,9 +49,13 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # stop and disable the server, once, when this run installed it.
 if [[ " ${missing[*]} " == *" prometheus "* ]]; then
   if [[ -d /run/systemd/system ]]; then
-    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    $SUDO systemctl stop prometheus.service >/dev/null 2>&1 || true
   else
     $SUDO service prometheus stop >/dev/null 2>&1 || true
-    $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
   fi
+  # Both boot paths: systemctl disable works without a running systemd too.
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable prometheus.service >/dev/null 2>&1 || true
+  fi
+  $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
