@@ -44,6 +44,14 @@ uint64_t laterUs(uint64_t nowUs, Duration d) noexcept {
 
 constexpr uint64_t kProbeDown = uint64_t{1} << 32;
 
+int64_t toNs(TimePoint t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+TimePoint fromNs(int64_t ns) noexcept {
+  return TimePoint(std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(ns)));
+}
+
 }  // namespace
 
 std::string BackendSpec::identity() const {
@@ -69,6 +77,7 @@ Duration PassiveBackoff::after(uint32_t strikes) const noexcept {
 }
 
 std::optional<Duration> Backend::markDown(TimePoint now, const PassiveBackoff& backoff) noexcept {
+  lastFailureNs_.store(toNs(now), std::memory_order_relaxed);
   const uint64_t nowUs = toUs(now);
   uint64_t word = passive_.load(std::memory_order_relaxed);
   for (;;) {
@@ -94,6 +103,18 @@ PassiveState Backend::passiveState(TimePoint now) const noexcept {
   const Passive p = unpack(passive_.load(std::memory_order_relaxed));
   if (p.strikes == 0) return PassiveState::Up;
   return toUs(now) < p.untilUs ? PassiveState::Ejected : PassiveState::HalfOpen;
+}
+
+std::optional<TimePoint> Backend::lastFailure() const noexcept {
+  const int64_t ns = lastFailureNs_.load(std::memory_order_relaxed);
+  if (ns == kNever) return std::nullopt;
+  return fromNs(ns);
+}
+
+std::optional<TimePoint> Backend::ejectedUntil(TimePoint now) const noexcept {
+  const Passive p = unpack(passive_.load(std::memory_order_relaxed));
+  if (p.strikes == 0 || toUs(now) >= p.untilUs) return std::nullopt;
+  return TimePoint(std::chrono::duration_cast<Duration>(std::chrono::microseconds(p.untilUs)));
 }
 
 bool Backend::tryAdmit(TimePoint now, const PassiveBackoff& backoff) noexcept {
@@ -151,13 +172,12 @@ bool Backend::enable(TimePoint now) noexcept {
 
 std::optional<TimePoint> Backend::upSince() const noexcept {
   const int64_t ns = upSinceNs_.load(std::memory_order_relaxed);
-  if (ns == kNeverUp) return std::nullopt;
-  return TimePoint(std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(ns)));
+  if (ns == kNever) return std::nullopt;
+  return fromNs(ns);
 }
 
 void Backend::cameUp(TimePoint now) noexcept {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
-  upSinceNs_.store(ns.count(), std::memory_order_relaxed);
+  upSinceNs_.store(toNs(now), std::memory_order_relaxed);
 }
 
 }  // namespace wsgate::balancer

@@ -123,6 +123,12 @@ public:
 
   PassiveState passiveState(TimePoint now) const noexcept;
 
+  // For the admin's status: when the last failure was reported (markDown, whether or not it
+  // started an ejection), and, while passive health keeps the backend out at `now`, when
+  // that ejection ends (the half-open retry being out counts as ejected, as passiveState).
+  std::optional<TimePoint> lastFailure() const noexcept;
+  std::optional<TimePoint> ejectedUntil(TimePoint now) const noexcept;
+
   // The last gate before a new session goes here. Up: true. Ejected: false. Half-open: true
   // for the one caller that takes the retry; the backend then stays out for another
   // backoff.after(strikes), unless that session reports markUp or markDown first.
@@ -171,8 +177,10 @@ private:
   std::atomic<uint64_t> passive_{0};  // see backend.cpp; 0 = up
   std::atomic<uint64_t> probe_{0};    // bit 32 down, low 32 bits the contrary streak; 0 = up
   std::atomic<bool> draining_{false};
-  static constexpr int64_t kNeverUp = std::numeric_limits<int64_t>::min();
-  std::atomic<int64_t> upSinceNs_{kNeverUp};  // TimePoint's nanoseconds since its epoch
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::min();  // no such instant
+  std::atomic<int64_t> upSinceNs_{kNever};  // TimePoint's nanoseconds since its epoch
+  // Kept apart from passive_, which a success clears: the status still says when it failed.
+  std::atomic<int64_t> lastFailureNs_{kNever};
   // Apart from the state words the balancer reads on every pick: counting does not make
   // their cache line bounce.
   alignas(64) BackendCounters counters_;

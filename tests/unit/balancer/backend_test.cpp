@@ -160,6 +160,60 @@ TEST(Backend, ZeroFirstBackoffMakesPassiveEjectionAFormality) {
   EXPECT_TRUE(b.tryAdmit(at(seconds(0)), off));
 }
 
+// What the admin's status reads: the last failure (kept after a success) and the end of the
+// ejection in force, after a sequence of passive events on the injected clock.
+struct PassiveStatusCase {
+  const char* name;
+  // at ms: 'd' markDown, 'u' markUp, 'a' tryAdmit, 'f' / 'p' a failed / good probe (1 of 1)
+  std::vector<std::pair<char, int>> events;
+  int queryMs;
+  std::optional<int> lastFailureMs;
+  std::optional<int> ejectedUntilMs;
+};
+
+TEST(Backend, StatusAccessorsFollowPassiveHealth) {
+  const PassiveStatusCase cases[] = {
+      {"NeverFailed", {}, 0, std::nullopt, std::nullopt},
+      {"EjectedAfterAFailure", {{'d', 100}}, 500, 100, 1100},
+      {"NotEjectedOnceTheBackoffIsOver", {{'d', 100}}, 1100, 100, std::nullopt},
+      {"ALaterFailureInTheSameOutageMovesOnlyTheLastFailure",
+       {{'d', 100}, {'d', 400}},
+       500,
+       400,
+       1100},
+      {"ASuccessEndsTheEjectionButTheFailureIsRemembered",
+       {{'d', 0}, {'u', 300}},
+       400,
+       0,
+       std::nullopt},
+      {"TheHalfOpenRetryOutCountsAsEjected", {{'d', 0}, {'a', 1000}}, 1500, 0, 2000},
+      {"AFailedRetryEjectsForTheNextStep", {{'d', 0}, {'a', 1000}, {'d', 1000}}, 1500, 1000, 3000},
+      {"ComingUpByProbeLeavesTheLastFailure",
+       {{'f', 0}, {'d', 0}, {'p', 200}},
+       300,
+       0,
+       std::nullopt},
+  };
+  for (const auto& c : cases) {
+    Backend b = makeBackend();
+    for (const auto& [what, ms] : c.events) {
+      const auto t = at(milliseconds(ms));
+      if (what == 'd') b.markDown(t);
+      if (what == 'u') b.markUp(t);
+      if (what == 'a') b.tryAdmit(t);
+      if (what == 'f') b.reportProbe(false, 1, 1, t);
+      if (what == 'p') b.reportProbe(true, 1, 1, t);
+    }
+    const auto query = at(milliseconds(c.queryMs));
+    const auto want = [](std::optional<int> ms) -> std::optional<TimePoint> {
+      if (!ms) return std::nullopt;
+      return at(milliseconds(*ms));
+    };
+    EXPECT_EQ(b.lastFailure(), want(c.lastFailureMs)) << c.name;
+    EXPECT_EQ(b.ejectedUntil(query), want(c.ejectedUntilMs)) << c.name;
+  }
+}
+
 struct ProbeCase {
   const char* results;  // '+' success, '-' failure, in order
   uint32_t rise, fall;
