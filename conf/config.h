@@ -198,11 +198,19 @@ struct ScriptingConfig {
 struct AdminConfig {
   HostPort listen;  // port 0 allowed (tests)
   Mark mark;        // of the listen value
+  // The bearer token every request must carry: `token` as written, or `token_file`'s
+  // content without its trailing whitespace, read when the config is (re)loaded. Empty:
+  // none asked for.
+  std::string token;
+  std::string tokenFile;  // the path it was read from; empty for `token:` or none
 };
 
 struct Config {
   std::string file;  // the file it was loaded from
-  int workers = 0;   // 0 = auto (one per core)
+  // Hex SHA-256 of the file's bytes as loaded (loadFile), for the admin's status: says
+  // which version of the file runs. "" from loadString.
+  std::string sha256;
+  int workers = 0;  // 0 = auto (one per core)
   bool watch = false;
   LogConfig log;
   std::vector<ListenerConfig> listeners;

@@ -1,6 +1,8 @@
 #include "conf/loader.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
@@ -50,6 +52,10 @@ constexpr std::size_t kMaxNameLength = 64;
 constexpr Duration kMaxSlowStart = 1h;          // a ramp longer than this is an outage of its own
 constexpr Duration kMinHealthInterval = 100ms;  // below this, probes are load, not checks
 constexpr uint64_t kMaxHealthCount = 100;       // rise/fall: past this a state never changes
+// An admin token shorter than this is guessable; one longer is not a token (the file is
+// probably the wrong one), and it must fit in a request header.
+constexpr std::size_t kMinTokenLength = 16;
+constexpr std::size_t kMaxTokenLength = 4096;
 
 // One value being read, with the key it was found under, for messages and marks.
 struct Entry {
@@ -267,6 +273,47 @@ bool isValidName(std::string_view s) {
   });
 }
 
+// Where an admin listener is reachable from this host only: 127.0.0.0/8, ::1 (also as
+// ::ffff:127.x.y.z) and the name localhost. Any other name may resolve to anything.
+bool isLoopbackHost(std::string_view host) {
+  if (toLower(host) == "localhost") return true;
+  const std::string text(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  }
+  return false;
+}
+
+// What a bearer token may hold so that it travels as written in `Authorization: Bearer X`:
+// visible US-ASCII, no spaces.
+bool isTokenText(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f;
+  });
+}
+
+std::string sha256Hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1) {
+    return "";
+  }
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 0xf];
+  }
+  return hex;
+}
+
 // Sees the events of each document without building it, to find a second document.
 class DocumentProbe final : public YAML::EventHandler {
 public:
@@ -336,6 +383,8 @@ public:
   void fileError(std::string message) {
     errors_.push_back({Mark{file_, 0, 0}, std::move(message)});
   }
+  // The file's bytes as read, for Config::sha256.
+  void fingerprint(std::string_view bytes) { config_.sha256 = sha256Hex(bytes); }
   LoadResult finish();
 
 private:
@@ -350,6 +399,11 @@ private:
       return;
     }
     errors_.push_back({toMark(at), std::move(message)});
+  }
+
+  // Accepted, but said: `wsgate --check`, the start and every reload print it.
+  void warning(const YAML::Mark& at, std::string message) {
+    warnings_.push_back({toMark(at), std::move(message)});
   }
 
   // yaml-cpp marks an empty value ("key:" then a newline) at the next token, often on a
@@ -643,12 +697,15 @@ private:
   void readTimeouts(const Entry& e);
   void readLimits(const Entry& e);
   void readAdmin(const Entry& e);
+  std::optional<std::string> adminToken(const Entry& e, std::string token, std::string_view what);
+  std::optional<std::string> readTokenFile(const Entry& e);
   void readScripting(const Entry& e);
   void crossCheck(const YAML::Node& root);
 
   std::string file_;
   Config config_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
   bool tooMany_ = false;
 
   // Gathered while reading, checked once everything is read (pools may follow routes).
@@ -709,9 +766,11 @@ LoadResult Loader::load(std::string_view yaml) {
 }
 
 LoadResult Loader::finish() {
-  std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+  const auto inFileOrder = [](const auto& a, const auto& b) {
     return std::pair(a.mark.line, a.mark.column) < std::pair(b.mark.line, b.mark.column);
-  });
+  };
+  std::stable_sort(errors_.begin(), errors_.end(), inFileOrder);
+  std::stable_sort(warnings_.begin(), warnings_.end(), inFileOrder);
   if (tooMany_) {
     errors_.push_back({Mark{file_, 0, 0}, "too many errors, only the first " +
                                               std::to_string(kMaxErrors) + " are shown"});
@@ -719,6 +778,7 @@ LoadResult Loader::finish() {
   LoadResult result;
   if (errors_.empty()) result.config = std::move(config_);
   result.errors = std::move(errors_);
+  result.warnings = std::move(warnings_);
   return result;
 }
 
@@ -1612,6 +1672,18 @@ void Loader::readScripting(const Entry& e) {
 void Loader::readAdmin(const Entry& e) {
   AdminConfig admin;
   bool hasListen = false;
+  std::optional<Entry> tokenKey;  // the first of token and token_file
+  // Both written is refused, at the second: which one was meant is not for wsgate to guess.
+  const auto onlyOneToken = [&](const Entry& v) {
+    if (!tokenKey) {
+      tokenKey = v;
+      return true;
+    }
+    error(v.key.Mark(), "'token' and 'token_file' are both set (the other at line " +
+                            std::to_string(toMark(tokenKey->key.Mark()).line) +
+                            "): keep one; token_file keeps the secret out of the config");
+    return false;
+  };
   walkMap(e, "admin",
           {
               {"listen",
@@ -1624,8 +1696,104 @@ void Loader::readAdmin(const Entry& e) {
                  hasListen = true;
                },
                true},
+              {"token",
+               [&](const Entry& v) {
+                 if (!onlyOneToken(v)) return;
+                 auto written = text(v);
+                 if (!written) return;
+                 assign(admin.token, adminToken(v, *written, "'token'"));
+               }},
+              {"token_file",
+               [&](const Entry& v) {
+                 if (!onlyOneToken(v)) return;
+                 auto content = readTokenFile(v);
+                 if (!content) return;
+                 admin.tokenFile = v.value.Scalar();
+                 assign(admin.token, adminToken(v, std::move(*content),
+                                                "the token in " + quote(admin.tokenFile)));
+               }},
           });
-  if (hasListen) config_.admin = std::move(admin);
+  if (!hasListen) return;
+  if (!tokenKey && !isLoopbackHost(admin.listen.host)) {
+    warning(*adminListenMark_,
+            "admin listens on " + admin.listen.str() +
+                " without a token: the admin API (reload, drain, status, metrics) would be "
+                "open to the network; set admin.token_file, or listen on 127.0.0.1");
+  }
+  config_.admin = std::move(admin);
+}
+
+// A token as written or as read from its file; never quoted in a message (it is a secret).
+std::optional<std::string> Loader::adminToken(const Entry& e, std::string token,
+                                              std::string_view what) {
+  if (token.size() < kMinTokenLength) {
+    error(where(e), std::string(what) + " is " + std::to_string(token.size()) +
+                        " characters long: an admin token needs at least " +
+                        std::to_string(kMinTokenLength));
+    return std::nullopt;
+  }
+  if (token.size() > kMaxTokenLength) {
+    error(where(e), std::string(what) + " is longer than " + std::to_string(kMaxTokenLength) +
+                        " characters: that is not a token");
+    return std::nullopt;
+  }
+  if (!isTokenText(token)) {
+    error(where(e), std::string(what) +
+                        " must be printable ASCII without spaces or control characters (it is "
+                        "sent as 'Authorization: Bearer TOKEN')");
+    return std::nullopt;
+  }
+  return token;
+}
+
+// `token_file`: read whole at each (re)load, trailing whitespace (the newline an editor or
+// `echo` adds) trimmed. A relative path is relative to the working directory, as
+// certificates are.
+std::optional<std::string> Loader::readTokenFile(const Entry& e) {
+  auto path = text(e);
+  if (!path) return std::nullopt;
+  if (path->empty() || hasControl(*path)) {
+    error(where(e), "'" + e.name + "' must be a file path, got " + quote(*path));
+    return std::nullopt;
+  }
+  const std::string cannot = "cannot read token file " + quote(*path) + ": ";
+  // O_NONBLOCK: a FIFO given by mistake must not stall the loader waiting for a writer.
+  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    error(where(e), cannot + std::strerror(err));
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    error(where(e), cannot + (S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file"));
+    return std::nullopt;
+  }
+  std::string content;
+  std::array<char, 1024> buf{};
+  ssize_t n = 0;
+  // One byte past the longest token is enough to know the file holds something else.
+  while (content.size() <= kMaxTokenLength + 64 && (n = ::read(fd, buf.data(), buf.size())) != 0) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      error(where(e), cannot + std::strerror(err));
+      return std::nullopt;
+    }
+    content.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  while (!content.empty() &&
+         std::string_view(" \t\r\n\v\f").find(content.back()) != std::string_view::npos) {
+    content.pop_back();
+  }
+  if (content.empty()) {
+    error(where(e), "token file " + quote(*path) + " is empty");
+    return std::nullopt;
+  }
+  return content;
 }
 
 void Loader::crossCheck(const YAML::Node& root) {
@@ -1732,6 +1900,7 @@ LoadResult loadFile(const std::string& path) {
       loader.fileError(std::string("cannot read: ") + std::strerror(errno));
       return loader.finish();
     }
+    loader.fingerprint(text);
     return loader.load(text);
   } catch (const std::exception& e) {
     return internalError(path, e.what());

@@ -1,5 +1,5 @@
 #pragma once
-// YAML -> Config with validation. Errors are values carrying FILE:LINE:COL.
+// YAML -> Config with validation. Errors (and warnings) are values carrying FILE:LINE:COL.
 
 #include <optional>
 #include <string>
@@ -17,8 +17,9 @@ struct ConfigError {
 };
 
 struct LoadResult {
-  std::optional<Config> config;     // set when errors is empty
-  std::vector<ConfigError> errors;  // every problem found, in file order
+  std::optional<Config> config;       // set when errors is empty
+  std::vector<ConfigError> errors;    // every problem found, in file order
+  std::vector<ConfigError> warnings;  // accepted but probably unwise, in file order
   bool ok() const { return errors.empty(); }
 };
 

@@ -145,6 +145,7 @@ static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
                               std::vector<std::string>& errors,
                               std::vector<std::string>& warnings) {
   conf::LoadResult r = conf::loadFile(path);
+  for (const auto& w : r.warnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);
   if (!r.ok()) {
     for (const auto& e : r.errors) errors.push_back(e.str());
     return nullptr;

@@ -730,6 +730,19 @@ const BadCase kBadCases[] = {
     {"AdminOnAListenerAddress",
      "admin: {listen: '127.0.0.1:8080'}\nlisteners: [{name: pub, listen: '127.0.0.1:8080'}]",
      "1:17: admin listen address 127.0.0.1:8080 is also used by listener 'pub' at line 2"},
+    {"AdminTokenNotAString", "admin: {listen: '127.0.0.1:9900', token: {a: b}}",
+     "1:42: 'token' must be a string, got a map"},
+    {"AdminTokenLeftEmpty",
+     "admin:\n  listen: '127.0.0.1:9900'\n  token:", "3:3: 'token' must be a string, got nothing"},
+    {"AdminTokenTooShort", "admin: {listen: '127.0.0.1:9900', token: 'short-secret'}",
+     "1:42: 'token' is 12 characters long: an admin token needs at least 16"},
+    {"AdminTokenWithASpace", "admin: {listen: '127.0.0.1:9900', token: 'two halves of a secret'}",
+     "1:42: 'token' must be printable ASCII without spaces or control characters (it is sent "
+     "as 'Authorization: Bearer TOKEN')"},
+    {"AdminTokenAndTokenFile",
+     "admin:\n  listen: '127.0.0.1:9900'\n  token: 0123456789abcdef\n  token_file: admin.token",
+     "4:3: 'token' and 'token_file' are both set (the other at line 3): keep one; token_file "
+     "keeps the secret out of the config"},
 
     // Documents.
     {"YamlSyntaxError", "listeners: [a, b\nroutes: []",
@@ -859,6 +872,157 @@ const BadCase kBadPoolCases[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidPoolKeys, ::testing::ValuesIn(kBadPoolCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// The admin listener without a token is accepted, with a warning when it is reachable from
+// other hosts.
+struct AdminWarningCase {
+  std::string_view listen;
+  bool warns;
+};
+void PrintTo(const AdminWarningCase& c, std::ostream* os) { *os << c.listen; }
+
+class WarnsAboutAnOpenAdmin : public ::testing::TestWithParam<AdminWarningCase> {};
+
+TEST_P(WarnsAboutAnOpenAdmin, OnlyOffLoopbackWithoutAToken) {
+  const AdminWarningCase& c = GetParam();
+  const LoadResult r =
+      loadString(withDefaults("admin: {listen: '" + std::string(c.listen) + "'}"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  ASSERT_TRUE(r.config->admin);
+  EXPECT_EQ(r.config->admin->token, "");
+  if (!c.warns) {
+    EXPECT_TRUE(r.warnings.empty()) << r.warnings.front().str();
+    return;
+  }
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].str(), "t.yaml:1:17: admin listens on " + r.config->admin->listen.str() +
+                                     " without a token: the admin API (reload, drain, status, "
+                                     "metrics) would be open to the network; set "
+                                     "admin.token_file, or listen on 127.0.0.1");
+}
+
+const AdminWarningCase kAdminWarnings[] = {
+    {"0.0.0.0:9900", true},
+    {"[::]:9900", true},
+    {"10.0.0.5:9900", true},
+    {"admin.internal:9900", true},
+    {"[::ffff:10.0.0.1]:9900", true},
+    {"127.0.0.1:9900", false},
+    {"127.3.4.5:0", false},
+    {"[::1]:9900", false},
+    {"localhost:9900", false},
+    {"LocalHost:9900", false},
+    {"[::ffff:127.0.0.1]:9900", false},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, WarnsAboutAnOpenAdmin, ::testing::ValuesIn(kAdminWarnings));
+
+TEST(Loader, AcceptsAnOpenAdminWithATokenWithoutAWarning) {
+  const LoadResult r =
+      loadString(withDefaults("admin: {listen: '0.0.0.0:9900', token: 'x7Gq-2mPz_9LwR4t'}"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front().str();
+  EXPECT_EQ(r.config->admin->token, "x7Gq-2mPz_9LwR4t");
+  EXPECT_EQ(r.config->admin->tokenFile, "");
+}
+
+TEST(Loader, KeepsWarningsBesideErrors) {
+  const LoadResult r =
+      loadString(withDefaults("workers: x\nadmin: {listen: '0.0.0.0:9900'}"), kFile);
+  EXPECT_EQ(r.errors.size(), 1u);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].mark.str(), "t.yaml:2:17");
+}
+
+// token_file: read at each load from a fresh directory (relative paths, so the columns a case
+// expects do not depend on where the directory is).
+class TokenFiles : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    previous_ = std::filesystem::current_path();
+    std::string dir = (std::filesystem::temp_directory_path() / "wsgate_token_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+    std::ofstream(dir_ / "good.token") << "s3cr3t-0123456789abcdef\n";
+    std::ofstream(dir_ / "crlf.token") << "s3cr3t-0123456789abcdef \t\r\n\r\n";
+    std::ofstream(dir_ / "empty.token") << "";
+    std::ofstream(dir_ / "blank.token") << " \n\n";
+    std::ofstream(dir_ / "short.token") << "0123456789abcde\n";
+    std::ofstream(dir_ / "two-lines.token") << "0123456789abcdef\n0123456789abcdef\n";
+    std::ofstream(dir_ / "huge.token") << std::string(5000, 'a');
+    std::filesystem::create_directory(dir_ / "dir.token");
+    std::filesystem::current_path(dir_);
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::current_path(previous_);
+    std::filesystem::remove_all(dir_);
+  }
+
+  // An admin whose `token_file` value follows "  token_file: " on line 3.
+  static std::string adminWithTokenFile(std::string_view file) {
+    return withDefaults("admin:\n  listen: '127.0.0.1:9900'\n  token_file: " + std::string(file));
+  }
+
+  static inline std::filesystem::path dir_;
+  static inline std::filesystem::path previous_;
+};
+
+TEST_F(TokenFiles, ReadsTheTokenWithoutItsTrailingWhitespace) {
+  for (const char* file : {"good.token", "crlf.token"}) {
+    const LoadResult r = loadString(adminWithTokenFile(file), kFile);
+    ASSERT_TRUE(r.ok()) << joined(r);
+    EXPECT_EQ(r.config->admin->token, "s3cr3t-0123456789abcdef") << file;
+    EXPECT_EQ(r.config->admin->tokenFile, file);
+  }
+}
+
+TEST_F(TokenFiles, ReadsTheFileAgainAtEachLoad) {
+  std::ofstream(dir_ / "rotated.token") << "first-0123456789abcdef\n";
+  const std::string yaml = adminWithTokenFile("rotated.token");
+  EXPECT_EQ(loadString(yaml, kFile).config->admin->token, "first-0123456789abcdef");
+  std::ofstream(dir_ / "rotated.token") << "second-0123456789abcdef\n";
+  EXPECT_EQ(loadString(yaml, kFile).config->admin->token, "second-0123456789abcdef");
+}
+
+TEST_F(TokenFiles, AnOpenAdminWithATokenFileIsNotWarnedAbout) {
+  const LoadResult r =
+      loadString(withDefaults("admin:\n  listen: '0.0.0.0:9900'\n  token_file: good.token"), kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_TRUE(r.warnings.empty());
+}
+
+class RejectsInvalidTokenFile : public TokenFiles, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(RejectsInvalidTokenFile, WithOneErrorAtItsPosition) {
+  const BadCase& c = GetParam();
+  const LoadResult r = loadString(adminWithTokenFile(c.yaml), kFile);
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(errorStrings(r),
+            std::vector<std::string>{std::string(kFile) + ":" + std::string(c.expect)});
+}
+
+const BadCase kBadTokenFiles[] = {
+    {"Missing", "missing.token",
+     "3:15: cannot read token file 'missing.token': No such file or directory"},
+    {"Directory", "dir.token", "3:15: cannot read token file 'dir.token': it is a directory"},
+    {"Empty", "empty.token", "3:15: token file 'empty.token' is empty"},
+    {"OnlyWhitespace", "blank.token", "3:15: token file 'blank.token' is empty"},
+    {"TooShort", "short.token",
+     "3:15: the token in 'short.token' is 15 characters long: an admin token needs at least 16"},
+    {"TwoLines", "two-lines.token",
+     "3:15: the token in 'two-lines.token' must be printable ASCII without spaces or control "
+     "characters (it is sent as 'Authorization: Bearer TOKEN')"},
+    {"Huge", "huge.token",
+     "3:15: the token in 'huge.token' is longer than 4096 characters: that is not a token"},
+    {"NotAString", "[a.token]", "3:15: 'token_file' must be a string, got a list"},
+    {"EmptyPath", "''", "3:15: 'token_file' must be a file path, got ''"},
+    {"AlsoAToken", "good.token\n  token: 0123456789abcdef",
+     "4:3: 'token' and 'token_file' are both set (the other at line 3): keep one; token_file "
+     "keeps the secret out of the config"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidTokenFile, ::testing::ValuesIn(kBadTokenFiles),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // TLS keys name files that the loader opens but does not parse (proxy/tls does). These tests
@@ -1493,6 +1657,21 @@ TEST(LoadFile, UsesThePathInMarks) {
   EXPECT_EQ(r.errors.back().str(), path.string() +
                                        ":1:10: 'workers' must be 'auto' or an "
                                        "integer between 1 and 256, got 'x'");
+}
+
+TEST(LoadFile, FingerprintsTheBytesItRead) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("wsgate_sha256_" +
+                     std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + ".yaml");
+  const std::string text =
+      "listeners: [{name: a, listen: '127.0.0.1:0'}]\nroutes: [{respond: {status: 200}}]\n";
+  std::ofstream(path, std::ios::binary) << text;
+  const LoadResult r = loadFile(path.string());
+  std::filesystem::remove(path);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  // sha256sum of `text`.
+  EXPECT_EQ(r.config->sha256, "56602068c5872345e9275f9446f5773b5d175f09e04eaf67d3440b01c36b32aa");
+  EXPECT_EQ(loadString(text, kFile).config->sha256, "") << "no file, no fingerprint";
 }
 
 TEST(LoadFile, ReportsAMissingFile) {
