@@ -54,6 +54,26 @@ enum class CloseSide : uint8_t { Client, Backend, Wsgate, None };
 inline constexpr std::size_t kCloseSides = 4;
 CloseSide closeSideOf(std::string_view closeBy) noexcept;
 
+// Why a client's TLS handshake failed, as /metrics names it (bounded: OpenSSL's reason
+// strings are sorted into these).
+enum class TlsFailure : uint8_t { Protocol, Certificate, Sni, PlainHttp, Timeout, Closed, Other };
+inline constexpr std::size_t kTlsFailures = 7;
+inline constexpr std::string_view kTlsFailureNames[kTlsFailures] = {
+    "protocol", "certificate", "sni", "plain_http", "timeout", "closed", "other"};
+// `error`: the TLS layer's reason (empty when it saw none); `timedOut`: the handshake
+// timeout ended it.
+TlsFailure tlsFailureOf(std::string_view error, bool timedOut) noexcept;
+
+// Per listener: carried across reloads with the listener (by its key), so a reload does not
+// reset them. Workers add with relaxed fetch_add, once per connection event.
+struct ListenerCounters {
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> closed{0};  // active = accepted - closed
+  std::atomic<uint64_t> tlsHandshakes{0};
+  std::atomic<uint64_t> tlsFailures[kTlsFailures]{};
+  static void add(std::atomic<uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
+};
+
 enum class LuaHook : uint8_t { State, OnRequest, OnOpen, OnMessage, OnClose };
 inline constexpr std::size_t kLuaHooks = 5;
 inline constexpr std::string_view kLuaHookNames[kLuaHooks] = {"state", "on_request", "on_open",
@@ -76,6 +96,8 @@ struct alignas(64) WorkerStats {
   Counter drainsEnded;          // ... that have ended since
   Counter queueWaits;           // requests that waited for a place (every backend full)
   Counter queueTimeouts;        // ... and got 503 when timeouts.queue ran out
+  Counter queueLeft;            // left the queue (a place, a timeout, gone): length = waits - left
+  Counter acceptFailures;       // accept() failed for want of descriptors or memory
   Histogram handshake;          // accept or first byte -> full request head (TLS included)
   Histogram backendConnect;     // connect started -> connected (new connections only)
   Histogram backendResponse;    // request head sent -> response head received

@@ -41,6 +41,36 @@ struct HealthChecker::Probe {
 
 HealthChecker::HealthChecker(event_base* base, RuntimePtr runtime) : base_(base) {
   update(std::move(runtime));
+  dropTick_.reset(event_new(base_, -1, EV_PERSIST, &HealthChecker::onDropTickCb, this));
+  const timeval second = net::toTimeval(std::chrono::seconds(1));
+  event_add(dropTick_.get(), &second);
+}
+
+void HealthChecker::onDropTickCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<HealthChecker*>(self)->warnDroppedSessions();
+}
+
+void HealthChecker::warnDroppedSessions() {
+  const auto now = std::chrono::steady_clock::now();
+  std::unordered_map<const balancer::Backend*, std::chrono::steady_clock::time_point> kept;
+  for (const auto& [name, entry] : runtime_->pools) {
+    for (const auto& b : entry.pool->backends()) {
+      balancer::BackendCounters& c = b->counters();
+      auto last = lastDropWarning_.find(b.get());
+      if (last != lastDropWarning_.end()) kept.insert(*last);
+      const uint64_t dropped = c.droppedSessions.load(std::memory_order_relaxed);
+      const uint64_t warned = c.droppedWarned.load(std::memory_order_relaxed);
+      if (dropped == warned) continue;
+      if (last != lastDropWarning_.end() && now - last->second < kDropWarnEvery) continue;
+      c.droppedWarned.store(dropped, std::memory_order_relaxed);
+      kept[b.get()] = now;
+      log().warn(
+          "backend {}/{} dropped {} live WebSocket session(s) without a close (clients "
+          "got 1014); {} in all",
+          name, b->spec().name, dropped - warned, dropped);
+    }
+  }
+  lastDropWarning_ = std::move(kept);  // backends a reload removed are forgotten
 }
 
 void HealthChecker::update(RuntimePtr runtime) {

@@ -138,7 +138,9 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     if (r.match.host) routeHosts.push_back(*r.match.host);
   }
   for (const auto& l : config->listeners) {
-    ListenerEntry entry{&l, nullptr, listenerKey(l), {}};
+    ListenerEntry entry{&l, nullptr, listenerKey(l), {}, nullptr};
+    const ListenerEntry* kept = previous != nullptr ? previous->findListener(entry.key) : nullptr;
+    entry.counters = kept != nullptr ? kept->counters : std::make_shared<ListenerCounters>();
     auto address = net::resolve(l.listen, error);
     if (!address) {
       error = l.mark.str() + ": listener " + l.name + ": " + error;

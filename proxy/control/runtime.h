@@ -12,6 +12,7 @@
 #include "conf/config.h"
 #include "proxy/net/address.h"
 #include "proxy/session/router.h"
+#include "proxy/stats.h"
 #include "proxy/tls/context.h"
 #include "scripting/engine.h"
 
@@ -29,6 +30,7 @@ struct ListenerEntry {
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain TCP
   std::string key;             // listenerKey(): what a reload keeps the listener's sockets by
   net::SocketAddress address;  // resolved when the snapshot was built
+  std::shared_ptr<ListenerCounters> counters;  // the previous snapshot's, for the same key
 };
 
 struct Runtime {

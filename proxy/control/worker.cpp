@@ -191,6 +191,7 @@ void Worker::onAcceptCb(void* listener, int fd, const sockaddr* peer, socklen_t 
 void Worker::onAcceptShortageCb(void* listener, int error) noexcept {
   auto* w = static_cast<Listener*>(listener)->worker;
   w->acceptShortage_ = true;
+  w->stats_.acceptFailures.add();
   w->noteShortage("accept", error);
 }
 
@@ -218,6 +219,7 @@ void Worker::onAccept(const ListenerEntry* listener, int fd, const sockaddr* pee
     log().info("worker {} accepting again", index_);
   }
   stats_.accepted.add();
+  ListenerCounters::add(listener->counters->accepted);
   const uint64_t id = nextId_++ * static_cast<uint64_t>(workerCount_) + index_ + 1;
   auto* session = new Session(*this, runtime_, *listener, id, fd, peer, static_cast<int>(len));
   link(session);

@@ -95,7 +95,10 @@ public:
   // Requests waiting because every backend of their pool is at max_connections: bounded
   // by limits.max_queue per worker.
   bool enterQueue();
-  void leaveQueue() { --queued_; }
+  void leaveQueue() {
+    --queued_;
+    stats_.queueLeft.add();
+  }
 
   // Scratch buffers for the sessions of this worker, one input and one output per side
   // (Session::Side), in kSlots slots: a session in a callback uses slot 0; the sessions of

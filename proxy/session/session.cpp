@@ -228,6 +228,7 @@ void Session::onHeadComplete(const http::RequestHead& head, std::size_t headByte
   ex_.started = started;
   inExchange_ = true;
   worker_.stats().handshake.observe(sinceStartUs());
+  if (!tlsCounted_ && conn_[kClient].isTls()) countTlsHandshake({});
   // A reload since the last request (or since the accept) applies from this request on.
   adoptCurrentSnapshot();
   ex_.method = head.method;
@@ -709,11 +710,27 @@ void Session::close(std::string_view reason) {
   }
   state_ = State::Closed;
   disarm();
+  if (!tlsCounted_ && conn_[kClient].isTls()) countTlsHandshake(reason);
+  ListenerCounters::add(listener_->counters->closed);
   closeScriptConn();
   closeConn(kClient);  // the tunnel's stats stay for the log
   closeConn(kBackend);
   lease_.reset();
   worker_.retire(this);
+}
+
+void Session::countTlsHandshake(std::string_view closeReason) {
+  tlsCounted_ = true;
+  ListenerCounters& c = *listener_->counters;
+  const tls::Stream* tls = conn_[kClient].tls();
+  if (tls != nullptr && tls->handshakeDone()) {
+    ListenerCounters::add(c.tlsHandshakes);
+    return;
+  }
+  if (closeReason.empty()) return;  // still going
+  const bool timedOut = closeReason.starts_with("handshake timeout");
+  ListenerCounters::add(
+      c.tlsFailures[static_cast<std::size_t>(tlsFailureOf(conn_[kClient].tlsError(), timedOut))]);
 }
 
 uint32_t Session::sinceStartUs() const {

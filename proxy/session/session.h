@@ -276,6 +276,9 @@ private:
   void logExchange(std::string_view reason);
   // Microseconds from ex_.started to now (saturated below kNoTime).
   uint32_t sinceStartUs() const;
+  // The client's TLS handshake, once: done, or (at the close, `closeReason` set) failed and
+  // why.
+  void countTlsHandshake(std::string_view closeReason);
   // A response head (101 or final) came: its latency and the backend's counters.
   void noteResponseHead(int status);
 
@@ -299,6 +302,7 @@ private:
   bool inExchange_ : 1 = false;
   bool backendIdle_ : 1 = false;  // the backend connection is kept alive between exchanges
   uint8_t leaving_ : 2 = 0;       // a Leave: drained, no further request on this connection
+  bool tlsCounted_ : 1 = false;   // the client's TLS handshake is in /metrics already
   net::Conn conn_[2];             // the two transports, indexed by Side
   event timer_;                   // embedded: one allocation less per session
   std::chrono::steady_clock::time_point lastActivity_;

@@ -358,6 +358,12 @@ class EchoBackend(_Process):
         return len([l for l in self.stderr().splitlines() if f" {self.name} " in l])
 
     UNHANDLED = "unhandled exception"
+    crashed = False
+
+    def crash(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: its connections vanish without a close."""
+        self.crashed = True
+        self.stop(signal.SIGKILL)
 
     def failure(self) -> Optional[str]:
         """After stop(): what went wrong in the backend, None if nothing did. It raised an
@@ -369,7 +375,8 @@ class EchoBackend(_Process):
         if not self.stopped_by_us:
             return f"{self.label} exited with {code} before the test stopped it:\n" + \
                 _tail(self.stderr_path)
-        if code != 0 or self.UNHANDLED in self.stderr():
+        if (code != 0 and not (self.crashed and code == -signal.SIGKILL)) or \
+                self.UNHANDLED in self.stderr():
             return f"{self.label} exited with {code} after unhandled exceptions:\n" + \
                 _tail(self.stderr_path, 80)
         return None
