@@ -703,3 +703,53 @@ def test_health_probes_of_a_tls_pool_speak_tls(start_wsgate, tls_echo_backend, p
         gate.wait_line(r"\[health b=app/secure1\] down after 2 failed probes: TLS: "
                        r"certificate verify failed", timeout=5)
         assert backend.requests_logged() == 0
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_tls_handshakes_and_each_failure_reason_are_counted_by_listener(start_wsgate,
+                                                                        echo_backend, pki,
+                                                                        connect):
+    """wsgate_tls_handshakes_total and _failures_total{reason}: one served s_client, one
+    TLS 1.1 client (protocol), plain HTTP on the TLS port (plain_http), a client that closes
+    mid-handshake (closed) and one that stalls until timeouts.handshake (timeout)."""
+    listeners = [tls_listener([pki.localhost]), {"name": "public", "listen": f"{LOOPBACK}:0"}]
+    cfg = gateway_config([route("app", path_prefix="/")], {"app": pool(echo_backend("echo1"))},
+                         listeners=listeners, timeouts={"handshake": "1s"}, workers=2)
+    cfg["admin"] = {"listen": f"{LOOPBACK}:0"}
+    gate = start_wsgate(cfg)
+    port = gate.ports["secure"]
+    admin_port = harness.admin_port(gate)
+
+    served = s_client_get(port, "/v", "-CAfile", pki.ca, "-servername", "localhost")
+    assert served.handshake_done(), served.text()
+    assert refused_by_the_server(s_client(port, *TLS_1_1, "-CAfile", pki.ca))
+    plain = connect(port)
+    plain.send(build_request("GET", "/"))
+    plain.read_until_eof(timeout=3)
+    half = connect(port)
+    half.send(client_hello()[:20])  # part of a record, then gone
+    half.close()
+    stalled = connect(port)
+    stalled.read_until_eof(timeout=4)  # closed at timeouts.handshake: nothing ever sent
+
+    def series():
+        status, body = harness.admin_request(admin_port, "GET", "/metrics")
+        assert status == 200
+        return {k: float(v) for k, v in re.findall(r"^(wsgate_tls\S+) (\S+)$", body, re.M)}
+
+    expected = {
+        'wsgate_tls_handshakes_total{listener="secure"}': 1,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="protocol"}': 1,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="plain_http"}': 1,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="closed"}': 1,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="timeout"}': 1,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="certificate"}': 0,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="sni"}': 0,
+        'wsgate_tls_handshake_failures_total{listener="secure",reason="other"}': 0,
+    }
+    wait_for(lambda: {k: series().get(k) for k in expected} == expected, timeout=5.0,
+             what=f"the TLS counters to read {expected}; last {series()}")
+    # A plain listener has no TLS series.
+    assert not [k for k in series() if 'listener="public"' in k]
