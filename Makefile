@@ -47,7 +47,7 @@ fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DWSGATE_FUZZ=ON -DWSGATE_TESTS=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
-	@bash tests/fuzz/run-all.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-50}
+	@bash tests/fuzz/run-all.sh $(FUZZ_BUILD) $${FUZZ_SECONDS:-}
 
 # Hand-written bugs (tests/mutants/*.mutant) the tests must catch; MUTANTS='http-*' picks some.
 mutants: deps

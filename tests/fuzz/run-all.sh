@@ -11,10 +11,14 @@
 # *.known-failure excepted: they still fail by design) and the last runs' new-corpus.
 # tests/fuzz/<name>.dict, when present, is passed as the target's dictionary.
 #
+# Time: SECONDS per target when given; otherwise the targets share one budget, FUZZ_BUDGET
+# target-seconds (300 by default: with nine targets, 33 s each, two at a time, about 2.5
+# minutes), so a new target does not lengthen CI.
+#
 #   run-all.sh BUILD_DIR [SECONDS]
 set -euo pipefail
 build=$(cd "${1:?build dir}" && pwd)
-seconds=${2:-60}
+seconds=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 
 run_one() {
@@ -94,6 +98,12 @@ targets=$(find "$build/tests/fuzz" -maxdepth 1 -name '*_fuzz' -type f -executabl
 if [[ -z "$targets" ]]; then
   echo "fuzz: no targets built in $build/tests/fuzz"
   exit 1
+fi
+if [[ -z "$seconds" ]]; then
+  count=$(echo "$targets" | wc -l)
+  seconds=$(( ${FUZZ_BUDGET:-300} / count ))
+  (( seconds >= 10 )) || seconds=10
+  echo "fuzz: $count targets share FUZZ_BUDGET=${FUZZ_BUDGET:-300} target-seconds: ${seconds}s each"
 fi
 if echo "$targets" | xargs -P 2 -I{} bash -c 'run_one "$@"' _ {} "$seconds" "$here" "$build"; then
   echo "fuzz: all targets ran without a failure"
