@@ -180,6 +180,13 @@ std::string quote(std::string_view text) {
   return out + "'";
 }
 
+// A path the user must find, in full (quote() shortens), unless it is beyond what a file
+// system takes. Control characters are refused before a path is read.
+std::string quotePath(std::string_view path) {
+  constexpr std::size_t kMaxPath = 4096;  // PATH_MAX
+  return path.size() <= kMaxPath ? "'" + std::string(path) + "'" : quote(path);
+}
+
 std::string describe(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Map:
@@ -1710,7 +1717,7 @@ void Loader::readAdmin(const Entry& e) {
                  if (!content) return;
                  admin.tokenFile = v.value.Scalar();
                  assign(admin.token, adminToken(v, std::move(*content),
-                                                "the token in " + quote(admin.tokenFile)));
+                                                "the token in " + quotePath(admin.tokenFile)));
                }},
           });
   if (!hasListen) return;
@@ -1756,7 +1763,7 @@ std::optional<std::string> Loader::readTokenFile(const Entry& e) {
     error(where(e), "'" + e.name + "' must be a file path, got " + quote(*path));
     return std::nullopt;
   }
-  const std::string cannot = "cannot read token file " + quote(*path) + ": ";
+  const std::string cannot = "cannot read token file " + quotePath(*path) + ": ";
   // O_NONBLOCK: a FIFO given by mistake must not stall the loader waiting for a writer.
   const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
@@ -1790,7 +1797,7 @@ std::optional<std::string> Loader::readTokenFile(const Entry& e) {
     content.pop_back();
   }
   if (content.empty()) {
-    error(where(e), "token file " + quote(*path) + " is empty");
+    error(where(e), "token file " + quotePath(*path) + " is empty");
     return std::nullopt;
   }
   return content;
