@@ -4,10 +4,16 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -22,6 +28,81 @@
 
 namespace wsgate::proxy {
 namespace {
+
+// When this process started, for /status: namespace-scope constants are initialised before
+// main runs. The steady clock measures the uptime; the wall clock only names the moment.
+const std::chrono::steady_clock::time_point kStartedSteady = std::chrono::steady_clock::now();
+const std::chrono::system_clock::time_point kStartedWall = std::chrono::system_clock::now();
+
+// A duration as JSON seconds, to the millisecond.
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::round(std::chrono::duration<double>(d).count() * 1000.0) / 1000.0;
+}
+
+// RFC 3339 in UTC, to the second: "2026-11-25T10:00:00Z".
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm utc{};
+  gmtime_r(&secs, &utc);
+  char text[32];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return std::string(text, n);
+}
+
+std::array<unsigned char, 32> sha256(std::string_view bytes) {
+  std::array<unsigned char, 32> digest{};
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr);
+  return digest;
+}
+
+bool equalsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The credentials of `Authorization: Bearer X` (RFC 6750 2.1; the scheme is
+// case-insensitive, RFC 9110 11.1), or "" with `why` set.
+std::string_view bearerCredentials(const char* header, std::string_view& why) {
+  if (header == nullptr) {
+    why = "no Authorization header";
+    return {};
+  }
+  constexpr std::string_view kBlank = " \t";
+  std::string_view value = header;
+  const auto start = value.find_first_not_of(kBlank);
+  value.remove_prefix(start == std::string_view::npos ? value.size() : start);
+  const auto space = value.find_first_of(kBlank);
+  if (space == std::string_view::npos || !equalsIgnoringCase(value.substr(0, space), "bearer")) {
+    why = "not a Bearer authorization";
+    return {};
+  }
+  value.remove_prefix(space);
+  const auto first = value.find_first_not_of(kBlank);
+  const auto last = value.find_last_not_of(kBlank);
+  if (first == std::string_view::npos) {
+    why = "an empty bearer token";
+    return {};
+  }
+  return value.substr(first, last - first + 1);
+}
+
+// The peer of an admin request, for the log.
+std::string peerOf(evhttp_request* req) {
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  const sockaddr* sa = conn != nullptr ? evhttp_connection_get_addr(conn) : nullptr;
+  if (sa == nullptr) return "-";
+  net::SocketAddress peer;
+  peer.length = sa->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  std::memcpy(&peer.storage, sa, peer.length);
+  return peer.str();
+}
 
 void reply(evhttp_request* req, int code, std::string_view type, const std::string& body) {
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -58,8 +139,19 @@ std::vector<std::string> split(std::string_view path) {
 
 }  // namespace
 
-AdminServer::AdminServer(RuntimePtr runtime, Server& server)
-    : runtime_(std::move(runtime)), server_(server) {}
+AdminServer::AdminServer(RuntimePtr runtime, Server& server) : server_(server) {
+  setRuntime(std::move(runtime));
+}
+
+void AdminServer::setRuntime(RuntimePtr runtime) {
+  runtime_ = std::move(runtime);
+  // A reload that removed `admin` leaves this server up until a restart (the reload says
+  // so): it keeps the token it has rather than open up.
+  const auto& admin = runtime_->config->admin;
+  if (!admin) return;
+  token_.reset();
+  if (!admin->token.empty()) token_ = sha256(admin->token);
+}
 
 AdminServer* AdminServer::instance_ = nullptr;
 
@@ -119,7 +211,44 @@ void AdminServer::onRequestCb(evhttp_request* req, void* self) noexcept {
   static_cast<AdminServer*>(self)->onRequest(req);
 }
 
+bool AdminServer::authorize(evhttp_request* req) {
+  if (!token_) return true;
+  std::string_view why;
+  const std::string_view presented = bearerCredentials(
+      evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"), why);
+  // Digests of equal length, compared without an early exit: the time an answer takes says
+  // nothing about how much of the token, or of its length, was right.
+  const Digest digest = sha256(presented);
+  const bool match = CRYPTO_memcmp(digest.data(), token_->data(), digest.size()) == 0;
+  if (match && why.empty()) return true;
+  logRefusal(req, why.empty() ? "wrong token" : why);
+  evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                    "Bearer realm=\"wsgate\"");
+  replyJson(req, 401, {{"error", "send the admin token as 'Authorization: Bearer TOKEN'"}});
+  return false;
+}
+
+void AdminServer::logRefusal(evhttp_request* req, std::string_view why) {
+  // Anyone who reaches the port can make refusals at will: a line per second at most.
+  const auto now = std::chrono::steady_clock::now();
+  if (lastRefusalLog_ != std::chrono::steady_clock::time_point{} &&
+      now - lastRefusalLog_ < std::chrono::seconds(1)) {
+    ++refusalsNotLogged_;
+    return;
+  }
+  if (refusalsNotLogged_ == 0) {
+    log().info("[admin] refused client={} reason={}", peerOf(req), why);
+  } else {
+    log().info("[admin] refused client={} reason={} ({} more refused since the last line)",
+               peerOf(req), why, refusalsNotLogged_);
+  }
+  lastRefusalLog_ = now;
+  refusalsNotLogged_ = 0;
+}
+
 void AdminServer::onRequest(evhttp_request* req) {
+  // Before routing: without the token, even a 404 or a 405 would say what exists.
+  if (!authorize(req)) return;
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
   const char* rawPath = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
   const std::vector<std::string> parts = split(rawPath != nullptr ? rawPath : "/");
@@ -204,7 +333,18 @@ std::string AdminServer::status() const {
                  {"reloads_succeeded", r.succeeded},
                  {"reloads_failed", r.failed},
                  {"last_reload_error", r.lastError}};
+  j["config"]["sha256"] = runtime_->config->sha256;
+  j["config"]["reloads"] = r.succeeded + r.failed;  // every attempt, whatever its result
   const auto now = std::chrono::steady_clock::now();
+  j["uptime_seconds"] = seconds(now - kStartedSteady);
+  j["started_at"] = rfc3339(kStartedWall);
+  j["listeners"] = nlohmann::json::array();
+  for (const ListenerEntry& l : runtime_->listeners) {
+    const net::SocketAddress* bound = server_.boundAddress(l.key);
+    j["listeners"].push_back({{"name", l.config->name},
+                              {"address", (bound != nullptr ? *bound : l.address).str()},
+                              {"tls", l.tls != nullptr}});
+  }
   for (const auto& [name, entry] : runtime_->pools) {
     nlohmann::json backends = nlohmann::json::array();
     // Without active checks, health_up is true by definition: `check` says so, and `passive`
@@ -222,6 +362,13 @@ std::string AdminServer::status() const {
                                       : passive == balancer::PassiveState::Ejected ? "ejected"
                                                                                    : "half_open"},
                           {"draining", b->draining()}});
+      // null: never failed (since it was created), or not kept out by passive health now.
+      const auto failed = b->lastFailure();
+      const auto ejectedUntil = b->ejectedUntil(now);
+      backends.back()["last_failure_ago_seconds"] =
+          failed ? nlohmann::json(seconds(now - *failed)) : nlohmann::json();
+      backends.back()["ejected_for_seconds"] =
+          ejectedUntil ? nlohmann::json(seconds(*ejectedUntil - now)) : nlohmann::json();
     }
     j["pools"][name] = {{"backends", backends}};
   }

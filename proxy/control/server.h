@@ -64,6 +64,12 @@ public:
   void requestReload(std::string_view origin, ReloadDone done = {});
   const ReloadStats& reloadStats() const { return stats_; }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  // The address the listener `key` (ListenerEntry::key) is bound to, as the kernel says (the
+  // port chosen for port 0); nullptr when this process holds no such listener.
+  const net::SocketAddress* boundAddress(const std::string& key) const {
+    const auto it = listeners_.find(key);
+    return it == listeners_.end() ? nullptr : &it->second.address;
+  }
 
 private:
   struct Prepared;

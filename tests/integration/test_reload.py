@@ -6,6 +6,7 @@ the others are untouched; a broken file is refused and the running config stays;
 HTTP connections take the new config at their next request while open tunnels keep theirs;
 SIGTERM drains and exits 0, a second SIGTERM exits at once."""
 
+import hashlib
 import json
 import os
 import re
@@ -467,6 +468,7 @@ def test_a_broken_file_or_an_unknown_key_is_refused_and_the_running_config_keeps
     gate = start_wsgate(cfg)
     port = admin_port(gate)
     path = str(gate.config_path)
+    running = hashlib.sha256(gate.config_path.read_bytes()).hexdigest()
     session, _ = open_websocket(gate, connect)
 
     # Broken YAML: an unclosed flow sequence.
@@ -501,9 +503,10 @@ def test_a_broken_file_or_an_unknown_key_is_refused_and_the_running_config_keeps
     echoes(open_websocket(gate, connect)[0])
 
     wait_for(lambda: status_of(port)["config"]["reloads_failed"] == 3, what="3 failed reloads")
-    assert status_of(port)["config"] == {"file": path, "generation": 1,
-                                         "reloads_succeeded": 0, "reloads_failed": 3,
-                                         "last_reload_error": unknown}
+    # The digest is the running snapshot's file, not the broken one now on disk.
+    assert status_of(port)["config"] == {"file": path, "sha256": running, "generation": 1,
+                                         "reloads": 3, "reloads_succeeded": 0,
+                                         "reloads_failed": 3, "last_reload_error": unknown}
     metrics = metric_values(admin(port, "GET", "/metrics")[1])
     assert metrics['wsgate_config_reloads_total{result="failed"}'] == 3
     assert metrics['wsgate_config_reloads_total{result="ok"}'] == 0
