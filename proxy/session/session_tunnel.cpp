@@ -193,15 +193,17 @@ void Session::onTunnelEof(Side from, bool reset) {
   }
   if (!hadClose) {
     // The side vanished without a Close: the other side gets one from wsgate.
-    if (t.closeCode == 0) {
+    const bool first = t.closeCode == 0;  // nothing had ended the session before
+    if (first) {
       t.closeCode = cc::kAbnormal;
       t.closeBy = sideName(from);
     }
     if (from == kBackend) {
-      // A backend that vanished mid-session (a crash, a deploy without a drain): counted on
-      // it, and the control plane warns with the count (Server's backend watch).
-      if (lease_) balancer::BackendCounters::add(lease_->counters().droppedSessions);
-      if (closeReason_.empty()) closeReason_ = reset ? "backend reset" : "backend vanished";
+      // A backend that vanished from a live session (a crash, a deploy without a drain),
+      // not one that hangs up after a close already under way: counted on it (the health
+      // checker's loop warns with the count) and said in the access line.
+      if (first && lease_) balancer::BackendCounters::add(lease_->counters().droppedSessions);
+      if (first) closeReason_ = reset ? "backend reset" : "backend vanished";
       sendClose(kClient, cc::kBadGateway, reset ? "backend reset" : "backend closed");
     } else {
       sendClose(kBackend, cc::kGoingAway, "client went away");

@@ -43,10 +43,11 @@ def close_websocket(conn):
 
 
 def gauge_values(text):
-    """The open-count series of /metrics (the counters are test_metrics.py's subject)."""
+    """The open-count series of /metrics (every other series is test_metrics.py's subject)."""
     return {k: v for k, v in metric_values(text).items()
-            if not k.startswith(("wsgate_connections_", "wsgate_http_", "wsgate_websocket_",
-                                 "wsgate_lua_"))}
+            if k == "wsgate_sessions" or k.startswith(("wsgate_backend_active{",
+                                                         "wsgate_backend_available{",
+                                                         "wsgate_config_"))}
 
 
 def metric_values(text):
