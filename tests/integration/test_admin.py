@@ -269,7 +269,8 @@ def test_an_admin_off_loopback_without_a_token_is_warned_about(wsgate_bin, tmp_p
     path.write_text(to_yaml(cfg))
     done = subprocess.run([str(wsgate_bin), "--check", "-c", str(path)], capture_output=True,
                           text=True, timeout=30)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+    assert "warning" not in done.stderr, done.stderr
 
 
 # --- /status ---------------------------------------------------------------------------------
