@@ -274,3 +274,35 @@ def test_a_backend_that_drops_live_sessions_is_counted_and_named_once_with_the_c
              timeout=15.0, what="warnings naming the three dropped sessions")
     warnings = re.findall(line, gate.stderr())
     assert len(warnings) <= 2 and warnings[-1][1] == "3", warnings
+
+
+def test_the_queue_gauge_waits_and_timeouts_follow_requests_that_wait_for_a_full_backend(
+        start_wsgate, echo_backend, connect):
+    app = harness.pool(echo_backend("solo"))
+    app["backends"][0]["max_connections"] = 1
+    cfg = gateway_config([route("app")], {"app": app}, workers=2, timeouts={"queue": "1s"})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = start_wsgate(cfg)
+    port = harness.admin_port(gate)
+    session = connect(gate.port)
+    harness.upgrade_and_echo(session)  # the backend's one place
+
+    def queue():
+        series = scrape(port)[0]
+        return (series["wsgate_queue_length"], series["wsgate_queue_waits_total"],
+                series["wsgate_queue_timeouts_total"])
+
+    # One request waits its whole timeouts.queue: it is in the gauge meanwhile, then 503.
+    timed_out = connect(gate.port)
+    timed_out.send(harness.build_request("GET", "/waits", (("Connection", "close"),)))
+    wait_for(lambda: queue() == (1, 1, 0), what="the waiting request in the queue gauge")
+    assert timed_out.read_response(timeout=5).status == 503
+    assert queue() == (0, 1, 1)
+    # Another waits until the session ends, then gets its place.
+    served = connect(gate.port)
+    served.send(harness.build_request("GET", "/gets-in", (("Connection", "close"),)))
+    wait_for(lambda: queue() == (1, 2, 1), what="the second request in the queue gauge")
+    session.send_close()
+    session.frames_until_eof()
+    assert served.read_response(timeout=5).status == 200
+    assert queue() == (0, 2, 1)
