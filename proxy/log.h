@@ -1,9 +1,14 @@
 #pragma once
-// Logging: the error log (stderr, levels) and the access log (one line per HTTP request
-// or WebSocket session, JSON or text, to stdout|stderr|off|PATH). Both are spdlog loggers.
+// Logging: the error log (stderr, levels, synchronous) and the access log (one line per HTTP
+// request or WebSocket session, JSON or text, to stdout|stderr|off|PATH). Access lines are
+// formatted on the worker and handed to one writer thread through a bounded queue, so a slow
+// disk or a reader that stops reading never blocks an event loop: a full queue drops lines
+// and counts them.
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,14 +48,58 @@ struct AccessRecord {
   const TunnelStats* tunnel = nullptr;  // WebSocket sessions only
 };
 
-// Sets up both loggers; safe to call again on reload. Returns false with `error` set when
-// the access log file cannot be opened.
+// Sets up both loggers; safe to call again on reload and on SIGUSR1 (the access log file is
+// opened anew: lines queued before the call still go to the file they were meant for).
+// Returns false with `error` set, and the access log unchanged, when the file cannot be
+// opened.
 bool initLogging(const conf::LogConfig& cfg, std::string& error);
+
+// Writes out the access lines still queued (giving up on a reader that takes nothing for a
+// couple of seconds) and stops the writer thread. Called once, as the process exits.
+void shutdownLogging();
 
 // The error log ("wsgate").
 spdlog::logger& log();
 
-// Writes one access line (no-op when access is off).
+// Queues one access line (no-op when access is off). Never blocks.
 void writeAccess(const AccessRecord& r);
+
+// Access lines dropped since start because the queue was full (the writer could not keep
+// up) or a write failed. Cheap, callable from any thread.
+uint64_t accessLogDropped();
+
+// Appends the access line for `r` to `out`, without the newline: the pure core of
+// writeAccess. `now` is when the record is written; the line's time is now minus its
+// duration, when the request began. Invalid UTF-8 in any field is replaced by U+FFFD.
+void appendAccessLine(std::string& out, const AccessRecord& r, conf::LogFormat format,
+                      std::chrono::system_clock::time_point now);
+
+// The access log's writer: a bounded queue of whole lines, drained in order by one thread
+// into the current target. Producers never wait on I/O: a line that does not fit in
+// `capacityBytes` (queued plus being written) is dropped and counted.
+class AccessLogWriter {
+public:
+  static constexpr std::chrono::milliseconds kStopStall{2000};
+
+  explicit AccessLogWriter(std::size_t capacityBytes);
+  ~AccessLogWriter();  // stop()
+  AccessLogWriter(const AccessLogWriter&) = delete;
+  AccessLogWriter& operator=(const AccessLogWriter&) = delete;
+
+  // Queues `line` and a newline; false when it was dropped (queue full, or stopped).
+  bool push(std::string_view line);
+  // Lines pushed from now on go to `fd` (-1: nowhere); the ones before still go to the
+  // previous target, which is closed, when `owned`, once they are written.
+  void setTarget(int fd, bool owned);
+  // Writes out what is queued and stops the thread. A target that takes no byte for `stall`
+  // is given up on and what is left is counted as dropped. Idempotent.
+  void stop(std::chrono::milliseconds stall = kStopStall);
+
+  uint64_t dropped() const noexcept;
+
+private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace wsgate::proxy

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "proxy/control/server.h"
+#include "proxy/log.h"
 #include "wsgate/version.h"
 
 namespace {
@@ -37,5 +38,8 @@ int main(int argc, char** argv) {
       return usage(2);
     }
   }
-  return check ? wsgate::proxy::checkConfig(config) : wsgate::proxy::runServer(config);
+  if (check) return wsgate::proxy::checkConfig(config);
+  const int status = wsgate::proxy::runServer(config);
+  wsgate::proxy::shutdownLogging();  // the access lines still queued are written out
+  return status;
 }
