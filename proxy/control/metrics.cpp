@@ -357,6 +357,10 @@ std::string renderMetrics(const Runtime& runtime, const Server& server) {
   appendListeners(runtime, out);
   appendWorkerCounters(server, out);
   appendBackends(runtime, out);
+  out.family("wsgate_access_log_dropped_total", "counter",
+             "Access log lines dropped because the log's writer fell behind (a full pipe or "
+             "disk): the event loops never wait for the log.");
+  out.sample("wsgate_access_log_dropped_total", "", accessLogDropped());
   appendProcess(out);
   return text.str();
 }

@@ -65,6 +65,7 @@ RouteDecision decideRoute(const Runtime& runtime, const http::RequestHead& head,
   if (route->respond) {
     RouteDecision d;
     d.kind = RouteDecision::Kind::Respond;
+    d.route = route;  // for the access log's route
     d.status = route->respond->status;
     d.body = route->respond->body;
     d.reason = "respond";

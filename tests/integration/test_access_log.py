@@ -103,8 +103,8 @@ def test_a_local_answer_names_no_pool_and_a_request_no_route_matches_has_no_rout
     assert nowhere.request("GET", "/elsewhere").status == 404
 
     answered, unrouted = gate.access_for(local)[0], gate.access_for(nowhere)[0]
-    assert (answered["pool"], answered["backend"], answered["reason"]) == \
-        (None, None, "respond")
+    assert (answered["route"], answered["pool"], answered["backend"], answered["reason"]) == \
+        (0, None, None, "respond")
     assert (unrouted["route"], unrouted["pool"], unrouted["backend"], unrouted["reason"]) == \
         (None, None, None, "no route")
     for record in (answered, unrouted):

@@ -349,12 +349,17 @@ def test_access_log_to_a_file_path_appends_every_line_there_and_nothing_to_stdou
     assert gate.stdout() == ""
 
 
+# The text layout (docs/operations.md, "Logs"): the JSON line's fields in its order, time
+# first; test_access_log.py checks it field by field, this test the counts in it.
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 TEXT_HTTP = re.compile(
-    r"s(?P<session>\d+) 127\.0\.0\.1:(?P<port>\d+) http GET /page example\.test 200 "
-    r"pool=app backend=app/echo1 reason=ok (?P<ms>\d+\.\d{3})ms in=(?P<in>\d+) out=(?P<out>\d+)")
+    TIME + r" s(?P<session>\d+) http 127\.0\.0\.1:(?P<port>\d+) listener=public route=0 "
+    r"GET example\.test /page pool=app backend=app/echo1 200 reason=ok (?P<ms>\d+\.\d{3})ms "
+    r"connect=\d+\.\d{3}ms response=\d+\.\d{3}ms in=(?P<in>\d+) out=(?P<out>\d+)")
 TEXT_WEBSOCKET = re.compile(
-    r"s(?P<session>\d+) 127\.0\.0\.1:(?P<port>\d+) websocket GET /chat example\.test 101 "
-    r"pool=app backend=app/echo1 reason=closed (?P<ms>\d+\.\d{3})ms "
+    TIME + r" s(?P<session>\d+) websocket 127\.0\.0\.1:(?P<port>\d+) listener=public route=0 "
+    r"GET example\.test /chat pool=app backend=app/echo1 101 reason=closed "
+    r"(?P<ms>\d+\.\d{3})ms connect=\d+\.\d{3}ms response=\d+\.\d{3}ms "
     r"in=(?P<in>\d+) out=(?P<out>\d+) "
     r"frames=(?P<frames_in>\d+)/(?P<frames_out>\d+) "
     r"messages=(?P<messages_in>\d+)/(?P<messages_out>\d+) close=1000 by=client")
