@@ -172,6 +172,8 @@ def test_a_token_is_asked_of_every_request_before_routing(start_wsgate, echo_bac
     assert_refused(port, "GET", "/status")
     assert_refused(port, "GET", "/status", bearer("wrong-token-0123456789abcdef"))
     assert_refused(port, "GET", "/status", bearer(TOKEN[:-1]))  # a prefix
+    assert_refused(port, "GET", "/status", bearer(TOKEN[:4]))  # a short one
+    assert_refused(port, "GET", "/status", bearer("x"))
     assert_refused(port, "GET", "/status", bearer(TOKEN + "x"))  # longer
     assert_refused(port, "GET", "/status", "Bearer")
     assert_refused(port, "GET", "/status", f"Basic {TOKEN}")  # the right token, wrong scheme
