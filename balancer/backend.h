@@ -53,7 +53,8 @@ enum class ProbeTransition { None, WentUp, WentDown };
 // words) once per event: a connect, a response, a session's end; never per message.
 struct BackendCounters {
   std::atomic<uint64_t> connectFailures{0};    // connects refused, timed out or reset
-  std::atomic<uint64_t> retries{0};            // ... after which another backend was tried
+  std::atomic<uint64_t> retries{0};            // connects that retried a request another
+                                               // backend of the pool had failed
   std::atomic<uint64_t> ejections{0};          // passive ejections started (markDown's)
   std::atomic<uint64_t> responses[6]{};        // response heads by class: [1..5] 1xx..5xx
   std::atomic<uint64_t> websocketSessions{0};  // tunnels opened (a valid 101 relayed)

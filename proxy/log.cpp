@@ -373,6 +373,11 @@ struct AccessLogWriter::State {
   std::size_t held = 0;          // queued or being written, what `capacity` bounds; by mu
   // Set under mu (the writer waits on it) and read without it while a write waits.
   std::atomic<bool> stopping{false};
+  // A new target waits (a SIGUSR1, a reload): a target that takes nothing is given up on at
+  // once, or a stuck pipe would keep every later line from the new file. Set under mu with
+  // the switch; `switchesInTurn` counts the taken ones not yet applied (writer only).
+  std::atomic<bool> switchPending{false};
+  std::size_t switchesInTurn = 0;
   std::chrono::milliseconds stall{kStopStall};  // written before `stopping` is set
   bool finished = false;                        // run() returned; by mu
   std::condition_variable done;                 // finished
@@ -429,6 +434,7 @@ void AccessLogWriter::setTarget(int fd, bool owned) {
     const std::lock_guard lock(s.mu);
     if (!s.stopping.load(std::memory_order_relaxed)) {
       s.switches.push_back({s.queued.size(), target});
+      s.switchPending.store(true, std::memory_order_release);
       s.wake.notify_one();
       return;
     }
@@ -492,14 +498,17 @@ void AccessLogWriter::State::run() {
     std::swap(queued, spare);  // `queued` gets the emptied buffer back, with its capacity
     std::vector<Switch> turn;
     turn.swap(switches);
+    switchPending.store(false, std::memory_order_relaxed);
     lock.unlock();
 
     const std::string_view batch = spare;
     std::size_t at = 0;
+    switchesInTurn = turn.size();
     for (const Switch& sw : turn) {
       writeOut(batch.substr(at, sw.at - at));
       at = sw.at;
       switchTo(sw.to);
+      --switchesInTurn;
     }
     writeOut(batch.substr(at));
     if (spare.capacity() > kKeepBuffer) {
@@ -557,6 +566,10 @@ AccessLogWriter::State::Wrote AccessLogWriter::State::writeChunk(std::string_vie
       if (stopping.load(std::memory_order_acquire) &&
           std::chrono::steady_clock::now() - progress >= stall) {
         return Wrote::GaveUp;
+      }
+      if (switchesInTurn > 0 || switchPending.load(std::memory_order_acquire)) {
+        lastErrno = EAGAIN;    // "write failed: Resource temporarily unavailable"
+        return Wrote::GaveUp;  // its lines are dropped and counted; the new target gets on
       }
       continue;
     }
@@ -662,7 +675,13 @@ bool initLogging(const conf::LogConfig& cfg, std::string& error) {
     owned = true;
   }
   if (writer == nullptr) {
-    writer = new AccessLogWriter(kAccessQueueBytes);
+    try {  // called from noexcept reload paths: a thread that cannot start is an error value
+      writer = new AccessLogWriter(kAccessQueueBytes);
+    } catch (const std::exception& e) {
+      if (owned) ::close(fd);
+      error = fmt::format("cannot start the access log writer: {}", e.what());
+      return false;
+    }
     gAccessWriter.store(writer, std::memory_order_release);
   }
   writer->setTarget(fd, owned);

@@ -41,7 +41,7 @@ struct AccessRecord {
   std::string_view backend;  // "pool/name", empty when none was used
   std::string_view reason;   // why it ended or was refused ("ok" when nothing went wrong)
   double durationMs = 0;     // first byte of the request (or the accept) -> this line
-  double connectMs = -1;     // backend connect, TLS included; -1: none (or a kept-alive one)
+  double connectMs = -1;     // backend TCP connect; -1: none (or a kept-alive one)
   double responseMs = -1;    // request head sent -> response head received; -1: none came
   uint64_t bytesFromClient = 0;
   uint64_t bytesToClient = 0;

@@ -149,8 +149,15 @@ void AdminServer::setRuntime(RuntimePtr runtime) {
   // so): it keeps the token it has rather than open up.
   const auto& admin = runtime_->config->admin;
   if (!admin) return;
+  const bool had = token_.has_value();
   token_.reset();
   if (!admin->token.empty()) token_ = sha256(admin->token);
+  if (had && !token_) {
+    log().warn(
+        "admin: the reloaded config sets no token: the admin API at {} now answers "
+        "without one",
+        address_);
+  }
 }
 
 AdminServer* AdminServer::instance_ = nullptr;
@@ -192,6 +199,11 @@ std::unique_ptr<AdminServer> AdminServer::start(event_base* base, const conf::Ad
                                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(admin->http_, &AdminServer::onRequestCb, admin.get());
+  // evhttp reads a whole request before onRequest (and the token check) sees it: bound what
+  // an unauthenticated peer can make the main thread hold, and for how long.
+  evhttp_set_max_headers_size(admin->http_, kMaxHeaderBytes);
+  evhttp_set_max_body_size(admin->http_, kMaxBodyBytes);
+  evhttp_set_timeout(admin->http_, kRequestTimeoutSeconds);
   evhttp_bound_socket* sock =
       evhttp_bind_socket_with_handle(admin->http_, cfg.listen.host.c_str(), cfg.listen.port);
   if (sock == nullptr) {

@@ -43,6 +43,10 @@ public:
   void setRuntime(RuntimePtr runtime);
 
 private:
+  // What one admin request may be (the API's requests have no body to speak of).
+  static constexpr long kMaxHeaderBytes = 8 * 1024;
+  static constexpr long kMaxBodyBytes = 4 * 1024;
+  static constexpr int kRequestTimeoutSeconds = 10;
   using Digest = std::array<unsigned char, 32>;  // SHA-256
 
   AdminServer(RuntimePtr runtime, Server& server);

@@ -116,8 +116,11 @@ void appendWorkerCounters(const Server& server, Writer& out) {
                 workers,
                 [](const WorkerStats& s) -> const Histogram& { return s.backendResponse; });
 
-  const uint64_t opened = sum(&WorkerStats::websocketOpened);
+  // Each gauge below is a difference of two counters other threads go on adding to: the
+  // "ended" one is read first, so a session that starts and ends between the reads can
+  // only make the gauge read high for one scrape, never wrap below zero.
   const uint64_t ended = sum(&WorkerStats::websocketSessions);
+  const uint64_t opened = sum(&WorkerStats::websocketOpened);
   out.family("wsgate_websocket_sessions_active", "gauge", "WebSocket tunnels open now.");
   out.sample("wsgate_websocket_sessions_active", "", opened >= ended ? opened - ended : 0);
   out.family("wsgate_websocket_sessions_total", "counter", "WebSocket sessions that ended.");
@@ -152,8 +155,8 @@ void appendWorkerCounters(const Server& server, Writer& out) {
           n);
     }
   }
-  const uint64_t drainsStarted = sum(&WorkerStats::drainsStarted);
   const uint64_t drainsEnded = sum(&WorkerStats::drainsEnded);
+  const uint64_t drainsStarted = sum(&WorkerStats::drainsStarted);
   out.family("wsgate_draining_sessions", "gauge",
              "WebSocket tunnels told to drain (reload, backend drain, shutdown) that are still "
              "open.");
@@ -163,8 +166,8 @@ void appendWorkerCounters(const Server& server, Writer& out) {
              "WebSocket tunnels that ended after being told to drain.");
   out.sample("wsgate_drained_sessions_total", "", drainsEnded);
 
-  const uint64_t waits = sum(&WorkerStats::queueWaits);
   const uint64_t left = sum(&WorkerStats::queueLeft);
+  const uint64_t waits = sum(&WorkerStats::queueWaits);
   out.family("wsgate_queue_length", "gauge",
              "Requests waiting for a backend place (every backend at max_connections) or a "
              "descriptor.");
@@ -201,7 +204,8 @@ void appendListeners(const Runtime& runtime, Writer& out) {
        [&](const ListenerCounters& c) { return load(c.accepted); });
   each("wsgate_connections_active", "gauge", "Client connections open now.",
        [&](const ListenerCounters& c) {
-         const uint64_t a = load(c.accepted), d = load(c.closed);  // closed read second
+         const uint64_t d = load(c.closed);  // read first: see appendWorkerCounters
+         const uint64_t a = load(c.accepted);
          return a >= d ? a - d : 0;
        });
   out.family("wsgate_tls_handshakes_total", "counter", "Client TLS handshakes completed.");
@@ -275,7 +279,8 @@ void appendBackends(const Runtime& runtime, Writer& out) {
        "Connects to the backend that were refused, timed out or reset.",
        [&](const balancer::Backend& b, bool) { return load(b.counters().connectFailures); });
   each("wsgate_backend_retries_total", "counter",
-       "Connect failures after which another backend was tried (pool retries).",
+       "Connects to the backend that retried a request another backend of the pool had "
+       "failed (the pool's retries).",
        [&](const balancer::Backend& b, bool) { return load(b.counters().retries); });
   each("wsgate_backend_ejections_total", "counter",
        "Passive ejections: the backend was taken out of rotation after a failure.",

@@ -743,13 +743,12 @@ void Session::noteResponseHead(int status) {
   if (ex_.responseUs != kNoTime || ex_.sentAtUs == kNoTime) return;  // one per request
   ex_.responseUs = sinceStartUs() - ex_.sentAtUs;
   worker_.stats().backendResponse.observe(ex_.responseUs);
+  // Counted whatever holds the lease: logExchange counts every tunnel's end.
+  if (status == 101) worker_.stats().websocketOpened.add();
   if (!lease_) return;
   balancer::BackendCounters& c = lease_->counters();
   balancer::BackendCounters::add(c.responses[status >= 100 && status < 600 ? status / 100 : 0]);
-  if (status == 101) {
-    balancer::BackendCounters::add(c.websocketSessions);
-    worker_.stats().websocketOpened.add();
-  }
+  if (status == 101) balancer::BackendCounters::add(c.websocketSessions);
 }
 
 void Session::logExchange(std::string_view reason) {

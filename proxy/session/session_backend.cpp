@@ -85,6 +85,10 @@ void Session::connectBackend() {
     return;
   }
   ex_.tried[*idx] = true;
+  // A connect after another backend failed this request: a retry, counted where it goes.
+  if (ex_.attempts > 0) {
+    balancer::BackendCounters::add(entry.pool->backends()[*idx]->counters().retries);
+  }
   ++ex_.attempts;
   ex_.connectAtUs = sinceStartUs();
   ex_.sentAtUs = kNoTime;
@@ -188,7 +192,6 @@ void Session::onConnectFailed(std::string_view why) {
     if (lease_->markDown(Clock::now(), backendPool_->pool->options().backoff)) {
       balancer::BackendCounters::add(c.ejections);
     }
-    if (ex_.attempts < maxAttempts) balancer::BackendCounters::add(c.retries);
   }
   releaseBackend();
   if (ex_.attempts < maxAttempts) {

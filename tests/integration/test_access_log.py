@@ -487,8 +487,8 @@ def test_a_reader_that_stops_reading_costs_dropped_lines_not_a_stalled_event_loo
     status, metrics = harness.admin_request(harness.admin_port(gate), "GET", "/metrics")
     assert status == 200
     counted = re.search(r"^wsgate_access_log_dropped_total (\d+)$", metrics, re.MULTILINE)
-    if counted:
-        assert int(counted.group(1)) >= warned
+    assert counted, metrics
+    assert int(counted.group(1)) >= warned
 
     # With the pipe full and the queue full, each request and each echo is still prompt.
     for i in range(20):
@@ -505,3 +505,32 @@ def test_a_reader_that_stops_reading_costs_dropped_lines_not_a_stalled_event_loo
     started = time.monotonic()
     assert gate.stop(timeout=10) == 0
     assert time.monotonic() - started < 5.0
+
+
+def test_a_reload_to_a_file_gets_lines_there_while_the_old_pipe_is_stuck(
+        undrained_wsgate, echo_backend, connect, tmp_path):
+    """Lines queued for a stuck pipe are given up on (dropped, counted) once a new target
+    waits, so the file a reload (or SIGUSR1) names gets the lines that follow."""
+    cfg = gateway_config([route("app")], {"app": pool(echo_backend("e1"))})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = undrained_wsgate(cfg)
+    dropped = re.compile(r"access log: (\d+) lines dropped \(writer too slow\)")
+    deadline = Deadline(60)
+    while not dropped.search(gate.stderr()):
+        assert not deadline.expired(), "no line was ever dropped"
+        flood(gate, 50)
+
+    path = tmp_path / "after.log"
+    cfg["log"]["access"] = str(path)
+    gate.config_path.write_text(harness.to_yaml(cfg))
+    status, body = harness.admin_request(harness.admin_port(gate), "POST", "/reload")
+    assert status == 200, body
+
+    def arrived():
+        conn = connect(gate.port)
+        assert conn.request("GET", "/to-the-file", (("Connection", "close"),),
+                            timeout=PROMPT).status == 200
+        text = path.read_text() if path.exists() else ""
+        return "/to-the-file" in text
+
+    wait_for(arrived, timeout=10.0, what="a line in the reloaded access log file")

@@ -306,3 +306,27 @@ def test_the_queue_gauge_waits_and_timeouts_follow_requests_that_wait_for_a_full
     session.frames_until_eof()
     assert served.read_response(timeout=5).status == 200
     assert queue() == (0, 2, 1)
+
+
+def test_a_retry_is_counted_on_the_backend_it_went_to_and_the_failure_on_the_one_that_failed(
+        start_wsgate, echo_backend, connect):
+    held, dead_port = harness.refused_port()
+    app = harness.pool(("gone", f"127.0.0.1:{dead_port}"), echo_backend("live"), retries=1)
+    cfg = gateway_config([route("app")], {"app": app}, workers=1)  # one round-robin cycle
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = start_wsgate(cfg)
+    port = harness.admin_port(gate)
+    for i in range(4):  # round robin meets "gone" within two; its ejection keeps it out
+        assert connect(gate.port).request("GET", f"/r{i}", (("Connection", "close"),)).status == 200
+    series, body = scrape(port)
+    expected = {
+        'wsgate_backend_connect_failures_total{pool="app",backend="gone"}': 1,
+        'wsgate_backend_ejections_total{pool="app",backend="gone"}': 1,
+        'wsgate_backend_retries_total{pool="app",backend="gone"}': 0,
+        'wsgate_backend_retries_total{pool="app",backend="live"}': 1,
+        'wsgate_backend_connect_failures_total{pool="app",backend="live"}': 0,
+        'wsgate_backend_responses_total{pool="app",backend="live",code="2xx"}': 4,
+        "wsgate_backend_connect_duration_seconds_count": 4,
+    }
+    assert {k: series.get(k) for k in expected} == expected, body
+    held.close()
