@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -366,3 +367,28 @@ def test_status_says_when_a_backend_last_failed_and_for_how_long_it_stays_out(
 
     later = wait_for(ejection_over, timeout=40, what="the ejection to end")
     assert later["gone"]["last_failure_ago_seconds"] >= gone_state["last_failure_ago_seconds"]
+
+
+def test_an_oversized_request_is_refused_before_it_is_read_whole(start_wsgate, echo_backend):
+    """evhttp reads a request whole before the token check: a body or a head past the
+    admin's bounds is refused at once instead of being held in memory."""
+    _, port, _ = gateway_with_admin(start_wsgate, [echo_backend("a")], {"token": TOKEN})
+
+    def send(raw):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(raw)
+            answer = b""
+            while b"\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.split(b"\r\n", 1)[0]
+
+    huge_body = (b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000000\r\n\r\n" +
+                 b"x" * 1024)
+    assert send(huge_body).startswith(b"HTTP/1.1 413"), "a body past 4 KiB"
+    huge_head = (b"GET /status HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 20000 + b"\r\n\r\n")
+    status_line = send(huge_head)
+    assert status_line == b"" or status_line.split(b" ")[1] in (b"400", b"413", b"431"), status_line
+    assert call(port, "GET", "/status", bearer(TOKEN))[0] == 200  # and it serves on
