@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "conf/config.h"
+#include "proxy/access_log_writer.h"
 
 namespace wsgate::proxy {
 
@@ -73,33 +74,5 @@ uint64_t accessLogDropped();
 // duration, when the request began. Invalid UTF-8 in any field is replaced by U+FFFD.
 void appendAccessLine(std::string& out, const AccessRecord& r, conf::LogFormat format,
                       std::chrono::system_clock::time_point now);
-
-// The access log's writer: a bounded queue of whole lines, drained in order by one thread
-// into the current target. Producers never wait on I/O: a line that does not fit in
-// `capacityBytes` (queued plus being written) is dropped and counted.
-class AccessLogWriter {
-public:
-  static constexpr std::chrono::milliseconds kStopStall{2000};
-
-  explicit AccessLogWriter(std::size_t capacityBytes);
-  ~AccessLogWriter();  // stop()
-  AccessLogWriter(const AccessLogWriter&) = delete;
-  AccessLogWriter& operator=(const AccessLogWriter&) = delete;
-
-  // Queues `line` and a newline; false when it was dropped (queue full, or stopped).
-  bool push(std::string_view line);
-  // Lines pushed from now on go to `fd` (-1: nowhere); the ones before still go to the
-  // previous target, which is closed, when `owned`, once they are written.
-  void setTarget(int fd, bool owned);
-  // Writes out what is queued and stops the thread. A target that takes no byte for `stall`
-  // is given up on and what is left is counted as dropped. Idempotent.
-  void stop(std::chrono::milliseconds stall = kStopStall);
-
-  uint64_t dropped() const noexcept;
-
-private:
-  struct State;
-  std::unique_ptr<State> state_;
-};
 
 }  // namespace wsgate::proxy
