@@ -12,6 +12,8 @@ PACKAGES=(
   python3 python3-pytest python3-websockets
   node-ws nodejs
   procps logrotate
+  # systemd-analyze (tests/integration/test_systemd.py verifies packaging/systemd's units)
+  systemd
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus

@@ -2,6 +2,7 @@
 
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -259,6 +260,7 @@ bool Server::start() {
   }
   updateWatch();
   log().info("wsgate {} ready workers={} config={}", WSGATE_VERSION, workers, configPath_);
+  notifier_.ready(fmt::format("serving, config generation {}", stats_.generation));
   if (signalReady()) log().info("told the process that started this one: ready");
   return true;
 }
@@ -384,6 +386,7 @@ void Server::requestReload(std::string_view origin, ReloadDone done) {
   }
   if (done) waiting_.push_back(std::move(done));
   reloading_ = true;
+  notifier_.reloading(fmt::format("reloading ({})", origin));
   if (reloadThread_.joinable()) reloadThread_.join();
   reloadThread_ = std::thread([this, previous = current_] {
     std::unique_ptr<Prepared> p = prepare(previous);
@@ -436,6 +439,9 @@ void Server::onReloadPrepared() {
   std::vector<ReloadDone> answered;
   answered.swap(waiting_);
   reloading_ = false;
+  notifier_.ready(outcome.ok ? fmt::format("serving, config generation {}", stats_.generation)
+                             : fmt::format("reload failed, still serving config generation {}",
+                                           stats_.generation));
   for (auto& done : answered) done(outcome);
   if (reloadAgain_ && !shuttingDown_) {
     reloadAgain_ = false;
@@ -599,6 +605,9 @@ void Server::beginShutdown(std::string_view why) {
   drainDeadline_ = std::chrono::steady_clock::now() + drain;
   std::size_t sessions = 0;
   for (auto& w : workers_) sessions += w->sessionCount();
+  // After a binary upgrade the new process is the service (MAINPID went to it): the old one
+  // draining is no stop of the service.
+  if (why != "USR2") notifier_.stopping(fmt::format("draining {} session(s)", sessions));
   log().info(
       "SIG{}: shutting down: listeners closed, {} session(s) draining (close 1012 within "
       "drain_spread {}ms), exit when all are gone or after drain {}ms",
@@ -686,6 +695,7 @@ void Server::onSuccessorReady() {
   successorReady_ = -1;
   if (successorSaid_.starts_with("ready")) {
     log().info("new binary pid {} is ready: this process stops accepting and drains", successor_);
+    notifier_.mainPid(successor_, fmt::format("new binary pid {} took over", successor_));
     successor_ = -1;
     beginShutdown("USR2");
   } else {

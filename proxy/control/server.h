@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxy/control/runtime.h"
+#include "proxy/control/sd_notify.h"
 #include "proxy/control/worker.h"
 #include "proxy/net/address.h"
 #include "proxy/net/handles.h"
@@ -133,6 +134,8 @@ private:
   net::EventPtr reloadPrepared_;
   std::mutex preparedLock_;
   std::unique_ptr<Prepared> prepared_;  // guarded by preparedLock_
+
+  SystemdNotifier notifier_ = SystemdNotifier::fromEnvironment();  // Type=notify units
 
   // Shutdown and binary upgrade.
   bool shuttingDown_ = false;
