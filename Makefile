@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= conf/wsgate.yaml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build run test unit integration asan fuzz bench mutants clean format
+.PHONY: all deps build run test unit integration asan fuzz bench mutants package clean format
 
 all: build
 
@@ -16,6 +16,10 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# The .deb (CPack): build/wsgate_<version>_<arch>.deb; docs/operations.md, "Installing".
+package: build
+	@cd $(BUILD) && cpack -G DEB
 
 run: build
 	@bash packaging/run-demo.sh $(BUILD)/wsgate $(CONFIG)

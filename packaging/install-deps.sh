@@ -12,8 +12,10 @@ PACKAGES=(
   python3 python3-pytest python3-websockets
   node-ws nodejs
   procps logrotate
-  # systemd-analyze (tests/integration/test_systemd.py verifies packaging/systemd's units)
-  systemd
+  # systemd-analyze (tests/integration/test_systemd.py verifies packaging/systemd's units);
+  # dpkg-dev (dpkg-shlibdeps: the .deb's Depends), shellcheck (its maintainer scripts) and
+  # man-db for `make package` and tests/integration/test_package.py
+  systemd dpkg-dev shellcheck man-db
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus
