@@ -16,6 +16,8 @@ PACKAGES=(
   # dpkg-dev (dpkg-shlibdeps: the .deb's Depends), shellcheck (its maintainer scripts) and
   # man-db for `make package` and tests/integration/test_package.py
   systemd dpkg-dev shellcheck man-db
+  # python3-yaml: tests/integration/test_deploy.py reads packaging/kubernetes
+  python3-yaml
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus
@@ -24,6 +26,14 @@ PACKAGES=(
 # `make bench` compares wsgate with HAProxy and nginx from Debian (install-deps.sh --bench).
 if [[ "${1:-}" == "--bench" ]]; then
   PACKAGES+=(haproxy nginx)
+fi
+# --build: only what building the binary and its .deb takes (the Dockerfile's build stage).
+if [[ "${1:-}" == "--build" ]]; then
+  PACKAGES=(
+    build-essential cmake ninja-build pkg-config dpkg-dev
+    libevent-dev libssl-dev libyaml-cpp-dev liblua5.4-dev liburing-dev
+    libspdlog-dev libfmt-dev nlohmann-json3-dev
+  )
 fi
 
 missing=()
@@ -34,7 +44,7 @@ done
 
 # npm: Debian's package, unless a Node.js build that ships its own npm is installed
 # (NodeSource's nodejs provides /usr/bin/npm and conflicts with Debian's npm).
-if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+if [[ "${1:-}" != "--build" ]] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 
 if ((${#missing[@]} == 0)); then
   exit 0
