@@ -18,6 +18,8 @@ PACKAGES=(
   systemd dpkg-dev shellcheck man-db
   # python3-yaml: tests/integration/test_deploy.py reads packaging/kubernetes
   python3-yaml
+  # a real browser through wsgate (tests/integration/test_browser.py)
+  chromium
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus

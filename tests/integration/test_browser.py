@@ -1,0 +1,113 @@
+"""A real browser through wsgate: headless Chromium (Debian's `chromium`) loads a page wsgate
+proxies from an HTTP backend, opens WebSockets through the same wsgate with its own masking,
+framing and permessage-deflate offer, echoes text and binary, gets 1009 for an oversize
+message and 1012 when the test drains the backend. The page writes its results into the
+DOM; the test reads them over the DevTools protocol.
+
+Shown once (issue 16): with a plain TCP forwarder in wsgate's place, the 4 KiB message comes
+back echoed instead of closing with 1009, so the page never opens its second session and the
+test fails on the 1009 and 1012 checks."""
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+from pathlib import Path
+
+import websockets
+
+import harness
+from harness import admin_request, gateway_config, pool, route, wait_for
+
+PAGE_DIR = Path(__file__).resolve().parent / "browser"
+
+
+class PageServer:
+    """The HTTP backend that serves page.html (a thread of the test)."""
+
+    def __init__(self):
+        handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(PAGE_DIR), **k)
+        self.httpd = HTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.RequestHandlerClass.log_message = lambda *a: None
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Chromium:
+    """Headless Chromium on a URL, with the DevTools protocol on a port it picks."""
+
+    def __init__(self, url: str, tmp_path: Path):
+        binary = shutil.which("chromium")
+        assert binary, "chromium is missing: run packaging/install-deps.sh"
+        self.stderr_path = tmp_path / "chromium.stderr"
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0", url],
+            stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("wb"))
+        match = wait_for(lambda: re.search(r"DevTools listening on (ws://\S+)",
+                                           self.stderr_path.read_text(errors="replace")),
+                         timeout=30, what="chromium's DevTools address")
+        browser = match.group(1)
+        self.http = browser.split("/devtools/")[0].replace("ws://", "http://")
+
+    def page_socket(self) -> str:
+        with urllib.request.urlopen(self.http + "/json/list", timeout=5) as r:
+            pages = [t for t in json.load(r) if t["type"] == "page"]
+        return pages[0]["webSocketDebuggerUrl"]
+
+    def results(self) -> dict:
+        async def evaluate():
+            async with websockets.connect(self.page_socket(), max_size=None) as cdp:
+                await cdp.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {
+                    "expression": "document.getElementById('out').textContent"}}))
+                while True:
+                    answer = json.loads(await cdp.recv())
+                    if answer.get("id") == 1:
+                        return json.loads(answer["result"]["result"].get("value") or "{}")
+        return asyncio.run(evaluate())
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_chromium_echoes_text_and_binary_and_sees_1009_and_1012_through_wsgate(
+        start_wsgate, echo_backend, tmp_path):
+    page = PageServer()
+    echo = echo_backend("e1")
+    cfg = gateway_config([route("web", path_prefix="/page"), route("echo", path_prefix="/")],
+                         {"web": pool(("w1", page.address)), "echo": pool(echo)},
+                         limits={"max_message_bytes": 1024},
+                         timeouts={"drain": "10s", "drain_spread": "0s"})
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    gate = start_wsgate(cfg)
+    admin = harness.admin_port(gate)
+    browser = Chromium(f"http://127.0.0.1:{gate.port}/page.html", tmp_path)
+    try:
+        got = wait_for(lambda: (r := browser.results()).get("ready2") and r, timeout=30,
+                       what="the page's echoes, its 1009 and its second session")
+        assert got["text"] == "hello from chromium"
+        assert got["binary"] == [0, 1, 2, 253, 254, 255]
+        assert got["close1"] == 1009, got
+        assert got["second"] == "still here"
+
+        assert admin_request(admin, "POST", "/pools/echo/backends/e1/drain")[0] == 200
+        got = wait_for(lambda: (r := browser.results()).get("close2") and r, timeout=15,
+                       what="the second session's close after the drain")
+        assert got["close2"] == 1012, got
+    finally:
+        browser.close()
+        page.close()
+    # The page and both sessions went through wsgate, with Chromium's own handshake.
+    sessions = gate.wait_access(lambda r: r.get("kind") == "websocket", count=2)
+    assert sorted(r["close_code"] for r in sessions) == [1009, 1012], sessions
