@@ -206,25 +206,38 @@ TEST(TicketKeys, CallbackAsksForAFreshTicketOnEveryResumption) {
 }
 
 // Workers seal and open on every handshake while the clock moves: a ticket sealed a moment
-// ago always opens (the clock moves two periods in all, within what the ring keeps).
+// ago always opens (the clock moves two periods in all, within what the ring keeps). "A
+// moment": the clock moves again only once every worker has started a round since the last
+// move, so no seal-and-open pair spans two moves, however the threads are scheduled (a
+// worker descheduled between its seal and its open while the others ran on made one fail
+// on a loaded CI machine).
 TEST(TicketKeys, ManyThreadsSealAndOpenAcrossRotations) {
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 500;
   TicketKeys keys;
   std::atomic<int> failures{0};
-  std::atomic<int> rounds{0};
+  std::array<std::atomic<int>, kThreads> rounds{};
   std::vector<std::thread> workers;
-  for (int t = 0; t < 4; ++t) {
-    workers.emplace_back([&] {
-      for (int i = 0; i < 500; ++i) {
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
         Sealed s = seal(keys, "x");
         Opened o = open(keys, s);
         if (s.rc != 1 || o.rc == 0 || !o.authentic || o.plaintext != "x") ++failures;
-        rounds.fetch_add(1, std::memory_order_relaxed);
+        rounds[t].fetch_add(1, std::memory_order_acq_rel);
       }
     });
   }
+  // Each worker's count read just after the last move: two more rounds done since means one
+  // started after the move, so the pair it has in flight did too.
+  std::array<int, kThreads> afterMove{};
   for (int step = 1; step <= TicketKeys::kPreviousKeys; ++step) {
-    while (rounds.load(std::memory_order_relaxed) < step * 600) std::this_thread::yield();
+    for (int t = 0; t < kThreads; ++t) {
+      const int until = std::min(kRounds, std::max(afterMove[t] + 2, step * 100));
+      while (rounds[t].load(std::memory_order_acquire) < until) std::this_thread::yield();
+    }
     keys.advanceClockForTesting(TicketKeys::kRotation);
+    for (int t = 0; t < kThreads; ++t) afterMove[t] = rounds[t].load(std::memory_order_acquire);
   }
   for (auto& w : workers) w.join();
   EXPECT_EQ(failures.load(), 0);
