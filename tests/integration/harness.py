@@ -85,6 +85,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
 # --- config -------------------------------------------------------------------
 
 
+def wait_lines(read, count, what):
+    """Waits until read() holds `count` lines; returns them (and fails on more)."""
+    def enough():
+        lines = read().splitlines()
+        return lines if len(lines) >= count else None
+
+    lines = wait_for(enough, what=what)
+    assert len(lines) == count, lines
+    return lines
+
+
 def route(pool: Optional[str] = None, *, path_prefix: Optional[str] = None,
           host: Optional[str] = None, header: Optional[Dict[str, str]] = None,
           respond: Optional[Tuple[int, str]] = None) -> dict:

@@ -230,17 +230,6 @@ def head_bytes(head):
     return len(" ".join(head.start)) + sum(len(f"{k}: {v}") + 2 for k, v in head.headers) + 4
 
 
-def wait_lines(read, count, what):
-    """Waits until read() holds `count` lines; returns them (and fails on more)."""
-    def enough():
-        lines = read().splitlines()
-        return lines if len(lines) >= count else None
-
-    lines = wait_for(enough, what=what)
-    assert len(lines) == count, lines
-    return lines
-
-
 def test_the_text_format_writes_the_same_fields_in_the_same_order(
         start_wsgate, echo_backend, connect):
     cfg = gateway_config([route("app")], {"app": pool(echo_backend("echo1"))})
@@ -273,7 +262,7 @@ def test_the_text_format_writes_the_same_fields_in_the_same_order(
                 wsproto.encode_frame(wsproto.OP_TEXT, b"two"),
                 wsproto.encode_frame(wsproto.OP_CLOSE, wsproto.close_payload(1000))]
 
-    lines = wait_lines(gate.stdout, 2, "two access lines")
+    lines = harness.wait_lines(gate.stdout, 2, "two access lines")
     http_line = TEXT_HTTP.fullmatch(lines[0])
     assert http_line, lines[0]
     assert int(http_line["port"]) == http.local_port
@@ -470,20 +459,25 @@ def flood(gate, requests):
             conn.close()
 
 
-def test_a_reader_that_stops_reading_costs_dropped_lines_not_a_stalled_event_loop(
-        undrained_wsgate, echo_backend, connect):
+def stuck_gateway(undrained_wsgate, echo_backend):
+    """wsgate (with an admin listener) whose stdout nobody reads, flooded until its access
+    log drops lines: (the gateway, its config, the first drop count it warned about)."""
     cfg = gateway_config([route("app")], {"app": pool(echo_backend("e1"))})
     cfg["admin"] = {"listen": "127.0.0.1:0"}
     gate = undrained_wsgate(cfg)
     dropped = re.compile(r"access log: (\d+) lines dropped \(writer too slow\)")
-
     deadline = Deadline(60)
     while not dropped.search(gate.stderr()):
         assert not deadline.expired(), "no line was ever dropped"
         flood(gate, 50)
-    warned = int(dropped.search(gate.stderr()).group(1))
+    return gate, cfg, int(dropped.search(gate.stderr()).group(1))
+
+
+def test_a_reader_that_stops_reading_costs_dropped_lines_not_a_stalled_event_loop(
+        undrained_wsgate, echo_backend, connect):
+    gate, _, warned = stuck_gateway(undrained_wsgate, echo_backend)
     assert warned > 0
-    # The same count on /metrics, where it is rendered (the family is optional there).
+    # The same count on /metrics.
     status, metrics = harness.admin_request(harness.admin_port(gate), "GET", "/metrics")
     assert status == 200
     counted = re.search(r"^wsgate_access_log_dropped_total (\d+)$", metrics, re.MULTILINE)
@@ -511,14 +505,7 @@ def test_a_reload_to_a_file_gets_lines_there_while_the_old_pipe_is_stuck(
         undrained_wsgate, echo_backend, connect, tmp_path):
     """Lines queued for a stuck pipe are given up on (dropped, counted) once a new target
     waits, so the file a reload (or SIGUSR1) names gets the lines that follow."""
-    cfg = gateway_config([route("app")], {"app": pool(echo_backend("e1"))})
-    cfg["admin"] = {"listen": "127.0.0.1:0"}
-    gate = undrained_wsgate(cfg)
-    dropped = re.compile(r"access log: (\d+) lines dropped \(writer too slow\)")
-    deadline = Deadline(60)
-    while not dropped.search(gate.stderr()):
-        assert not deadline.expired(), "no line was ever dropped"
-        flood(gate, 50)
+    gate, cfg, _ = stuck_gateway(undrained_wsgate, echo_backend)
 
     path = tmp_path / "after.log"
     cfg["log"]["access"] = str(path)

@@ -15,7 +15,7 @@ from collections import Counter
 import wsproto
 from harness import admin_port, admin_request as admin
 from harness import (Deadline, build_request, gateway_config, pool,
-                     response_bytes, route, switching_protocols, wait_for)
+                     response_bytes, route, switching_protocols, wait_for, wait_lines)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -77,17 +77,6 @@ def wait_for_admin(port, path, parse, expected, what):
     except AssertionError:
         assert parse(seen["body"]) == expected, seen["body"]
         raise
-
-
-def wait_lines(read, count, what):
-    """Waits until read() holds `count` lines; returns them (and fails on more)."""
-    def enough():
-        lines = read().splitlines()
-        return lines if len(lines) >= count else None
-
-    lines = wait_for(enough, what=what)
-    assert len(lines) == count, lines
-    return lines
 
 
 def readable_times(conns, timeout):
