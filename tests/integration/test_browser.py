@@ -1,14 +1,17 @@
 """A real browser through wsgate: headless Chromium (Debian's `chromium`) loads a page wsgate
 proxies from an HTTP backend, opens WebSockets through the same wsgate with its own masking,
-framing and permessage-deflate offer, echoes text and binary, gets 1009 for an oversize
-message and 1012 when the test drains the backend. The page writes its results into the
-DOM; the test reads them over the DevTools protocol.
+framing and permessage-deflate offer, over ws:// and over wss:// (wsgate's TLS listener,
+its certificate pinned in Chromium by public key), echoes text and binary, gets 1009 for an
+oversize message and 1012 on both kinds of session when the test drains the backend. The
+page writes its results into the DOM; the test reads them over the DevTools protocol.
 
 Shown once (issue 16): with a plain TCP forwarder in wsgate's place, the 4 KiB message comes
 back echoed instead of closing with 1009, so the page never opens its second session and the
 test fails on the 1009 and 1012 checks."""
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -22,6 +25,7 @@ from pathlib import Path
 import websockets
 
 import harness
+import tls_certs
 from harness import admin_request, gateway_config, pool, route, wait_for
 
 PAGE_DIR = Path(__file__).resolve().parent / "browser"
@@ -46,13 +50,16 @@ class PageServer:
 class Chromium:
     """Headless Chromium on a URL, with the DevTools protocol on a port it picks."""
 
-    def __init__(self, url: str, tmp_path: Path):
+    def __init__(self, url: str, tmp_path: Path, trust_spki: str):
         binary = shutil.which("chromium")
         assert binary, "chromium is missing: run packaging/install-deps.sh"
         self.stderr_path = tmp_path / "chromium.stderr"
         self.proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0", url],
+             f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0",
+             # Trusts the test certificate's key and nothing else: certificate errors
+             # stay errors for any other key.
+             f"--ignore-certificate-errors-spki-list={trust_spki}", url],
             stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("wb"))
         match = wait_for(lambda: re.search(r"DevTools listening on (ws://\S+)",
                                            self.stderr_path.read_text(errors="replace")),
@@ -81,33 +88,54 @@ class Chromium:
         self.proc.wait(10)
 
 
-def test_chromium_echoes_text_and_binary_and_sees_1009_and_1012_through_wsgate(
-        start_wsgate, echo_backend, tmp_path):
+def spki_sha256(cert: str) -> str:
+    """Base64 of the SHA-256 of the certificate's SubjectPublicKeyInfo, as Chromium's
+    --ignore-certificate-errors-spki-list takes it."""
+    pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"], check=True,
+                         capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         check=True, capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_chromium_echoes_over_ws_and_wss_and_sees_1009_and_1012_through_wsgate(
+        start_wsgate, echo_backend, tmp_path, tmp_path_factory):
+    pki = tls_certs.session_pki(tmp_path_factory)
     page = PageServer()
     echo = echo_backend("e1")
+    listeners = [{"name": "public", "listen": "127.0.0.1:0"},
+                 {"name": "secure", "listen": "127.0.0.1:0",
+                  "tls": {"certificates": [pki.localhost.listener_entry()]}}]
     cfg = gateway_config([route("web", path_prefix="/page"), route("echo", path_prefix="/")],
                          {"web": pool(("w1", page.address)), "echo": pool(echo)},
-                         limits={"max_message_bytes": 1024},
+                         listeners=listeners, limits={"max_message_bytes": 1024},
                          timeouts={"drain": "10s", "drain_spread": "0s"})
     cfg["admin"] = {"listen": "127.0.0.1:0"}
     gate = start_wsgate(cfg)
     admin = harness.admin_port(gate)
-    browser = Chromium(f"http://127.0.0.1:{gate.port}/page.html", tmp_path)
+    browser = Chromium(f"http://127.0.0.1:{gate.ports['public']}/page.html"
+                       f"?wss={gate.ports['secure']}", tmp_path,
+                       trust_spki=spki_sha256(pki.localhost.cert))
     try:
-        got = wait_for(lambda: (r := browser.results()).get("ready2") and r, timeout=30,
-                       what="the page's echoes, its 1009 and its second session")
+        got = wait_for(lambda: (r := browser.results()).get("readyTls") and r, timeout=30,
+                       what="the page's echoes, its 1009, its second and its wss session")
         assert got["text"] == "hello from chromium"
         assert got["binary"] == [0, 1, 2, 253, 254, 255]
         assert got["close1"] == 1009, got
         assert got["second"] == "still here"
+        assert got["tlsText"] == "hello over tls"
+        assert got["tlsBinary"] == [9, 8, 7, 0, 255]
 
         assert admin_request(admin, "POST", "/pools/echo/backends/e1/drain")[0] == 200
-        got = wait_for(lambda: (r := browser.results()).get("close2") and r, timeout=15,
-                       what="the second session's close after the drain")
-        assert got["close2"] == 1012, got
+        got = wait_for(lambda: (r := browser.results()).get("close2")
+                       and r.get("closeTls") and r, timeout=15,
+                       what="the ws and wss sessions' closes after the drain")
+        assert (got["close2"], got["closeTls"]) == (1012, 1012), got
     finally:
         browser.close()
         page.close()
-    # The page and both sessions went through wsgate, with Chromium's own handshake.
-    sessions = gate.wait_access(lambda r: r.get("kind") == "websocket", count=2)
-    assert sorted(r["close_code"] for r in sessions) == [1009, 1012], sessions
+    # The page and the three sessions went through wsgate, with Chromium's own handshakes,
+    # the last through the TLS listener.
+    sessions = gate.wait_access(lambda r: r.get("kind") == "websocket", count=3)
+    assert sorted((r["listener"], r["close_code"]) for r in sessions) == [
+        ("public", 1009), ("public", 1012), ("secure", 1012)], sessions
