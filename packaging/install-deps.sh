@@ -18,8 +18,9 @@ PACKAGES=(
   systemd dpkg-dev shellcheck man-db
   # python3-yaml: tests/integration/test_deploy.py reads packaging/kubernetes
   python3-yaml
-  # a real browser through wsgate (tests/integration/test_browser.py)
-  chromium
+  # a real browser through wsgate (tests/integration/test_browser.py), and a third client
+  # library nobody here wrote, Autobahn|Python (tests/integration/test_autobahn.py)
+  chromium python3-autobahn
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus
