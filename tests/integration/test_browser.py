@@ -5,9 +5,9 @@ its certificate pinned in Chromium by public key), echoes text and binary, gets 
 oversize message and 1012 on both kinds of session when the test drains the backend. The
 page writes its results into the DOM; the test reads them over the DevTools protocol.
 
-Shown once (issue 16): with a plain TCP forwarder in wsgate's place, the 4 KiB message comes
-back echoed instead of closing with 1009, so the page never opens its second session and the
-test fails on the 1009 and 1012 checks."""
+The last test puts a plain TCP forwarder in wsgate's place: the 4 KiB message comes back
+echoed instead of closing with 1009, so the page never opens its second session and the
+first test's 1009 and 1012 checks would fail: they tell a WebSocket-aware proxy apart."""
 
 import asyncio
 import base64
@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -139,3 +140,65 @@ def test_chromium_echoes_over_ws_and_wss_and_sees_1009_and_1012_through_wsgate(
     sessions = gate.wait_access(lambda r: r.get("kind") == "websocket", count=3)
     assert sorted((r["listener"], r["close_code"]) for r in sessions) == [
         ("public", 1009), ("public", 1012), ("secure", 1012)], sessions
+
+
+class TcpForwarder:
+    """A plain TCP forwarder (a thread of the test): every connection is spliced byte for
+    byte to `target` (host, port), whatever it carries."""
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.listener.settimeout(0.2)
+        self.stopping = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:  # closed by close()
+                return
+            upstream = socket.create_connection(self.target, timeout=5)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.stopping.set()
+        self.listener.close()
+
+
+def test_the_page_tells_wsgate_from_a_plain_tcp_forwarder(echo_backend, tmp_path,
+                                                          tmp_path_factory):
+    """The same page through a TCP forwarder to a backend that serves both the page and the
+    echo: the oversize message is echoed back (nothing enforces max_message_bytes), so there
+    is no 1009 and no second session, and the first test's checks fail as they must."""
+    pki = tls_certs.session_pki(tmp_path_factory)
+    page = PageServer()
+    echo = echo_backend("e1")
+    forwarder = TcpForwarder(("127.0.0.1", echo.port))
+    page_forwarder = TcpForwarder(("127.0.0.1", int(page.address.split(":")[1])))
+    # The page through one forwarder, its WebSockets (?ws=) through another to the echo.
+    browser = Chromium(f"http://127.0.0.1:{page_forwarder.port}/page.html?ws={forwarder.port}",
+                       tmp_path, trust_spki=spki_sha256(pki.localhost.cert))
+    try:
+        got = wait_for(lambda: (r := browser.results()).get("oversizeEchoed") and r,
+                       timeout=30, what="the oversize message echoed through the forwarder")
+        assert got["oversizeEchoed"] == 4096
+        assert "close1" not in got and "ready2" not in got, got
+    finally:
+        browser.close()
+        forwarder.close()
+        page_forwarder.close()
+        page.close()
