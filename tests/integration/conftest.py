@@ -40,6 +40,10 @@ def start_wsgate(wsgate_bin, tmp_path):
             crashed.append(f"{gate.label} exited with {gate.proc.returncode} during the test")
         gate.stop()
         print(gate.report())
+        # ASan and UBSan (make asan): a leak is reported only at exit, after the test.
+        sanitized = gate.sanitizer_report()
+        if sanitized:
+            crashed.append(f"{gate.label}: sanitizer report:\n{sanitized}")
     if crashed:
         pytest.fail("; ".join(crashed), pytrace=False)
 

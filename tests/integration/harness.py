@@ -276,6 +276,17 @@ class _Process:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    SANITIZER_REPORT = re.compile(
+        r"^(==\d+==ERROR: (AddressSanitizer|LeakSanitizer)|.*: runtime error: )", re.MULTILINE)
+
+    def sanitizer_report(self) -> Optional[str]:
+        """Under the ASan+UBSan build: the sanitizers' report in the process's stderr (a
+        leak found at exit, or an error that did not end the process), from its first line;
+        None when there is none."""
+        text = self.stderr()
+        m = self.SANITIZER_REPORT.search(text)
+        return text[m.start():][:20000] if m else None
+
     def report(self) -> str:
         return (f"--- {self.label} stderr (tail) ---\n{_tail(self.stderr_path)}\n"
                 f"--- {self.label} stdout (tail) ---\n{_tail(self.stdout_path)}\n")

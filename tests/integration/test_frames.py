@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import pytest
 import websockets
 
+import harness
 import tls_certs
 import wsproto
 from harness import (Deadline, TlsConn, gateway_config, pool, route, switching_protocols,
@@ -64,7 +65,7 @@ class Transport:
         return {"ssl": self.context, "server_hostname": "localhost"}
 
 
-@pytest.fixture(params=["ws", "wss"])
+@pytest.fixture(params=["ws", "wss"], scope="module")
 def transport(request, tmp_path_factory) -> Transport:
     if request.param == "ws":
         return Transport("ws")
@@ -180,10 +181,12 @@ def backend_eof(backend, timeout: float = 5.0) -> str:
 
 
 def start_gate(start_wsgate, backend, *, validate_utf8: Optional[bool] = None, **kwargs):
-    """wsgate routing everything to `backend` (pool "ws"). timeouts.close is 1s unless a
+    """wsgate routing everything to `backend` (pool "ws"). timeouts.close is 500ms unless a
     test sets timeouts: most cases end with a backend that never echoes wsgate's Close, and
-    waiting the default 2 s for it, case after case, was most of this suite's run time."""
-    kwargs.setdefault("timeouts", {"close": "1s"})
+    waiting the default 2 s for it, case after case, was most of this suite's run time (the
+    suite runs four times in `make test`: ws and wss, io_uring on and off, and again under
+    ASan). An echo that does come takes milliseconds, even under ASan."""
+    kwargs.setdefault("timeouts", {"close": "500ms"})
     cfg = gateway_config([route("ws", path_prefix="/")], {"ws": pool(backend)}, **kwargs)
     if validate_utf8 is not None:
         cfg["websocket"] = {"validate_utf8": validate_utf8}
@@ -717,9 +720,35 @@ def test_a_violating_session_does_not_disturb_another(start_wsgate, echo_backend
 # UTF-8 on its own and echoes each message whole.
 
 
+@pytest.fixture(scope="module")
+def shared_echo_gate(wsgate_bin, transport, tmp_path_factory):
+    """One wsgate in front of one echo backend for every echo case of a transport (about 60):
+    starting and stopping a pair for each case cost more than the cases (0.6 s a case under
+    ASan, the suite runs four times in `make test`). Each case opens sessions of its own,
+    and the pair keeps nothing from one session to the next. Stopped after the last case,
+    with the checks conftest's fixtures make (a sanitizer report, a backend failure)."""
+    workdir = tmp_path_factory.mktemp("echo-gate")
+    backend = harness.EchoBackend("echo1", workdir).start()
+    gate = harness.Wsgate(wsgate_bin, workdir, label="echo-gate")
+    start_gate(lambda cfg: gate.start(transport.listening(cfg)), backend)
+    yield gate
+    gate.stop()
+    backend.stop()
+    print(gate.report() + backend.report())
+    problems = [p for p in (gate.sanitizer_report(), backend.failure()) if p]
+    if problems:
+        pytest.fail("the shared echo gateway:\n" + "\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
-def echo_gate(start_wsgate, echo_backend):
-    return start_gate(start_wsgate, echo_backend("echo1"))
+def echo_gate(shared_echo_gate):
+    """The shared echo gateway, checked alive before and after the case that uses it, so a
+    crash fails the case that caused it."""
+    assert shared_echo_gate.running(), "the shared echo gateway died in an earlier case"
+    yield shared_echo_gate
+    if not shared_echo_gate.running():
+        pytest.fail(f"wsgate exited with {shared_echo_gate.proc.returncode} during this case:\n"
+                    f"{shared_echo_gate.report()}", pytrace=False)
 
 
 def send_chopped(conn, data: bytes, piece: int) -> None:

@@ -98,15 +98,15 @@ def test_echo_backend_healthy(echo_backend):
 '''
 
 
-def run_scenarios(tmp_path):
-    """Runs SCENARIOS with the real fixtures; {test name: (outcome, failure text)}."""
-    (tmp_path / "test_scenarios.py").write_text(textwrap.dedent(SCENARIOS))
+def run_scenarios(tmp_path, scenarios: str = SCENARIOS, env: dict = None):
+    """Runs `scenarios` with the real fixtures; {test name: (outcome, failure text)}."""
+    (tmp_path / "test_scenarios.py").write_text(textwrap.dedent(scenarios))
     report = tmp_path / "report.xml"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
          f"--junitxml={report}", "--rootdir", str(tmp_path), str(tmp_path / "test_scenarios.py")],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(INTEGRATION_DIR)})
+        env={**os.environ, "PYTHONPATH": str(INTEGRATION_DIR), **(env or {})})
     assert report.exists(), proc.stdout + proc.stderr
     outcomes = {}
     for case in ElementTree.parse(report).iter("testcase"):
@@ -137,3 +137,41 @@ def test_a_backend_that_goes_wrong_fails_the_test_that_used_it(tmp_path):
     echo = outcomes["test_echo_backend_raising"][1]
     assert "backend-broken exited with 3 after unhandled exceptions" in echo, echo
     assert "KeyError: 'a bug in the backend'" in echo, echo
+
+
+# A stand-in for an ASan build of wsgate: it starts as wsgate does, and at SIGTERM reports
+# what LeakSanitizer (or UBSan) would, then exits as the sanitized binary does.
+FAKE_SANITIZED_WSGATE = """#!/bin/sh
+echo "listening listener=public address=127.0.0.1:9" >&2
+echo "wsgate ready" >&2
+trap 'printf "%s\\n" "$REPORT" >&2; exit 23' TERM
+while :; do sleep 0.05; done
+"""
+
+SANITIZER_SCENARIOS = '''
+def test_wsgate_that_reports_at_exit(start_wsgate):
+    start_wsgate("workers: 1")
+'''
+
+
+def test_a_sanitizer_report_at_wsgate_exit_fails_the_test_that_ran_it(tmp_path):
+    fake = tmp_path / "wsgate"
+    fake.write_text(FAKE_SANITIZED_WSGATE)
+    fake.chmod(0o755)
+    reports = {
+        "leak": "==42==ERROR: LeakSanitizer: detected memory leaks",
+        "ubsan": "proxy/session/session.cpp:10:5: runtime error: signed integer overflow",
+        "clean": "stopped",
+    }
+    for name, report in reports.items():
+        work = tmp_path / name
+        work.mkdir()
+        outcomes, output = run_scenarios(work, SANITIZER_SCENARIOS,
+                                         {"WSGATE_BIN": str(fake), "REPORT": report})
+        outcome, text = outcomes["test_wsgate_that_reports_at_exit"]
+        if name == "clean":
+            assert outcome == "passed", output
+        else:
+            assert outcome == "error", output
+            assert "sanitizer report" in text and report in text, text
+
