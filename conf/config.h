@@ -155,7 +155,11 @@ struct PoolConfig {
   std::optional<HealthConfig> health;  // nullopt: passive ejection only
   Duration slowStart{0};               // a backend back up ramps its share over this; 0 = off
   std::optional<BackendTls> tls;       // nullopt: plain TCP to the backends
-  Mark mark;                           // of the pool's name
+  // Local IP addresses backend connections are bound to, in turn (IP literals, no port):
+  // each gives its own range of local ports per backend address. Empty: the kernel picks.
+  std::vector<std::string> sourceAddresses;
+  std::vector<Mark> sourceAddressMarks;  // parallel: where each was written
+  Mark mark;                             // of the pool's name
 };
 
 struct Timeouts {

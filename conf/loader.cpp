@@ -87,9 +87,9 @@ bool isLuaName(std::string_view s) {
 
 // The keys of a pool (readPool), for the hint about one that lost its indentation.
 bool isPoolKey(std::string_view key) {
-  static constexpr std::array<std::string_view, 9> kKeys{
-      "backends", "policy", "sticky",         "health",    "connect_timeout",
-      "retries",  "tls",    "proxy_protocol", "slow_start"};
+  static constexpr std::array<std::string_view, 10> kKeys{
+      "backends", "policy", "sticky",         "health",     "connect_timeout",
+      "retries",  "tls",    "proxy_protocol", "slow_start", "source_addresses"};
   return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
 }
 
@@ -699,6 +699,7 @@ private:
   void readStickyCookie(const Entry& e, StickyCookie& cookie);
   void readHealth(const Entry& e, PoolConfig& pool);
   void readBackendTls(const Entry& e, PoolConfig& pool);
+  void readSourceAddresses(const Entry& e, PoolConfig& pool);
   void readBackend(const Entry& e, PoolConfig& pool,
                    std::vector<std::pair<std::string, int>>& names);
   void readTimeouts(const Entry& e);
@@ -1285,6 +1286,7 @@ void Loader::readPool(const Entry& e) {
           {"slow_start",
            [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
           {"tls", [&](const Entry& v) { readBackendTls(v, pool); }},
+          {"source_addresses", [&](const Entry& v) { readSourceAddresses(v, pool); }},
       });
   // Hash picks by the sticky key, so it needs one that every request carries. A sticky block
   // with errors of its own is reported already; adding this would be noise.
@@ -1475,6 +1477,34 @@ void Loader::readHealth(const Entry& e, PoolConfig& pool) {
     return;
   }
   pool.health = std::move(health);
+}
+
+// `source_addresses: [IP, ...]`: IP literals only (a name could resolve to an address this
+// host does not have), each once, no port (the kernel picks one per connection).
+void Loader::readSourceAddresses(const Entry& e, PoolConfig& pool) {
+  const auto n = forEachItem(e, "source address", [&](const Entry& item) {
+    const auto s = text(item);
+    if (!s) return;
+    in_addr v4{};
+    in6_addr v6{};
+    if (::inet_pton(AF_INET, s->c_str(), &v4) != 1 && ::inet_pton(AF_INET6, s->c_str(), &v6) != 1) {
+      const bool hasPort = s->find(':') != std::string::npos && s->find('.') != std::string::npos;
+      error(where(item), quote(*s) + " is not an IP address" +
+                             (hasPort ? " (no port: the kernel picks one per connection)"
+                                      : " (write an IPv4 or IPv6 literal of this host)"));
+      return;
+    }
+    if (std::find(pool.sourceAddresses.begin(), pool.sourceAddresses.end(), *s) !=
+        pool.sourceAddresses.end()) {
+      error(where(item), quote(*s) + " is listed twice in source_addresses");
+      return;
+    }
+    pool.sourceAddresses.push_back(*s);
+    pool.sourceAddressMarks.push_back(toMark(where(item)));
+  });
+  if (n == 0u) {
+    error(where(e), "'source_addresses' is empty: list this host's addresses, or leave it out");
+  }
 }
 
 void Loader::readBackendTls(const Entry& e, PoolConfig& pool) {

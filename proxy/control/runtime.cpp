@@ -1,8 +1,12 @@
 #include "proxy/control/runtime.h"
 
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "proxy/control/snapshot_diff.h"
 #include "proxy/log.h"
@@ -171,6 +175,27 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
     if (!policy) {
       error = "pool " + pc.name + ": policy not supported by this build";
       return nullptr;
+    }
+    for (std::size_t i = 0; i < pc.sourceAddresses.size(); ++i) {
+      const std::string& source = pc.sourceAddresses[i];
+      const std::string where = pc.sourceAddressMarks[i].str() + ": pool " + pc.name + ": ";
+      auto addr = net::resolve(conf::HostPort{source, 0}, error);
+      if (!addr) {
+        error = where + "source address " + source + ": " + error;
+        return nullptr;
+      }
+      // A source this host does not have would fail every connection: say so now.
+      const int fd = socket(addr->storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const bool bound = fd >= 0 && bind(fd, addr->get(), addr->length) == 0;
+      const int bindError = errno;
+      if (fd >= 0) close(fd);
+      if (!bound) {
+        error = where + "source address " + source + " cannot be used: " +
+                std::strerror(bindError) +
+                (bindError == EADDRNOTAVAIL ? " (not an address of this host)" : "");
+        return nullptr;
+      }
+      entry.sources.push_back(*addr);
     }
     if (pc.tls) entry.tls = tls::ClientContext::build(*pc.tls, tlsErrors, tlsWarnings);
     balancer::PoolOptions options;

@@ -26,6 +26,25 @@ void setNoDelay(evutil_socket_t fd) {
 
 std::string socketError() { return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()); }
 
+// pools.NAME.source_addresses: binds `fd` to the next source address of `to`'s family, in
+// turn per worker thread, leaving the port to connect() (IP_BIND_ADDRESS_NO_PORT), so
+// that each source address has its own range of local ports per backend address. No
+// source of that family: the socket stays unbound. false with errno set.
+bool bindSource(evutil_socket_t fd, const std::vector<net::SocketAddress>& sources,
+                const net::SocketAddress& to) {
+  thread_local uint32_t turn = 0;
+  const std::size_t n = sources.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const net::SocketAddress& source = sources[(turn + i) % n];
+    if (source.storage.ss_family != to.storage.ss_family) continue;
+    turn = static_cast<uint32_t>((turn + i + 1) % n);
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    return bind(fd, source.get(), source.length) == 0;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<std::size_t> Session::pickBackend() {
@@ -105,6 +124,12 @@ void Session::connectBackend() {
       socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     onSocketError("backend socket", errno);
+    return;
+  }
+  if (!entry.sources.empty() && !bindSource(fd, entry.sources, addr)) {
+    const int error = errno;
+    evutil_closesocket(fd);
+    onSocketError("backend source address", error);
     return;
   }
   if (connect(fd, addr.get(), addr.length) != 0 && errno != EINPROGRESS) {

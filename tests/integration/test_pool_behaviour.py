@@ -8,6 +8,7 @@ because wsgate keeps a kept-alive backend connection for the same client."""
 
 import json
 import re
+import subprocess
 import time
 from collections import Counter
 from typing import List, Tuple
@@ -377,3 +378,38 @@ def test_a_websocket_session_keeps_flowing_after_health_checks_take_its_backend_
     [record] = gate.access_for(session)
     assert (record["status"], record["backend"], record["reason"]) == (101, "app/b", "closed"), \
         record
+
+
+# --- source addresses ----------------------------------------------------------------------------
+
+
+def test_backend_connections_take_the_source_addresses_in_turn(start_wsgate, fake_backend,
+                                                               connect, wsgate_bin, tmp_path):
+    """`source_addresses` spreads backend connections over local addresses (each with its own
+    range of local ports per backend address): the backend sees them in turn. An address
+    this host does not have is a FILE:LINE:COL error, from --check too."""
+    def records_peer(conn, backend):
+        backend.append("peers", conn.sock.getpeername()[0])
+        pool_member(conn, backend)
+
+    a = fake_backend(records_peer, name="a")
+    gate = start_app(start_wsgate, app_pool(a, source_addresses=["127.0.0.2", "127.0.0.3"]))
+    for _ in range(6):
+        assert get(connect, gate.port).status == 200
+    assert a.notes["peers"] == ["127.0.0.2", "127.0.0.3"] * 3
+    for _ in range(2):  # WebSocket sessions too
+        ws_close(ws_open(connect, gate.port)[0])
+    assert a.notes["peers"][6:] == ["127.0.0.2", "127.0.0.3"]
+
+    config = tmp_path / "foreign.yaml"
+    config.write_text(harness.to_yaml(gateway_config(
+        [route("app", path_prefix="/")],
+        {"app": app_pool(a, source_addresses=["127.0.0.2", "192.0.2.77"])})))
+    result = subprocess.run([str(wsgate_bin), "--check", "-c", str(config)],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1
+    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1)
+                if "192.0.2.77" in text)
+    assert re.search(rf"^{re.escape(str(config))}:{line}:\d+: pool app: source address "
+                     r"192\.0\.2\.77 cannot be used: Cannot assign requested address \(not an "
+                     r"address of this host\)$", result.stderr, re.MULTILINE), result.stderr

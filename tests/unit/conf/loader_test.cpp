@@ -321,8 +321,21 @@ TEST(Loader, AppliesPoolAndBackendDefaults) {
   EXPECT_FALSE(p.sticky);
   EXPECT_FALSE(p.health) << "passive ejection only";
   EXPECT_EQ(p.slowStart, 0s);
+  EXPECT_TRUE(p.sourceAddresses.empty()) << "the kernel picks the source";
   EXPECT_EQ(p.backends.at(0).weight, 1u);
   EXPECT_EQ(p.backends.at(0).maxConnections, 0u);
+}
+
+TEST(Loader, ReadsSourceAddressesInOrder) {
+  const LoadResult r = loadString(
+      withDefaults("pools:\n"
+                   "  app:\n"
+                   "    backends: [{name: a, address: 'h:1'}]\n"
+                   "    source_addresses: [10.0.0.2, 10.0.0.1, 'fd00::7']\n"),
+      kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->pools.at(0).sourceAddresses,
+            (std::vector<std::string>{"10.0.0.2", "10.0.0.1", "fd00::7"}));
 }
 
 TEST(Loader, AppliesHealthDefaultsToAnEmptyHealthBlock) {
@@ -869,6 +882,20 @@ const BadCase kBadPoolCases[] = {
      "4:17: 'slow_start' must be between 0ms and 1h, got '2h'"},
     {"SlowStartWithoutUnit", "    slow_start: 30",
      "4:17: invalid duration '30' for 'slow_start': needs a unit (ms, s, m or h), e.g. '10s'"},
+
+    // Source addresses.
+    {"SourceAddressWithPort", "    source_addresses: ['10.0.0.1:5000']",
+     "4:24: '10.0.0.1:5000' is not an IP address (no port: the kernel picks one per "
+     "connection)"},
+    {"SourceAddressAName", "    source_addresses: [gateway.internal]",
+     "4:24: 'gateway.internal' is not an IP address (write an IPv4 or IPv6 literal of this "
+     "host)"},
+    {"SourceAddressTwice", "    source_addresses: [10.0.0.1, 10.0.0.2, 10.0.0.1]",
+     "4:44: '10.0.0.1' is listed twice in source_addresses"},
+    {"SourceAddressesEmpty", "    source_addresses: []",
+     "4:23: 'source_addresses' is empty: list this host's addresses, or leave it out"},
+    {"SourceAddressesNotAList", "    source_addresses: 10.0.0.1",
+     "4:23: 'source_addresses' must be a list, got '10.0.0.1'"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Table, RejectsInvalidPoolKeys, ::testing::ValuesIn(kBadPoolCases),
