@@ -17,9 +17,7 @@ constexpr uint64_t kSlotSeed = 0x5bd1e9955bd1e995ull;
 
 // A uniform draw in (0, 1) from 53 bits of `h`: never 0 or 1, so its logarithm is finite and
 // negative.
-double unitInterval(uint64_t h) noexcept {
-  return (static_cast<double>(h >> 11) + 0.5) * 0x1p-53;
-}
+double unitInterval(uint64_t h) noexcept { return (static_cast<double>(h >> 11) + 0.5) * 0x1p-53; }
 
 }  // namespace
 
@@ -42,7 +40,9 @@ MaglevTable::MaglevTable(std::span<const uint64_t> names, std::span<const uint32
   // promise. Weighted as an exponential race: the lowest -ln(u) / weight wins, with
   // probability weight / total. With equal weights (the usual pool, and every discovered
   // one) that is the highest u, so the common case takes no logarithm. The cost is
-  // kSize * backends scores: about 0.3 ms per backend with equal weights, 1.5 ms with mixed.
+  // kSize * backends scores, measured here: 1.4 ms for 4 backends, 13 ms for 100 with equal
+  // weights, 45 ms with mixed ones (Maglev's fill: about 2 ms whatever the count). Built off
+  // the event loops, once per reload or discovery change.
   std::vector<double> invWeight(count_);
   bool sameWeight = true;
   for (std::size_t i = 0; i < count_; ++i) {

@@ -524,19 +524,19 @@ TEST_P(ForwardRemoveCookieTest, ForwardsTheOtherCookiesOnly) {
       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
   const std::string input = std::string("GET /ws HTTP/1.1\r\nHost: example.com\r\n") +
-                            std::string(c.fields) +
-                            std::string(c.websocket ? kUpgrade : "") + "\r\n";
+                            std::string(c.fields) + std::string(c.websocket ? kUpgrade : "") +
+                            "\r\n";
   RequestHead req;
   ASSERT_EQ(parseRequestHead(input, ParseLimits{}, req).status, ParseStatus::Complete);
   std::string out;
-  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket, {}, {}, "WSGATE"},
-                         out);
+  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket, {}, {}, "WSGATE"}, out);
   const std::string expected =
       std::string("GET /ws HTTP/1.1\r\nHost: example.com\r\n") + std::string(c.expected) +
       (c.websocket ? "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                    : "") +
       "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n" +
-      (c.websocket ? "Upgrade: websocket\r\nConnection: Upgrade\r\n" : "Connection: keep-alive\r\n") +
+      (c.websocket ? "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   : "Connection: keep-alive\r\n") +
       "\r\n";
   EXPECT_EQ(out, expected);
 }
