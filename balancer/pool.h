@@ -38,7 +38,8 @@ struct PickRequest {
 class Pool {
 public:
   // `backends` in config order; `policy` from makePolicy over the same backends' weights.
-  // Builds the Maglev table: 128 KiB, about 2 ms (off the event loops, as reloads are).
+  // Builds the hash table: 128 KiB, 1.4 ms for 4 backends, 13 ms for 100 (maglev.cpp; off
+  // the event loops, as reloads are).
   // `weights`: the table's, parallel to backends (a reload builds the pool before it gives
   // kept backends their new weight); empty: each backend's weight().
   Pool(std::string name, std::vector<BackendPtr> backends, PolicyPtr policy,

@@ -124,6 +124,7 @@ struct StickyCookie {
   bool insert = true;           // true: wsgate sets it; false: the application does
   Duration maxAge{0};           // 0 = session cookie (no Max-Age); only with insert
   std::string path = "/";       // the cookie's Path; only with insert
+  bool indirect = false;        // true: the backend never sees it (stripped); only with insert
 };
 
 struct StickyConfig {

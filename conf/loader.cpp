@@ -1412,10 +1412,15 @@ void Loader::readStickyCookie(const Entry& e, StickyCookie& cookie) {
                    cookie.path = *s;
                  }
                }},
+              {"indirect",
+               [&](const Entry& v) {
+                 insertOnly.emplace_back(v.name, v.key.Mark());
+                 assign(cookie.indirect, boolean(v));
+               }},
           });
   if (cookie.insert) return;
   // With insert: false the application writes the cookie, attributes included; values here
-  // would be silently unused.
+  // would be silently unused (and `indirect` would hide the application's own cookie from it).
   for (const auto& [key, mark] : insertOnly) {
     error(mark, "'" + key + "' only applies when wsgate sets the cookie (insert: true)");
   }

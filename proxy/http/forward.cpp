@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstdint>
 
+#include "proxy/http/cookie_strip.h"
+
 namespace wsgate::http {
 namespace {
 
@@ -130,6 +132,13 @@ void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std
       appendField(out, h.name, req.host);
     } else if (iequals(h.name, "Content-Length")) {
       appendContentLength(out, h.name, req.contentLength);
+    } else if (!info.removeCookie.empty() && iequals(h.name, "Cookie")) {
+      const auto rest = cookieWithout(h.value, info.removeCookie);
+      if (!rest) {
+        appendField(out, h.name, h.value);
+      } else if (!rest->empty()) {
+        appendField(out, h.name, *rest);
+      }
     } else {
       appendField(out, h.name, h.value);
     }

@@ -28,6 +28,9 @@ struct ForwardInfo {
   std::string_view clientCertSubject;
   HeaderEdits edits;  // applied to the client's fields; Host may be set, X-Forwarded-Host
                       // keeps the client's
+  // A cookie removed from the client's Cookie fields (cookieWithout; a field left empty is
+  // dropped): wsgate's own under sticky.cookie.indirect. Empty: every Cookie field as sent.
+  std::string_view removeCookie;
 };
 
 // True for fields that never cross the proxy: Connection, Keep-Alive, Proxy-Connection,
@@ -47,7 +50,7 @@ bool isHopByHop(std::string_view name, const std::vector<Header>& headers) noexc
 // WebSocket upgrade, Upgrade + Connection are regenerated; otherwise "Connection: keep-alive" is
 // sent (HTTP/1.1 default, explicit). An absolute-form target is sent in origin-form; Content-Length
 // is re-serialised from the parsed value; a request without Host (HTTP/1.0) gets "Host:
-// <req.host>".
+// <req.host>". With `removeCookie`, Cookie fields lose that cookie (see ForwardInfo).
 void appendForwardedRequest(const RequestHead& req, const ForwardInfo& info, std::string& out);
 
 // Appends the response head to send to the client: status line as HTTP/1.1, end-to-end

@@ -59,6 +59,15 @@ std::size_t scanChunked(http::ChunkedDecoder& dec, evbuffer* src,
   return consumed;
 }
 
+// The cookie to strip from what the backend sees: wsgate's own, under sticky.cookie.indirect.
+std::string_view indirectCookie(const conf::PoolConfig& pool) noexcept {
+  const auto& sticky = pool.sticky;
+  if (!sticky || sticky->source != conf::StickySource::Cookie || !sticky->cookie.indirect) {
+    return {};
+  }
+  return sticky->cookie.name;
+}
+
 }  // namespace
 
 Session::Session(Worker& worker, RuntimePtr runtime, const ListenerEntry& listener, uint64_t id,
@@ -305,7 +314,8 @@ void Session::execute(RouteDecision d, const http::RequestHead& head, std::size_
                                 conn_[kClient].isTls() ? "https" : "http",
                                 ex_.websocket,
                                 subject,
-                                {d.setHeaders, d.removeHeaders}},
+                                {d.setHeaders, d.removeHeaders},
+                                indirectCookie(*pool->config)},
                                ex_.forwardedHead);
   evbuffer_drain(input, headBytes);  // `head` is invalid from here on
   ex_.tried.assign(pool->pool->backends().size(), false);

@@ -370,6 +370,20 @@ TEST(Loader, AppliesCookieDefaultsToAnEmptyCookieBlock) {
   EXPECT_TRUE(sticky->cookie.insert);
   EXPECT_EQ(sticky->cookie.maxAge, 0s) << "a session cookie";
   EXPECT_EQ(sticky->cookie.path, "/");
+  EXPECT_FALSE(sticky->cookie.indirect) << "the backend sees the cookie unless asked";
+}
+
+TEST(Loader, ReadsCookieIndirectWithInsert) {
+  for (std::string_view block : {"{indirect: true}", "{insert: true, indirect: true}"}) {
+    const LoadResult r = loadString(withDefaults("pools:\n"
+                                                 "  app:\n"
+                                                 "    backends: [{name: a, address: 'h:1'}]\n"
+                                                 "    sticky: {cookie: " +
+                                                 std::string(block) + "}\n"),
+                                    kFile);
+    ASSERT_TRUE(r.ok()) << joined(r);
+    EXPECT_TRUE(r.config->pools.at(0).sticky->cookie.indirect) << block;
+  }
 }
 
 TEST(Loader, AcceptsEveryPolicyButHashWithoutSticky) {
@@ -847,6 +861,10 @@ const BadCase kBadPoolCases[] = {
     {"CookiePathWithoutInsert",
      "    sticky:\n      cookie:\n        insert: false\n        path: /",
      "7:9: 'path' only applies when wsgate sets the cookie (insert: true)"},
+    {"CookieIndirectWithoutInsert", "    sticky:\n      cookie: {insert: false, indirect: true}",
+     "5:31: 'indirect' only applies when wsgate sets the cookie (insert: true)"},
+    {"CookieIndirectNotABool", "    sticky: {cookie: {indirect: yes please}}",
+     "4:33: 'indirect' must be true or false, got 'yes please'"},
 
     // Health checks.
     {"HealthLeftEmpty", "    health:\n    retries: 1",

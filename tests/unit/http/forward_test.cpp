@@ -505,6 +505,73 @@ INSTANTIATE_TEST_SUITE_P(Table, ForwardResponseTest, testing::ValuesIn(responseC
                            return std::string(info.param.name);
                          });
 
+// sticky.cookie.indirect: wsgate's cookie leaves every Cookie field, the others are kept as
+// sent, a field left with nothing is dropped; upgrades and plain requests alike.
+struct RemoveCookieCase {
+  std::string_view name;
+  std::string_view fields;    // the request's header lines after Host
+  std::string_view expected;  // the forwarded lines between Host and X-Forwarded-For
+  bool websocket = false;
+};
+
+void PrintTo(const RemoveCookieCase& c, std::ostream* os) { *os << c.name; }
+
+class ForwardRemoveCookieTest : public testing::TestWithParam<RemoveCookieCase> {};
+
+TEST_P(ForwardRemoveCookieTest, ForwardsTheOtherCookiesOnly) {
+  const RemoveCookieCase& c = GetParam();
+  constexpr std::string_view kUpgrade =
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+  const std::string input = std::string("GET /ws HTTP/1.1\r\nHost: example.com\r\n") +
+                            std::string(c.fields) + std::string(c.websocket ? kUpgrade : "") +
+                            "\r\n";
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead(input, ParseLimits{}, req).status, ParseStatus::Complete);
+  std::string out;
+  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https", c.websocket, {}, {}, "WSGATE"}, out);
+  const std::string expected =
+      std::string("GET /ws HTTP/1.1\r\nHost: example.com\r\n") + std::string(c.expected) +
+      (c.websocket ? "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   : "") +
+      "X-Forwarded-For: 10.0.0.5\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n" +
+      (c.websocket ? "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   : "Connection: keep-alive\r\n") +
+      "\r\n";
+  EXPECT_EQ(out, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ForwardRemoveCookieTest,
+    testing::Values(
+        RemoveCookieCase{"OnlyOursDropsTheField", "Cookie: WSGATE=0123456789abcdef\r\n", ""},
+        RemoveCookieCase{"OnlyOursOnAnUpgrade", "Cookie: WSGATE=0123456789abcdef\r\n", "", true},
+        RemoveCookieCase{"OthersKeptOnAnUpgrade", "Cookie: a=1; WSGATE=v; b=\"x\"\r\n",
+                         "Cookie: a=1; b=\"x\"\r\n", true},
+        RemoveCookieCase{"FieldWithoutOursUntouched", "cookie: a=1;;b=2 \r\n",
+                         "cookie: a=1;;b=2\r\n"},
+        RemoveCookieCase{"SeveralFields",
+                         "Cookie: a=1\r\nAccept: */*\r\nCOOKIE: WSGATE=v\r\n"
+                         "cookie: WSGATE2=w; WSGATE=v; c=3\r\n",
+                         "Cookie: a=1\r\nAccept: */*\r\ncookie: WSGATE2=w; c=3\r\n"},
+        RemoveCookieCase{"SimilarNamesOnly", "Cookie: xWSGATE=1; WSGATE2=2\r\n",
+                         "Cookie: xWSGATE=1; WSGATE2=2\r\n"}),
+    [](const testing::TestParamInfo<RemoveCookieCase>& info) {
+      return std::string(info.param.name);
+    });
+
+// Without removeCookie, wsgate's cookie reaches the backend like any other.
+TEST(ForwardRemoveCookie, OffForwardsEveryCookie) {
+  RequestHead req;
+  ASSERT_EQ(parseRequestHead("GET / HTTP/1.1\r\nHost: h\r\nCookie: WSGATE=v; a=1\r\n\r\n",
+                             ParseLimits{}, req)
+                .status,
+            ParseStatus::Complete);
+  std::string out;
+  appendForwardedRequest(req, ForwardInfo{"10.0.0.5", "https"}, out);
+  EXPECT_NE(out.find("Cookie: WSGATE=v; a=1\r\n"), std::string::npos) << out;
+}
+
 TEST(IsHopByHop, NamesTheFixedHopByHopFieldsInAnyCase) {
   const std::vector<Header> none;
   for (std::string_view name : {"connection", "KEEP-ALIVE", "Proxy-Connection", "te", "Trailer",
