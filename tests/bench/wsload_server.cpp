@@ -239,7 +239,9 @@ void ServerConn::onRequest(const http::RequestHead& head, std::size_t headBytes)
     }
     const http::Header* key = http::findHeader(head.headers, "Sec-WebSocket-Key");
     out_ += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-    out_ += "Sec-WebSocket-Accept: " + ws::computeAccept(key->value) + "\r\n\r\n";
+    out_ += "Sec-WebSocket-Accept: " + ws::computeAccept(key->value) + "\r\n";
+    if (!backendName().empty()) out_ += "X-Backend: " + backendName() + "\r\n";
+    out_ += "\r\n";
     state_ = State::WebSocket;
     std::string early = headIn_.substr(headBytes);  // frames sent right behind the request
     std::string().swap(headIn_);
@@ -394,6 +396,7 @@ int openListener(const HostPort& where, std::string& boundText) {
 }  // namespace
 
 int runServe(const ServeOptions& options) {
+  backendName() = options.name;  // before any worker thread starts; read-only after
   std::string bound;
   const int listenFd = openListener(options.listen, bound);
   if (listenFd < 0) return 1;
