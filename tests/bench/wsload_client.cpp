@@ -632,6 +632,8 @@ bool ClientConn::endMessage() {
 
 }  // namespace wsgate::bench
 
+namespace wsgate::bench {
+
 // --- soak: injected faults -----------------------------------------------------------------
 
 const MessageTemplate& ClientConn::msg() const {
@@ -667,3 +669,5 @@ void ClientConn::stall(double seconds, uint64_t now) {
   armTimer(seconds);  // replaces the echo timer queueMessages armed
   flush();
 }
+
+}  // namespace wsgate::bench

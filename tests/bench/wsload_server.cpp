@@ -32,6 +32,12 @@ namespace {
 using net::EventBasePtr;
 using net::EventPtr;
 
+// `serve --name`: set by runServe before the workers start, read-only after.
+std::string& backendName() {
+  static std::string name;
+  return name;
+}
+
 constexpr std::size_t kScratchBytes = 256 * 1024;
 constexpr int kAcceptsPerWakeup = 64;
 // Output beyond this pauses reading until it drains: a client that does not read its echoes
