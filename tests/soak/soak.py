@@ -54,6 +54,10 @@ DRAIN_SPREAD_S = 2.0
 DRAIN_S = 6.0
 CLOSE_S = 3.0  # timeouts.close: a drained client that does not answer its 1012 is cut then
 SLACK_S = 5.0  # a failure may be seen this long after the fault that caused it (ASan, load)
+# How a WebSocket session may end in wsgate's access log during a soak: the clients' final
+# Close (and the warm-up's), the reload drains, the killed backends, the injected resets.
+EXPECTED_REASONS = {"closed", "backend drained", "backend vanished", "backend reset",
+                    "client reset"}
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
                      "ERROR: ThreadSanitizer")
@@ -88,7 +92,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rss-tolerance-mb", type=float,
                    default=env_number("SOAK_RSS_TOLERANCE_MB", 32))
     p.add_argument("--json", help="also write the results here")
-    return p.parse_args()
+    args = p.parse_args()
+    # Children run in the work directory: absolute paths.
+    args.wsgate, args.wsload = (str(Path(x).resolve()) for x in (args.wsgate, args.wsload))
+    return args
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -657,8 +664,27 @@ def run(args) -> int:
         ws_total = delta("wsgate_websocket_sessions_total")
         drained = delta("wsgate_drained_sessions_total")
         got_1012 = sum(1 for e in failures if close_code(e.get("why", "")) == 1012)
-        resets_seen = sum(1 for r in gate.access_log()
-                          if r.get("kind") == "websocket" and r.get("reason") == "client reset")
+        # wsgate's own account, one access line per session: every way a session ended must be
+        # one the faults cause (a 'close timeout' or 'idle timeout' here is a bug, even when the
+        # client saw nothing wrong), and it must have seen every injected reset.
+        reasons: Dict[str, int] = {}
+        for r in gate.access_log():
+            if r.get("kind") == "websocket":
+                key = r.get("reason", "?")
+                reasons[key] = reasons.get(key, 0) + 1
+        unexpected = {k: v for k, v in reasons.items() if k not in EXPECTED_REASONS}
+        if unexpected:
+            violations.append(f"access log: sessions ended for reasons no fault causes: "
+                              f"{unexpected}")
+        resets_seen = reasons.get("client reset", 0)
+        # A reset can be overtaken: the session's backend was killed or drained just before.
+        overtaken = sum(1 for e in events if e.get("event") == "reset" and any(
+            f.backend == e.get("backend") and f.kind in ("kill", "reload") and
+            f.t - SLACK_S <= e["t"] <= f.t + DRAIN_S + SLACK_S for f in faults))
+        if not result["resets"] - overtaken <= resets_seen <= result["resets"]:
+            violations.append(f"access log: {resets_seen} 'client reset' lines for "
+                              f"{result['resets']} injected resets ({overtaken} may have been "
+                              f"overtaken by a kill or a drain)")
         if ws_total < opened_by_client:
             violations.append(f"/metrics: {ws_total} sessions ended, the client opened "
                               f"{opened_by_client}")
@@ -687,6 +713,7 @@ def run(args) -> int:
                         "drained": drained, "client_got_1012": got_1012,
                         "access_log_client_reset": resets_seen,
                         "injected_resets": result["resets"]},
+            "access_log_reasons": reasons,
             "exit_status": rc, "sanitizer_reports": len(reports),
             "violations": violations,
         }
@@ -722,6 +749,7 @@ def print_summary(s: dict) -> None:
         ("RSS MiB", "baseline {baseline}, peak {peak}, end {end}".format(**s["rss_mib"])),
         ("wsgate CPU", f"{s['wsgate_cpu_s']} s"),
         ("/metrics", ", ".join(f"{k} {v}" for k, v in s["metrics"].items())),
+        ("access log", ", ".join(f"{k} {v}" for k, v in sorted(s["access_log_reasons"].items()))),
         ("exit", f"status {s['exit_status']}, sanitizer reports {s['sanitizer_reports']}"),
     ]
     width = max(len(k) for k, _ in rows)
