@@ -54,6 +54,9 @@ DRAIN_SPREAD_S = 2.0
 DRAIN_S = 6.0
 CLOSE_S = 3.0  # timeouts.close: a drained client that does not answer its 1012 is cut then
 SLACK_S = 5.0  # a failure may be seen this long after the fault that caused it (ASan, load)
+# ASan's allocator gives free pages back to the OS at most every 5 s
+# (allocator_release_to_os_interval_ms): RSS is read after that.
+RELEASE_WAIT_S = 6.0
 # How a WebSocket session may end in wsgate's access log during a soak: the clients' final
 # Close (and the warm-up's), the reload drains, the killed backends, the injected resets.
 EXPECTED_REASONS = {"closed", "backend drained", "backend vanished", "backend reset",
@@ -519,7 +522,7 @@ def run(args) -> int:
         gate.reload(CONFIG_B, "POST")
         gate.reload(CONFIG_A, "POST")
         settle(gate, "the warm-up to end")
-        time.sleep(2)
+        time.sleep(RELEASE_WAIT_S)
         base = steady_sample(gate.pid)
         base_fds, base_rss = min(base.fds), base.rss[-1]
         m0 = gate.metrics()
@@ -601,7 +604,7 @@ def run(args) -> int:
         if client.proc.proc.returncode != 0:
             violations.append(f"wsload exited with {client.proc.proc.returncode}")
         settle(gate, "every session to end after the clients stopped")
-        time.sleep(2)
+        time.sleep(RELEASE_WAIT_S)
         after = steady_sample(gate.pid)
         end_fds, end_rss = min(after.fds), after.rss[-1]
         m1 = gate.metrics()
