@@ -423,7 +423,7 @@ def test_a_client_reset_mid_frame_ends_the_backend_connection_at_once(start_wsga
     conn = connect(gate.port)
     assert conn.upgrade("/ws").status == 101
     client_port = conn.local_port
-    whole = wsproto.encode_frame(wsproto.OP_BINARY, bytes(range(64)))
+    whole = wsproto.encode_frame(wsproto.OP_BINARY, bytes(range(64)), mask=True)
     half = whole[:len(whole) - 32]
     conn.send(half)
     time.sleep(0.3)  # relayed before the reset

@@ -206,7 +206,8 @@ def main() -> int:
     p.add_argument("--both", action="store_true", help="ws:// then wss://")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
-    args.wsgate, args.wsload = (str(Path(x).resolve()) for x in (args.wsgate, args.wsload))
+    args.wsgate, args.wsload, args.workdir = (str(Path(x).resolve()) for x in
+                                               (args.wsgate, args.wsload, args.workdir))
     args.nofile = raise_nofile()
     workdir = Path(args.workdir)
     runs = [False, True] if args.both else [args.tls]

@@ -97,7 +97,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     # Children run in the work directory: absolute paths.
-    args.wsgate, args.wsload = (str(Path(x).resolve()) for x in (args.wsgate, args.wsload))
+    args.wsgate, args.wsload, args.workdir = (str(Path(x).resolve()) for x in
+        (args.wsgate, args.wsload, args.workdir))
     return args
 
 
