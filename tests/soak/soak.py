@@ -61,6 +61,10 @@ RELEASE_WAIT_S = 6.0
 # Close (and the warm-up's), the reload drains, the killed backends, the injected resets.
 EXPECTED_REASONS = {"closed", "backend drained", "backend vanished", "backend reset",
                     "client reset"}
+# An upgrade a dying backend could not answer (502, killed after it accepted the connect):
+# its access line, whose status is not 101.
+REFUSED_REASONS = {"backend closed", "backend reset", "backend connect failed", "backends failed",
+                   "no backend available"}
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer",
                      "ERROR: ThreadSanitizer")
@@ -91,6 +95,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stall-seconds", type=float, default=env_number("SOAK_STALL_SECONDS", 3))
     p.add_argument("--quiet", type=float, default=env_number("SOAK_QUIET", 15),
                    help="seconds at the end without faults, before the clients stop")
+    p.add_argument("--rounds", type=int, default=int(env_number("SOAK_ROUNDS", 3)),
+                   help="client runs of seconds/rounds each against the same wsgate: RSS after "
+                        "each, so growth per round tells a leak from the allocator's high-water")
+    p.add_argument("--round-growth-mb", type=float,
+                   default=env_number("SOAK_ROUND_GROWTH_MB", 4),
+                   help="how much more RSS the last round may leave than the one before")
     p.add_argument("--seed", type=int, default=int(env_number("SOAK_SEED", 0)) or None)
     p.add_argument("--rss-tolerance-mb", type=float,
                    default=env_number("SOAK_RSS_TOLERANCE_MB", 32))
@@ -332,13 +342,13 @@ def metric_sum(m: Dict[str, float], prefix: str, **labels: str) -> float:
 class Client:
     """`wsload soak`: commands on stdin, event lines on stdout read by a thread."""
 
-    def __init__(self, args, workdir: Path, port: int):
+    def __init__(self, args, workdir: Path, port: int, label: str = "wsload"):
         argv = [args.wsload, "soak", "--url", f"ws://{LOOPBACK}:{port}/soak",
                 "--connections", str(args.sessions), "--rate", str(args.rate),
                 "--size", str(args.size), "--echo-timeout", "15", "--reconnect-delay", "0.5"]
-        self.proc = Proc("wsload", argv, workdir, stdin=subprocess.PIPE, stdout_pipe=True)
+        self.proc = Proc(label, argv, workdir, stdin=subprocess.PIPE, stdout_pipe=True)
         self.events: List[dict] = []
-        self.lines = open(workdir / "wsload.events", "w")
+        self.lines = open(workdir / f"{label}.events", "w")
         self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -433,7 +443,8 @@ def explain(event: dict, faults: List[Fault], stalls: Dict[int, List[float]],
     """
     t = event["t"]
     backend = event.get("backend", "")
-    stalled = any(s <= t <= s + stall_seconds + SLACK_S for s in stalls.get(event["conn"], []))
+    stalled = any(s <= t <= s + stall_seconds + SLACK_S
+                  for s in stalls.get((event["round"], event["conn"]), []))
     extra = stall_seconds if stalled else 0.0
     code = close_code(event.get("why", ""))
     if not event.get("opened"):
@@ -494,58 +505,28 @@ def steady_sample(pid: int, seconds: float = 3.0) -> Samples:
         time.sleep(0.5)
 
 
-def run(args) -> int:
-    rng = random.Random(args.seed)
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for old in workdir.iterdir():
-        if old.is_file():
-            old.unlink()
-    print(f"soak: work directory {workdir}", flush=True)
-    ports = dict(zip(BACKENDS, free_ports(len(BACKENDS))))
-    backends = {name: Backend(name, port, args.wsload, workdir) for name, port in ports.items()}
-    gate: Optional[Gateway] = None
+def soak_round(args, rnd: int, seconds: float, rng: random.Random, gate: "Gateway",
+               backends: Dict[str, "Backend"], faults: List["Fault"], during: "Samples",
+               events: List[dict], results: List[dict], violations: List[str],
+               reloads: int) -> int:
+    """One client run: open the sessions, inject faults on schedule (the last args.quiet
+    seconds without), stop the client. Returns the reload count so far (SIGHUP and POST
+    alternate across rounds)."""
     client: Optional[Client] = None
-    violations: List[str] = []
     try:
-        for b in backends.values():
-            b.start()
-        gate = Gateway(args.wsgate, workdir, ports)
-        print(f"soak: wsgate pid {gate.pid} port {gate.port} admin {gate.admin}", flush=True)
-
-        # Warm-up: a short echo run and a reload there and back, then nothing open: the
-        # baseline is a process that has done everything once.
-        warm = subprocess.run([args.wsload, "echo", "--url", f"ws://{LOOPBACK}:{gate.port}/warm",
-                               "--connections", "200", "--rate", "2000", "--duration", "3",
-                               "--warmup", "0"], capture_output=True, text=True, timeout=120)
-        if warm.returncode != 0:
-            raise RuntimeError(f"warm-up echo failed: {warm.stdout} {warm.stderr}")
-        gate.reload(CONFIG_B, "POST")
-        gate.reload(CONFIG_A, "POST")
-        settle(gate, "the warm-up to end")
-        time.sleep(RELEASE_WAIT_S)
-        base = steady_sample(gate.pid)
-        base_fds, base_rss = min(base.fds), base.rss[-1]
-        m0 = gate.metrics()
-        cpu0 = proc_cpu(gate.pid)
-        print(f"soak: baseline fds={base_fds} rss={base_rss / 2**20:.1f} MiB", flush=True)
-
-        client = Client(args, workdir, gate.port)
+        client = Client(args, gate.workdir, gate.port, label=f"wsload-r{rnd}")
         ready = client.wait_event("ready", 300)
         if ready.get("failed"):
             raise RuntimeError(f"{ready['failed']} of {args.sessions} sessions failed to open")
         start = client.wait_event("start", 30)["t"]
         print(f"soak: {ready['open']} sessions open in {ready['setup_s']} s; "
-              f"running {args.seconds:.0f} s", flush=True)
+              f"round {rnd}: running {seconds:.0f} s", flush=True)
 
-        faults: List[Fault] = []
-        during = Samples()
-        end = start + args.seconds
+        end = start + seconds
         faults_end = end - args.quiet
         next_at = {"reload": start + args.reload_every, "kill": start + args.kill_every,
                    "reset": start + args.reset_every / 2, "stall": start + args.stall_every / 2,
                    "sample": start}
-        reloads = 0
         restarts: List[tuple] = []  # (when, backend, fault)
         while True:
             now = time.monotonic()
@@ -594,20 +575,81 @@ def run(args) -> int:
                 if now >= next_at["stall"] and args.stalls > 0:
                     client.command(f"stall {args.stalls} {args.stall_seconds}")
                     next_at["stall"] = now + args.stall_every
-            elif restarts:
-                pass  # restarts still run in the quiet tail
             time.sleep(0.05)
         for when, b, fault in restarts:
             backends[b].start()
             fault.until = time.monotonic()
 
-        result = client.finish(120)
+        results.append(client.finish(120))
         if client.proc.proc.returncode != 0:
             violations.append(f"wsload exited with {client.proc.proc.returncode}")
-        settle(gate, "every session to end after the clients stopped")
+        for e in client.snapshot():
+            e["round"] = rnd
+            events.append(e)
+        return reloads
+    finally:
+        if client is not None and client.proc.running():
+            client.proc.stop(signal.SIGKILL)
+
+
+def run(args) -> int:
+    rng = random.Random(args.seed)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.iterdir():
+        if old.is_file():
+            old.unlink()
+    print(f"soak: work directory {workdir}", flush=True)
+    ports = dict(zip(BACKENDS, free_ports(len(BACKENDS))))
+    backends = {name: Backend(name, port, args.wsload, workdir) for name, port in ports.items()}
+    gate: Optional[Gateway] = None
+    violations: List[str] = []
+    try:
+        for b in backends.values():
+            b.start()
+        gate = Gateway(args.wsgate, workdir, ports)
+        print(f"soak: wsgate pid {gate.pid} port {gate.port} admin {gate.admin}", flush=True)
+
+        # Warm-up: a short echo run and a reload there and back, then nothing open: the
+        # baseline is a process that has done everything once.
+        warm = subprocess.run([args.wsload, "echo", "--url", f"ws://{LOOPBACK}:{gate.port}/warm",
+                               "--connections", "200", "--rate", "2000", "--duration", "3",
+                               "--warmup", "0"], capture_output=True, text=True, timeout=120)
+        if warm.returncode != 0:
+            raise RuntimeError(f"warm-up echo failed: {warm.stdout} {warm.stderr}")
+        gate.reload(CONFIG_B, "POST")
+        gate.reload(CONFIG_A, "POST")
+        settle(gate, "the warm-up to end")
         time.sleep(RELEASE_WAIT_S)
-        after = steady_sample(gate.pid)
-        end_fds, end_rss = min(after.fds), after.rss[-1]
+        base = steady_sample(gate.pid)
+        base_fds, base_rss = min(base.fds), base.rss[-1]
+        m0 = gate.metrics()
+        cpu0 = proc_cpu(gate.pid)
+        print(f"soak: baseline fds={base_fds} rss={base_rss / 2**20:.1f} MiB", flush=True)
+
+        faults: List[Fault] = []
+        during = Samples()
+        events: List[dict] = []
+        results: List[dict] = []
+        round_end: List[tuple] = []  # (fds, rss) after each round
+        reloads = 0
+        seconds = args.seconds / args.rounds
+        for rnd in range(1, args.rounds + 1):
+            reloads = soak_round(args, rnd, seconds, rng, gate, backends, faults, during,
+                                 events, results, violations, reloads)
+            settle(gate, "every session to end after the clients stopped")
+            time.sleep(RELEASE_WAIT_S)
+            after = steady_sample(gate.pid)
+            round_end.append((min(after.fds), after.rss[-1]))
+            print(f"soak: round {rnd} done: fds={round_end[-1][0]} "
+                  f"rss={round_end[-1][1] / 2**20:.1f} MiB", flush=True)
+        end_fds, end_rss = round_end[-1]
+        result = {k: sum(r[k] for r in results) for k in
+                  ("messages", "reopened", "resets", "stalls", "stalls_done", "stall_echoes",
+                   "open_at_start", "seconds")}
+        result["msgs_per_s"] = round(result["messages"] / result["seconds"], 1)
+        result["p50_us"] = max(r["p50_us"] for r in results)
+        result["p99_us"] = max(r["p99_us"] for r in results)
         m1 = gate.metrics()
         cpu1 = proc_cpu(gate.pid)
 
@@ -619,14 +661,13 @@ def run(args) -> int:
                 b.proc.stop(signal.SIGTERM)
 
         # --- checks ---
-        events = client.snapshot()
         for e in events:
             if e.get("event") in ("reset", "stall"):
                 faults.append(Fault(e["event"], e["t"], e.get("backend", ""), affects=1))
         stalls: Dict[int, List[float]] = {}
         for e in events:
             if e.get("event") == "stall":
-                stalls.setdefault(e["conn"], []).append(e["t"])
+                stalls.setdefault((e["round"], e["conn"]), []).append(e["t"])
         failures = [e for e in events if e.get("event") == "fail"]
         by_cause: Dict[str, int] = {}
         by_fault: Dict[str, int] = {}
@@ -645,7 +686,7 @@ def run(args) -> int:
                               f"first: {unexplained[:5]}")
         if result["stalls"] != result["stalls_done"]:
             # A stalled session a fault ended did not get its burst back: that is explained.
-            ended = {e["conn"] for e in failures if e["conn"] in stalls}
+            ended = {(e["round"], e["conn"]) for e in failures if (e["round"], e["conn"]) in stalls}
             if result["stalls"] - result["stalls_done"] > len(ended):
                 violations.append(f"stalls: {result['stalls']} started, {result['stalls_done']} "
                                   f"got their whole burst back, {len(ended)} ended by a fault")
@@ -656,10 +697,21 @@ def run(args) -> int:
             violations.append(f"sanitizer report(s) in wsgate's stderr: {reports[:3]}")
         if end_fds != base_fds:
             violations.append(f"descriptors: {end_fds} at the end, {base_fds} at the baseline")
+        for i, (fds, _) in enumerate(round_end):
+            if fds != base_fds:
+                violations.append(f"descriptors: {fds} after round {i + 1}, {base_fds} at the "
+                                  f"baseline")
         rss_growth = end_rss - base_rss
         if rss_growth > args.rss_tolerance_mb * 2**20:
             violations.append(f"RSS grew by {rss_growth / 2**20:.1f} MiB "
                               f"(tolerance {args.rss_tolerance_mb} MiB)")
+        # A leak grows with every round; an allocator's retained high-water (ASan's quarantine
+        # and size-class caches, glibc's arenas) flattens out after the first ones.
+        round_growth = end_rss - round_end[-2][1] if len(round_end) > 1 else 0
+        if round_growth > args.round_growth_mb * 2**20:
+            violations.append(f"RSS after the last round is {round_growth / 2**20:.1f} MiB above "
+                              f"the round before (tolerance {args.round_growth_mb} MiB): it "
+                              f"grows with the work done, as a leak would")
 
         # /metrics against what the client saw (deltas from the baseline).
         def delta(name: str, **labels) -> int:
@@ -671,12 +723,23 @@ def run(args) -> int:
         # wsgate's own account, one access line per session: every way a session ended must be
         # one the faults cause (a 'close timeout' or 'idle timeout' here is a bug, even when the
         # client saw nothing wrong), and it must have seen every injected reset.
+        # Upgrades refused (no 101) must be the client's failed handshakes, one for one.
         reasons: Dict[str, int] = {}
+        refused = 0
         for r in gate.access_log():
             if r.get("kind") == "websocket":
                 key = r.get("reason", "?")
+                if r.get("status") != 101:
+                    refused += 1
+                    key = f"{key} ({r.get('status')})"
                 reasons[key] = reasons.get(key, 0) + 1
-        unexpected = {k: v for k, v in reasons.items() if k not in EXPECTED_REASONS}
+        unexpected = {k: v for k, v in reasons.items()
+                      if k not in EXPECTED_REASONS and k.rsplit(" (", 1)[0] not in REFUSED_REASONS}
+        handshake_failures = sum(1 for e in failures if not e.get("opened") and
+                                 "status" in e.get("why", ""))
+        if refused != handshake_failures:
+            violations.append(f"access log: {refused} upgrades answered without a 101, the "
+                              f"clients saw {handshake_failures}")
         if unexpected:
             violations.append(f"access log: sessions ended for reasons no fault causes: "
                               f"{unexpected}")
@@ -711,7 +774,9 @@ def run(args) -> int:
             "fds": {"baseline": base_fds, "peak": max(during.fds or [0]), "end": end_fds},
             "rss_mib": {"baseline": round(base_rss / 2**20, 1),
                         "peak": round(max(during.rss or [0]) / 2**20, 1),
-                        "end": round(end_rss / 2**20, 1)},
+                        "end": round(end_rss / 2**20, 1),
+                        "after_each_round": [round(r / 2**20, 1) for _, r in round_end]},
+            "rounds": args.rounds,
             "wsgate_cpu_s": round(cpu1 - cpu0, 1),
             "metrics": {"ws_sessions_ended": ws_total, "client_opened": opened_by_client,
                         "drained": drained, "client_got_1012": got_1012,
@@ -727,8 +792,6 @@ def run(args) -> int:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return 1 if violations else 0
     finally:
-        if client is not None and client.proc.running():
-            client.proc.stop(signal.SIGKILL)
         if gate is not None and gate.proc.running():
             gate.proc.stop(signal.SIGKILL)
         for b in backends.values():
@@ -750,7 +813,9 @@ def print_summary(s: dict) -> None:
          f"; unexplained {s['unexplained']}"),
         ("stalls", f"{s['stalls'][0]} started, {s['stalls'][1]} got the whole burst back"),
         ("fds", "baseline {baseline}, peak {peak}, end {end}".format(**s["fds"])),
-        ("RSS MiB", "baseline {baseline}, peak {peak}, end {end}".format(**s["rss_mib"])),
+        ("RSS MiB", "baseline {baseline}, peak {peak}, end {end}; after each of the {n} rounds "
+                    "{after}".format(n=s["rounds"], after=s["rss_mib"]["after_each_round"],
+                                     **s["rss_mib"])),
         ("wsgate CPU", f"{s['wsgate_cpu_s']} s"),
         ("/metrics", ", ".join(f"{k} {v}" for k, v in s["metrics"].items())),
         ("access log", ", ".join(f"{k} {v}" for k, v in sorted(s["access_log_reasons"].items()))),
