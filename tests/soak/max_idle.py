@@ -57,13 +57,13 @@ def make_cert(workdir: Path) -> tuple:
     return cert, key
 
 
-def config(backend_port: int, tls: Optional[tuple]) -> str:
+def config(backend_port: int, tls: Optional[tuple], workers: int) -> str:
     listener = f"  - {{ name: public, listen: {LOOPBACK}:0 }}"
     if tls:
         listener = (f"  - name: public\n    listen: {LOOPBACK}:0\n    tls:\n"
                     f"      certificates:\n        - {{ cert: {tls[0]}, key: {tls[1]} }}")
     return f"""# written by tests/soak/max_idle.py; limits.max_connections left to the open-files limit
-workers: 2
+workers: {workers}
 log: {{ level: info, access: "off" }}
 listeners:
 {listener}
@@ -121,7 +121,7 @@ def run_one(args, workdir: Path, tls: bool) -> dict:
         procs.append(backend)
         wait_for(lambda: "listening" in backend.stdout_path.read_text(), 10, "the backend")
         cert = make_cert(workdir) if tls else None
-        (workdir / "wsgate.yaml").write_text(config(port, cert))
+        (workdir / "wsgate.yaml").write_text(config(port, cert, args.workers))
         gate = Proc("wsgate", [args.wsgate, "-c", str(workdir / "wsgate.yaml")], workdir)
         procs.append(gate)
         text = wait_for(lambda: (t := gate.stderr_text()) and re.search(r"\bready\b", t) and t,
@@ -171,7 +171,8 @@ def run_one(args, workdir: Path, tls: bool) -> dict:
             raise RuntimeError(f"wsload idle printed no result: {client.stderr_text()[-2000:]}")
         gate_rc = gate.stop(signal.SIGTERM, timeout=60)
         summary = {
-            "transport": label, "open_files_limit": args.nofile, "max_connections": n,
+            "transport": label, "workers": args.workers, "open_files_limit": args.nofile,
+            "max_connections": n,
             "open": opened["open"], "failed_to_open": opened["failed"],
             "open_seconds": opened["setup_s"], "wsgate_cpu_s_to_open": round(cpu_open, 2),
             "one_more_waited": refused,
@@ -203,6 +204,9 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=0,
                    help="0 (default): wsgate's max_connections")
     p.add_argument("--tls", action="store_true", help="wss:// only")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("SOAK_IDLE_WORKERS", 1)),
+                   help="wsgate's workers (1: max_connections is split evenly across workers, "
+                        "and SO_REUSEPORT's hash does not fill them evenly, docs/reliability.md)")
     p.add_argument("--both", action="store_true", help="ws:// then wss://")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
