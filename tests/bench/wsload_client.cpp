@@ -72,8 +72,8 @@ void ClientConn::start(uint64_t now) {
   rawOut_.clear();
   rawSent_ = 0;
   queue_.clear();
-  const unsigned slots = plan.mode == Mode::Soak ? std::max(plan.pipeline, plan.stallBurst)
-                                                : plan.pipeline;
+  const unsigned slots =
+      plan.mode == Mode::Soak ? std::max(plan.pipeline, plan.stallBurst) : plan.pipeline;
   queue_.reserve(slots + 2);  // messages in flight plus a Close and a Pong
   queueHead_ = headSent_ = 0;
   sentAt_.assign(slots, 0);

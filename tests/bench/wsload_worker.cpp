@@ -474,11 +474,11 @@ void ClientWorker::printEvent(std::string_view event, const ClientConn& conn, ui
     if (c == '"' || c == '\\') reason += '\\';
     reason += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
   }
-  std::printf("{\"event\":\"%.*s\",\"t\":%.6f,\"conn\":%zu,\"port\":%d,\"backend\":\"%s\","
-              "\"opened\":%s,\"why\":\"%s\"}\n",
-              static_cast<int>(event.size()), event.data(), static_cast<double>(now) / 1e9,
-              conn.id(), conn.localPort(), conn.backend().c_str(), conn.opened() ? "true" : "false",
-              reason.c_str());
+  std::printf(
+      "{\"event\":\"%.*s\",\"t\":%.6f,\"conn\":%zu,\"port\":%d,\"backend\":\"%s\","
+      "\"opened\":%s,\"why\":\"%s\"}\n",
+      static_cast<int>(event.size()), event.data(), static_cast<double>(now) / 1e9, conn.id(),
+      conn.localPort(), conn.backend().c_str(), conn.opened() ? "true" : "false", reason.c_str());
   std::fflush(stdout);
 }
 
