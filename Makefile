@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= conf/wsgate.yaml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build run test unit integration asan fuzz bench mutants package clean format
+.PHONY: all deps build run test unit integration asan fuzz bench soak soak-idle mutants package clean format
 
 all: build
 
@@ -59,6 +59,25 @@ mutants: deps
 
 bench: build
 	@bash tests/bench/run.sh $(BUILD) $(BENCH_ARGS)
+
+# Not in `make test` (minutes; docs/reliability.md). `make soak`: the ASan+UBSan wsgate under echo
+# traffic while backends are killed, clients reset mid-frame, readers stall and the config
+# reloads; SOAK_SECONDS (300), SOAK_SESSIONS (3000), SOAK_RATE (1500 echoes/s) and the other
+# SOAK_* knobs in tests/soak/soak.py. `make soak-idle`: one wsgate holding as many idle
+# WebSockets as the open-files limit allows, over ws:// and wss:// (SOAK_IDLE_HOLD, 60 s).
+soak: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWSGATE_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target wsgate
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target wsload
+	@$(PYTHON) tests/soak/soak.py --wsgate $(ASAN_BUILD)/wsgate --wsload $(BUILD)/tests/bench/wsload \
+	  --workdir $(ASAN_BUILD)/soak $(SOAK_ARGS)
+
+soak-idle: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target wsgate wsload
+	@$(PYTHON) tests/soak/max_idle.py --wsgate $(BUILD)/wsgate --wsload $(BUILD)/tests/bench/wsload \
+	  --workdir $(BUILD)/soak-idle --both $(SOAK_ARGS)
 
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i

@@ -206,13 +206,19 @@ void Session::onTunnelEof(Side from, bool reset) {
       if (first) closeReason_ = reset ? "backend reset" : "backend vanished";
       sendClose(kClient, cc::kBadGateway, reset ? "backend reset" : "backend closed");
     } else {
+      if (first && reset) closeReason_ = "client reset";
       sendClose(kBackend, cc::kGoingAway, "client went away");
     }
   }
   // A clean FIN is passed on after the Close (half-close): the other side can still send
   // its last frames, which are relayed to the half-closed side until its Close comes.
-  // endTunnelTurn sends it once the output toward that side is written.
-  if (!reset) t.finPending[other(from)] = true;
+  // endTunnelTurn sends it once the output toward that side is written. After a reset the
+  // Close alone tells the other side, but when the side reset in the middle of a frame no
+  // Close can follow the part of it already relayed (sendClose): then the FIN is the only
+  // word the other side gets, rather than silence until timeouts.close.
+  const bool collecting = script_ && script_->collect[from];
+  const bool closeBlocked = !hadClose && !collecting && !t.relay[from].atFrameBoundary();
+  if (!reset || closeBlocked) t.finPending[other(from)] = true;
   if (!t.closing()) t.closeDeadline = Clock::now() + runtime_->config->timeouts.close;
   armTunnelTimer();
   checkTunnelDone();

@@ -9,6 +9,13 @@
 //   wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]
 //   wsload handshakes --url wss://HOST:PORT --concurrency C [--duration SEC] [--threads T]
 //                [--resume]
+//   wsload soak  --url ws://HOST:PORT/PATH --connections N --rate MSGS_PER_S [--size BYTES]
+//                [--threads T] [--echo-timeout SEC] [--reconnect-delay SEC]
+//                [--stall-size BYTES] [--stall-burst N]
+//     Echo at a fixed rate until stdin says `stop` (or closes); connections that fail print a
+//     JSON event line and reconnect. Stdin commands inject faults: `reset K` (K connections
+//     send half a frame, then RST), `stall K SEC` (K connections stop reading for SEC while
+//     a burst of stall-burst x stall-size bytes is echoed back at them).
 // Every client command takes wss:// URLs too, and --sni NAME (the TLS server name to send;
 // by default the URL's host unless it is an IP address).
 //
@@ -62,6 +69,10 @@ constexpr std::string_view kUsage =
     "  wsload churn --url ws://HOST:PORT/PATH --concurrency C [--duration SEC] [--size BYTES]\n"
     "  wsload handshakes --url wss://HOST:PORT --concurrency C [--duration SEC] [--threads T]\n"
     "               [--resume]\n"
+    "  wsload soak  --url ws://HOST:PORT/PATH --connections N --rate MSGS_PER_S [--size BYTES]\n"
+    "               [--threads T] [--echo-timeout SEC] [--reconnect-delay SEC]\n"
+    "               [--stall-size BYTES] [--stall-burst N]\n"
+    "               (stdin: `reset K`, `stall K SEC`, `stop`)\n"
     "  client commands take wss:// URLs and --sni NAME (default: the URL's host name)\n";
 
 // --- command line ------------------------------------------------------------------------
@@ -82,7 +93,12 @@ struct CommandSpec {
 
 const std::map<std::string, CommandSpec, std::less<>>& commandSpecs() {
   static const std::map<std::string, CommandSpec, std::less<>> specs = {
-      {"serve", {{"--listen", "--threads"}, {}, {"--listen"}}},
+      {"serve", {{"--listen", "--threads", "--name"}, {}, {"--listen"}}},
+      {"soak",
+       {{"--url", "--connections", "--size", "--rate", "--threads", "--sni", "--echo-timeout",
+         "--reconnect-delay", "--stall-size", "--stall-burst"},
+        {"--binary", "--text"},
+        {"--url", "--connections", "--rate"}}},
       {"echo",
        {{"--url", "--connections", "--size", "--pipeline", "--rate", "--duration", "--warmup",
          "--threads", "--sni"},
@@ -363,6 +379,91 @@ int runIdle(const Options& o, Plan plan) {
   return ok && result.errors == 0 ? kExitOk : kExitErrors;
 }
 
+// Soak: the connections open, echo at the rate; the driver injects faults through stdin and
+// ends the run with `stop`. Every failure was printed as an event line when it happened.
+int runSoak(const Options& o, Plan plan) {
+  const uint64_t connections = integerOption(o, "--connections", 0, 1, 1'000'000);
+  const uint64_t rate = integerOption(o, "--rate", 0, 1, 100'000'000);
+  const auto threads = static_cast<std::size_t>(
+      std::min<uint64_t>(integerOption(o, "--threads", 1, 1, 256), connections));
+  plan.opcode = o.has("--text") ? ws::Opcode::Text : ws::Opcode::Binary;
+  plan.handshakeLimit = std::max<std::size_t>(1, kHandshakesInFlight / threads);
+  plan.rate = static_cast<double>(rate) / static_cast<double>(threads);
+  plan.echoTimeout = secondsOption(o, "--echo-timeout", 15, false);
+  plan.handshakeTimeout = plan.echoTimeout;
+  plan.closeTimeout = plan.echoTimeout;
+  plan.reconnectDelay = secondsOption(o, "--reconnect-delay", 0.5, true);
+  plan.stallSize = static_cast<std::size_t>(integerOption(o, "--stall-size", 65536, 16, 1 << 24));
+  plan.stallBurst = static_cast<unsigned>(integerOption(o, "--stall-burst", 64, 1, 4096));
+
+  const uint64_t startNs = nowNs();
+  Crew crew(plan, threads, connections);
+  const Report setup = crew.waitAll(Phase::SetupDone);
+  JsonLine()
+      .add("event", "ready")
+      .add("open", static_cast<uint64_t>(setup.open))
+      .add("failed", static_cast<uint64_t>(setup.failed))
+      .add("setup_s", static_cast<double>(nowNs() - startNs) / 1e9, 3)
+      .print();
+  const uint64_t goNs = nowNs();
+  if (setup.failed == 0) {
+    crew.post({CommandKind::Go, goNs, ~uint64_t{0}});
+    JsonLine().add("event", "start").add("t", static_cast<double>(goNs) / 1e9, 6).print();
+    // Commands, one a line, until `stop` or the end of stdin (the driver went away).
+    std::string line;
+    for (char c = 0;;) {
+      const ssize_t n = ::read(STDIN_FILENO, &c, 1);
+      if (n <= 0) break;
+      if (c != '\n') {
+        line += c;
+        continue;
+      }
+      char word[16] = {};
+      std::size_t count = 0;
+      double seconds = 0;
+      const int fields = std::sscanf(line.c_str(), "%15s %zu %lf", word, &count, &seconds);
+      line.clear();
+      if (fields >= 1 && std::string_view(word) == "stop") break;
+      const bool reset = fields == 2 && std::string_view(word) == "reset";
+      const bool stall = fields == 3 && std::string_view(word) == "stall" && seconds > 0;
+      if (!reset && !stall) {
+        std::fprintf(stderr, "wsload: soak: ignored command line\n");
+        continue;
+      }
+      // Spread over the workers: worker i takes its share of `count`.
+      Command command{reset ? CommandKind::Reset : CommandKind::Stall};
+      command.count = (count + threads - 1) / threads;
+      command.seconds = seconds;
+      crew.post(command);
+    }
+  }
+  const double seconds = static_cast<double>(nowNs() - goNs) / 1e9;
+  crew.post({CommandKind::Stop});
+  const Report result = crew.waitAll(Phase::Measured);
+  JsonLine line;
+  line.add("mode", "soak")
+      .add("connections", connections)
+      .add("size", static_cast<uint64_t>(plan.size))
+      .add("rate", rate)
+      .add("seconds", seconds, 3)
+      .add("messages", result.completed)
+      .add("msgs_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
+      .add("p50_us", result.latency.percentile(0.50))
+      .add("p99_us", result.latency.percentile(0.99))
+      .add("p999_us", result.latency.percentile(0.999))
+      .add("failures", result.errors)
+      .add("reopened", result.reopened)
+      .add("resets", result.resets)
+      .add("stalls", result.stalls)
+      .add("stalls_done", result.stallsDone)
+      .add("stall_echoes", result.stallEchoes)
+      .add("open_at_start", static_cast<uint64_t>(setup.open))
+      .add("failed_at_start", static_cast<uint64_t>(setup.failed));
+  addError(line, result.firstError);
+  line.print();
+  return setup.failed == 0 ? kExitOk : kExitErrors;
+}
+
 // Runs `plan` (churn or handshakes) in `concurrency` slots over `threads` for `seconds`.
 Report runSessions(const Plan& plan, std::size_t threads, std::size_t concurrency, double seconds,
                    bool printStart) {
@@ -453,6 +554,7 @@ int runServeCommand(const Options& o) {
   if (!listen) throw UsageError{"--listen: " + std::string(why)};
   serve.listen = *listen;
   serve.threads = static_cast<unsigned>(integerOption(o, "--threads", 1, 1, 256));
+  if (o.has("--name")) serve.name = std::string(o.get("--name")).substr(0, 64);
   return runServe(serve);
 }
 
@@ -498,6 +600,10 @@ int runClientCommand(const Options& o) {
   if (o.command == "echo") {
     plan.mode = Mode::Echo;
     return runEcho(o, plan);
+  }
+  if (o.command == "soak") {
+    plan.mode = Mode::Soak;
+    return runSoak(o, plan);
   }
   if (o.command == "idle") {
     plan.mode = Mode::Idle;

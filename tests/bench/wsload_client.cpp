@@ -3,7 +3,9 @@
 
 #include "tests/bench/wsload_client.h"
 
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -70,9 +72,14 @@ void ClientConn::start(uint64_t now) {
   rawOut_.clear();
   rawSent_ = 0;
   queue_.clear();
-  queue_.reserve(plan.pipeline + 2);  // messages in flight plus a Close and a Pong
+  const unsigned slots =
+      plan.mode == Mode::Soak ? std::max(plan.pipeline, plan.stallBurst) : plan.pipeline;
+  queue_.reserve(slots + 2);  // messages in flight plus a Close and a Pong
   queueHead_ = headSent_ = 0;
-  sentAt_.assign(plan.pipeline, 0);
+  sentAt_.assign(slots, 0);
+  backend_.clear();
+  localPort_ = 0;
+  stalled_ = big_ = false;
   sendSeq_ = recvSeq_ = 0;
   inFlight_ = 0;
   frames_.reset();
@@ -132,6 +139,13 @@ void ClientConn::continueConnect() {
 }
 
 void ClientConn::onConnected() {
+  sockaddr_storage local{};
+  socklen_t localLen = sizeof local;
+  if (getsockname(transport_->fd(), reinterpret_cast<sockaddr*>(&local), &localLen) == 0) {
+    localPort_ = local.ss_family == AF_INET6
+                     ? ntohs(reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port)
+                     : ntohs(reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+  }
   worker_.onTransportReady(*transport_);
   armRead(true);
   if (worker_.plan().mode == Mode::Handshakes) {
@@ -174,6 +188,10 @@ void ClientConn::close() {
   if (state_ != State::Open) {
     abort();
     return;
+  }
+  if (stalled_) {  // a stalled reader reads again: the Close handshake needs it
+    stalled_ = false;
+    armRead(true);
   }
   static constexpr char kNormalClosure[2] = {0x03, static_cast<char>(0xE8)};  // 1000
   queueControl(ws::Opcode::Close, kNormalClosure, sizeof kNormalClosure);
@@ -275,6 +293,12 @@ void ClientConn::onTimeout() {
       fail("handshake timeout");
       break;
     case State::Open:
+      if (stalled_) {  // the stall is over: read what piled up, then echoes are due again
+        stalled_ = false;
+        armRead(true);
+        armTimer(worker_.plan().echoTimeout > 0 ? worker_.plan().echoTimeout : 10);
+        break;
+      }
       fail("echo timeout");
       break;
     case State::Closing:
@@ -325,6 +349,9 @@ bool ClientConn::onHandshakeBytes(const char* data, std::size_t len) {
   state_ = State::Open;
   opened_ = true;
   disarmTimer();
+  if (const http::Header* b = http::findHeader(head.headers, "X-Backend")) {
+    backend_.assign(b->value.substr(0, 64));
+  }
   std::string early = headIn_.substr(parsed.headBytes);  // frames right behind the 101
   std::string().swap(headIn_);
   worker_.onConnOpen(*this, now_);
@@ -347,7 +374,7 @@ void ClientConn::queueMessages(unsigned count, uint64_t now) {
 }
 
 void ClientConn::queueMessage(uint64_t now) {
-  const MessageTemplate& m = worker_.message();
+  const MessageTemplate& m = msg();
   Chunk& c = queue_.emplace_back();
   std::memcpy(c.bytes.data(), m.header.data(), m.header.size());
   char* stamp = c.bytes.data() + m.header.size();
@@ -362,7 +389,7 @@ void ClientConn::queueMessage(uint64_t now) {
 }
 
 void ClientConn::queueControl(ws::Opcode op, const char* payload, std::size_t len) {
-  const MessageTemplate& m = worker_.message();
+  const MessageTemplate& m = msg();
   Chunk& c = queue_.emplace_back();
   c.bytes[0] = static_cast<char>(0x80 | static_cast<uint8_t>(op));
   c.bytes[1] = static_cast<char>(0x80 | len);  // control payloads are at most 125 bytes
@@ -487,7 +514,7 @@ bool ClientConn::onFrameHeader(const ws::FrameHeader& h) {
   } else {
     return fail("protocol: reserved opcode");
   }
-  if (messageProblem_.empty() && messageOffset_ + h.payloadLength > worker_.message().size) {
+  if (messageProblem_.empty() && messageOffset_ + h.payloadLength > msg().size) {
     messageProblem_ = "echo mismatch (longer than sent)";
   }
   return true;
@@ -502,7 +529,7 @@ void ClientConn::beginMessage(uint8_t opcode) {
     messageProblem_ = "unexpected message: nothing in flight";
     return;
   }
-  const MessageTemplate& m = worker_.message();
+  const MessageTemplate& m = msg();
   if (opcode != static_cast<uint8_t>(m.opcode)) messageProblem_ = "echo mismatch (opcode)";
   const uint64_t sent = sentAt_[recvSeq_ % sentAt_.size()];
   writeStamp(expectedStamp_.data(), m.stampLength, recvSeq_, sent / 1000);
@@ -515,7 +542,7 @@ bool ClientConn::onPayload(char* data, std::size_t len) {
     return true;
   }
   if (messageProblem_.empty()) {
-    const MessageTemplate& m = worker_.message();
+    const MessageTemplate& m = msg();
     std::size_t i = 0;
     if (messageOffset_ < m.stampLength) {
       i = std::min<std::size_t>(len, m.stampLength - messageOffset_);
@@ -563,7 +590,7 @@ bool ClientConn::onServerClose() {
 
 bool ClientConn::endMessage() {
   inMessage_ = false;
-  const MessageTemplate& m = worker_.message();
+  const MessageTemplate& m = msg();
   if (messageProblem_.empty() && messageOffset_ != m.size) {
     messageProblem_ = "echo mismatch (shorter than sent)";
   }
@@ -574,6 +601,16 @@ bool ClientConn::endMessage() {
   const uint64_t sent = sentAt_[recvSeq_ % sentAt_.size()];
   ++recvSeq_;
   --inFlight_;
+  if (big_) {  // a stall burst's echo: counted apart, never a latency sample
+    if (!messageProblem_.empty()) return fail("stall burst " + std::string(messageProblem_));
+    worker_.onStallEcho();
+    if (inFlight_ == 0) {
+      big_ = false;
+      disarmTimer();
+      worker_.onStallDone(*this, now_);
+    }
+    return alive();
+  }
   if (inFlight_ == 0 && state_ == State::Open && worker_.plan().echoTimeout > 0) disarmTimer();
   const Next next = messageProblem_.empty() ? worker_.onEcho(*this, sent, now_)
                                             : worker_.onMismatch(*this, messageProblem_);
@@ -591,6 +628,46 @@ bool ClientConn::endMessage() {
       break;
   }
   return alive();
+}
+
+}  // namespace wsgate::bench
+
+namespace wsgate::bench {
+
+// --- soak: injected faults -----------------------------------------------------------------
+
+const MessageTemplate& ClientConn::msg() const {
+  return big_ ? worker_.stallMessage() : worker_.message();
+}
+
+bool ClientConn::quiet() const {
+  return state_ == State::Open && !stalled_ && !big_ && inFlight_ == 0 &&
+         queueHead_ == queue_.size() && rawSent_ == rawOut_.size();
+}
+
+void ClientConn::injectReset() {
+  const MessageTemplate& m = worker_.message();
+  // The header (with its mask) and half the masked payload: the proxy holds a partial frame.
+  const std::size_t half = std::max<std::size_t>(1, m.size / 2);
+  std::string partial = m.header;
+  partial.append(m.masked.data(), std::min(half, m.masked.size()));
+  iovec iov{partial.data(), partial.size()};
+  transport_->writev(&iov, 1);  // a short or failed write still leaves a partial frame
+  const linger hard{1, 0};
+  setsockopt(transport_->fd(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+  closeSocket();
+  disarmTimer();
+  state_ = State::Done;
+}
+
+void ClientConn::stall(double seconds, uint64_t now) {
+  const unsigned burst = worker_.plan().stallBurst;
+  big_ = true;  // before queuing: the stamps follow the stall template's size
+  queueMessages(burst, now);
+  stalled_ = true;
+  armRead(false);
+  armTimer(seconds);  // replaces the echo timer queueMessages armed
+  flush();
 }
 
 }  // namespace wsgate::bench

@@ -21,7 +21,9 @@
 namespace wsgate::bench {
 
 // Handshakes: TCP connect, TLS handshake, our close_notify, the server's close; no HTTP.
-enum class Mode : uint8_t { Echo, Idle, Churn, Handshakes };
+// Soak: echo at a rate on connections that reconnect after any failure, each failure printed
+// as a JSON event line; faults (resets mid-frame, stalled readers) injected on command.
+enum class Mode : uint8_t { Echo, Idle, Churn, Handshakes, Soak };
 
 class TlsClient;
 
@@ -43,6 +45,11 @@ struct Plan {
   double handshakeTimeout = 10;
   double echoTimeout = 0;
   double closeTimeout = 1;
+  // Soak: seconds before a failed or reset connection reconnects; a stalled reader's burst
+  // (stallBurst messages of stallSize bytes, sent while it does not read).
+  double reconnectDelay = 0.5;
+  std::size_t stallSize = 64 * 1024;
+  unsigned stallBurst = 64;
 
   // Churn and handshakes run sessions one after another in each slot, for a duration.
   bool repeatsSessions() const { return mode == Mode::Churn || mode == Mode::Handshakes; }
@@ -121,6 +128,19 @@ public:
   bool opened() const { return opened_; }  // this session completed its handshake
   bool ticketReceived() const { return transport_ && transport_->ticketReceived(); }
 
+  // Soak. The backend that answered the upgrade (its `X-Backend` header, "" if none).
+  const std::string& backend() const { return backend_; }
+  int localPort() const { return localPort_; }
+  bool stalled() const { return stalled_ || big_; }
+  // Open, nothing queued or in flight, not stalled: a fault can be injected now.
+  bool quiet() const;
+  // Writes the first half of a message frame, then closes with SO_LINGER 0 (a TCP RST).
+  // The connection is left closed (state Done); the worker schedules its next session.
+  void injectReset();
+  // Stops reading, sends the stall burst, resumes reading after `seconds`; every echo of the
+  // burst must still come back intact (the worker hears of it through onStallDone).
+  void stall(double seconds, uint64_t now);
+
 private:
   friend class wsgate::bench::FrameStream;
 
@@ -150,6 +170,7 @@ private:
   void closeSocket() noexcept;
   bool fail(std::string_view why);  // always returns false, for `return fail(...)`
   void finishClean();
+  const MessageTemplate& msg() const;  // what the next echo must be: the stall's or the usual
 
   // FrameStream sink: checks each echo as it streams in.
   bool onFrameHeader(const ws::FrameHeader& h);
@@ -195,6 +216,12 @@ private:
   uint64_t messageOffset_ = 0;
   std::string_view messageProblem_;  // why the echo differs, empty while it matches
   std::array<char, kStampBytes> expectedStamp_{};
+
+  // Soak.
+  std::string backend_;
+  int localPort_ = 0;
+  bool stalled_ = false;  // not reading until the timer fires
+  bool big_ = false;      // the stall burst's echoes are in flight
 };
 
 }  // namespace wsgate::bench

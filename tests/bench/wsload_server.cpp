@@ -32,6 +32,12 @@ namespace {
 using net::EventBasePtr;
 using net::EventPtr;
 
+// `serve --name`: set by runServe before the workers start, read-only after.
+std::string& backendName() {
+  static std::string name;
+  return name;
+}
+
 constexpr std::size_t kScratchBytes = 256 * 1024;
 constexpr int kAcceptsPerWakeup = 64;
 // Output beyond this pauses reading until it drains: a client that does not read its echoes
@@ -239,7 +245,9 @@ void ServerConn::onRequest(const http::RequestHead& head, std::size_t headBytes)
     }
     const http::Header* key = http::findHeader(head.headers, "Sec-WebSocket-Key");
     out_ += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-    out_ += "Sec-WebSocket-Accept: " + ws::computeAccept(key->value) + "\r\n\r\n";
+    out_ += "Sec-WebSocket-Accept: " + ws::computeAccept(key->value) + "\r\n";
+    if (!backendName().empty()) out_ += "X-Backend: " + backendName() + "\r\n";
+    out_ += "\r\n";
     state_ = State::WebSocket;
     std::string early = headIn_.substr(headBytes);  // frames sent right behind the request
     std::string().swap(headIn_);
@@ -394,6 +402,7 @@ int openListener(const HostPort& where, std::string& boundText) {
 }  // namespace
 
 int runServe(const ServeOptions& options) {
+  backendName() = options.name;  // before any worker thread starts; read-only after
   std::string bound;
   const int listenFd = openListener(options.listen, bound);
   if (listenFd < 0) return 1;

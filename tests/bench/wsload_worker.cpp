@@ -2,6 +2,7 @@
 
 #include "tests/bench/wsload_worker.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <utility>
@@ -39,6 +40,11 @@ void Report::merge(const Report& other) {
   errors += other.errors;
   if (firstError.empty()) firstError = other.firstError;
   resumed += other.resumed;
+  reopened += other.reopened;
+  resets += other.resets;
+  stalls += other.stalls;
+  stallsDone += other.stallsDone;
+  stallEchoes += other.stallEchoes;
   tickets += other.tickets;
   if (tls.protocol.empty()) tls = other.tls;
   latency.merge(other.latency);
@@ -76,6 +82,7 @@ ClientWorker::ClientWorker(const Plan& plan, std::size_t index, std::size_t firs
       base_(event_base_new()),
       rng_(seedFor(index)),
       message_(plan.opcode, plan.size, randomMask(rng_)),
+      stallMessage_(plan.opcode, plan.mode == Mode::Soak ? plan.stallSize : 0, message_.mask),
       scratch_(kScratchBytes) {
   command_.reset(event_new(base_.get(), -1, 0, &onCommandCb, this));
   deadline_.reset(evtimer_new(base_.get(), &onDeadlineCb, this));
@@ -139,6 +146,10 @@ void ClientWorker::onCommands() {
       case CommandKind::Stop:
         stop(now);
         break;
+      case CommandKind::Reset:
+      case CommandKind::Stall:
+        injectFaults(command, now);
+        break;
     }
   }
 }
@@ -158,7 +169,8 @@ void ClientWorker::onTick() {
   while (rateSent_ < due && tried < conns_.size()) {
     ClientConn& conn = *conns_[rateNext_];
     rateNext_ = (rateNext_ + 1) % conns_.size();
-    if (conn.state() == ClientConn::State::Open && conn.inFlight() < plan_.pipeline) {
+    if (conn.state() == ClientConn::State::Open && conn.inFlight() < plan_.pipeline &&
+        !conn.stalled()) {
       conn.send(1, now);
       ++rateSent_;
       tried = 0;
@@ -197,6 +209,10 @@ void ClientWorker::onConnOpen(ClientConn& conn, uint64_t now) {
     conn.send(1, now);
     return;
   }
+  if (plan_.mode == Mode::Soak && stage_ != Stage::Setup) {  // a reconnect
+    ++report_.reopened;
+    return;
+  }
   ++report_.open;
   --handshaking_;
   openMore(now);
@@ -214,7 +230,7 @@ void ClientWorker::go(const Command& command, uint64_t now) {
   if (stage_ != Stage::Ready) return;
   stage_ = Stage::Running;
   goNs_ = now;
-  if (plan_.mode == Mode::Echo) {
+  if (plan_.mode == Mode::Echo || plan_.mode == Mode::Soak) {
     windowStartNs_ = command.windowStartNs;
     windowEndNs_ = command.windowEndNs;
     if (plan_.rate > 0) {
@@ -245,6 +261,10 @@ void ClientWorker::probe(uint64_t now) {
 ClientConn::Next ClientWorker::onEcho(ClientConn& conn, uint64_t sentNs, uint64_t now) {
   (void)conn;
   switch (plan_.mode) {
+    case Mode::Soak:
+      ++report_.completed;
+      report_.latency.record((now - sentNs) / 1000);
+      return ClientConn::Next::Nothing;
     case Mode::Echo:
       if (now >= windowStartNs_ && now < windowEndNs_) {
         report_.latency.record((now - sentNs) / 1000);
@@ -284,6 +304,13 @@ void ClientWorker::probeAnswered() {
 
 void ClientWorker::onConnFailed(ClientConn& conn, std::string_view why, uint64_t now) {
   noteError(conn, why);
+  if (plan_.mode == Mode::Soak) {
+    printEvent("fail", conn, now, why);
+    if (stage_ == Stage::Running || (stage_ == Stage::Ready && conn.opened())) {
+      conn.startAfter(plan_.reconnectDelay);
+      return;
+    }
+  }
   if (plan_.repeatsSessions()) {
     if (stage_ == Stage::Running) {
       conn.startAfter(kChurnRetryDelay);
@@ -340,9 +367,14 @@ void ClientWorker::stop(uint64_t now) {
     }
     return;
   }
+  if (plan_.mode == Mode::Soak) {  // between sessions: nothing to close
+    for (auto& conn : conns_) {
+      if (conn->state() == ClientConn::State::Scheduled) conn->abort();
+    }
+  }
   for (auto& conn : conns_) {
-    if (conn->state() == ClientConn::State::Open && conn->inFlight() > 0 &&
-        now - conn->oldestSentNs() > kStallNs) {
+    if (plan_.mode == Mode::Echo && conn->state() == ClientConn::State::Open &&
+        conn->inFlight() > 0 && now - conn->oldestSentNs() > kStallNs) {
       noteError(*conn, "echo timeout: no echo for 5 s");
     }
   }
@@ -396,6 +428,58 @@ void ClientWorker::armDeadline(double seconds) {
   const auto us = static_cast<int64_t>(seconds * 1e6);
   const timeval tv{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
   evtimer_add(deadline_.get(), &tv);
+}
+
+}  // namespace wsgate::bench
+
+namespace wsgate::bench {
+
+// --- soak ------------------------------------------------------------------------------------
+
+void ClientWorker::onStallDone(ClientConn& conn, uint64_t now) {
+  ++report_.stallsDone;
+  printEvent("stall_done", conn, now);
+}
+
+// Picks `count` quiet connections at random (a partial shuffle of the quiet ones).
+void ClientWorker::injectFaults(const Command& command, uint64_t now) {
+  if (stage_ != Stage::Running) return;
+  std::vector<ClientConn*> quiet;
+  for (auto& conn : conns_) {
+    if (conn->quiet()) quiet.push_back(conn.get());
+  }
+  const std::size_t count = std::min(command.count, quiet.size());
+  for (std::size_t i = 0; i < count; ++i) {
+    std::swap(quiet[i], quiet[i + rng_() % (quiet.size() - i)]);
+    ClientConn& conn = *quiet[i];
+    if (command.kind == CommandKind::Reset) {
+      ++report_.resets;
+      printEvent("reset", conn, now);
+      conn.injectReset();
+      conn.startAfter(plan_.reconnectDelay);
+    } else {
+      ++report_.stalls;
+      printEvent("stall", conn, now);
+      conn.stall(command.seconds, now);
+    }
+  }
+}
+
+// One JSON line per event, written with one printf (stdio locks the stream: lines from
+// several workers never interleave). t: CLOCK_MONOTONIC seconds, the driver's clock too.
+void ClientWorker::printEvent(std::string_view event, const ClientConn& conn, uint64_t now,
+                              std::string_view why) {
+  std::string reason;
+  for (const char c : why) {
+    if (c == '"' || c == '\\') reason += '\\';
+    reason += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
+  }
+  std::printf(
+      "{\"event\":\"%.*s\",\"t\":%.6f,\"conn\":%zu,\"port\":%d,\"backend\":\"%s\","
+      "\"opened\":%s,\"why\":\"%s\"}\n",
+      static_cast<int>(event.size()), event.data(), static_cast<double>(now) / 1e9, conn.id(),
+      conn.localPort(), conn.backend().c_str(), conn.opened() ? "true" : "false", reason.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace wsgate::bench

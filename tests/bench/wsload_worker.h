@@ -37,6 +37,12 @@ struct Report {
   uint64_t resumed = 0;    // handshakes started after go that resumed a TLS session
   uint64_t tickets = 0;    // handshakes: sessions in which the server sent a session ticket
   TlsSummary tls;          // what the first TLS handshake negotiated (wss:// only)
+  // Soak.
+  uint64_t reopened = 0;     // sessions opened after the first (reconnects)
+  uint64_t resets = 0;       // injected resets
+  uint64_t stalls = 0;       // stalls started
+  uint64_t stallsDone = 0;   // stalls whose whole burst came back
+  uint64_t stallEchoes = 0;  // burst messages echoed
 
   void merge(const Report& other);
 };
@@ -60,11 +66,14 @@ private:
 
 // Commands from the main thread. Go starts traffic (echo: count completions in
 // [windowStart, windowEnd)); Probe sends one message per idle connection; Stop ends the run.
-enum class CommandKind : uint8_t { Go, Probe, Stop };
+// Soak: Reset and Stall pick `count` quiet connections at random.
+enum class CommandKind : uint8_t { Go, Probe, Stop, Reset, Stall };
 struct Command {
   CommandKind kind = CommandKind::Stop;
   uint64_t windowStartNs = 0;
   uint64_t windowEndNs = 0;
+  std::size_t count = 0;
+  double seconds = 0;
 };
 
 inline constexpr int kMaxIov = 512;
@@ -86,6 +95,7 @@ public:
   event_base* base() const { return base_.get(); }
   const Plan& plan() const { return plan_; }
   const MessageTemplate& message() const { return message_; }
+  const MessageTemplate& stallMessage() const { return stallMessage_; }
   char* scratch() { return scratch_.data(); }
   std::size_t scratchSize() const { return scratch_.size(); }
   iovec* iov() { return iov_.data(); }
@@ -97,6 +107,8 @@ public:
   ClientConn::Next onMismatch(ClientConn& conn, std::string_view why);
   void onConnFailed(ClientConn& conn, std::string_view why, uint64_t now);
   void onConnClosed(ClientConn& conn, uint64_t now);
+  void onStallEcho() { ++report_.stallEchoes; }
+  void onStallDone(ClientConn& conn, uint64_t now);
 
 private:
   // Setup (echo, idle: handshakes) -> Ready -> Running (traffic, probe, sessions) ->
@@ -120,6 +132,9 @@ private:
   void closeAll();
   void closedOne();
   void noteError(const ClientConn& conn, std::string_view why);
+  void injectFaults(const Command& command, uint64_t now);
+  void printEvent(std::string_view event, const ClientConn& conn, uint64_t now,
+                  std::string_view why = {});
   void armDeadline(double seconds);
 
   const Plan& plan_;
@@ -132,6 +147,7 @@ private:
 
   std::mt19937_64 rng_;
   MessageTemplate message_;
+  MessageTemplate stallMessage_;
   std::vector<char> scratch_;
   std::array<iovec, kMaxIov> iov_{};
   std::vector<std::unique_ptr<ClientConn>> conns_;

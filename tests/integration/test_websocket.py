@@ -403,6 +403,42 @@ def test_client_disconnect_closes_the_backend_connection(start_wsgate, fake_back
     assert record["kind"] == "websocket"
 
 
+def test_a_client_reset_mid_frame_ends_the_backend_connection_at_once(start_wsgate,
+                                                                      fake_backend, connect):
+    """A client that resets with half a frame relayed: no Close can follow that half toward the
+    backend, so a FIN has to, at once (found by `make soak`: the backend heard nothing until
+    timeouts.close, and the access line read 'close timeout'). The line says 'client reset'."""
+    def reads_until_eof(conn, backend):
+        request = conn.read_request(timeout=10)
+        conn.send(switching_protocols(request))
+        try:
+            data = conn.read_until_eof(timeout=10)
+            backend.note("eof_at", time.monotonic())
+            backend.note("received", data)
+        except TimeoutError:
+            backend.note("eof_at", None)
+
+    backend = fake_backend(reads_until_eof)
+    gate = gateway_to(start_wsgate, backend, timeouts={"close": "5s"})
+    conn = connect(gate.port)
+    assert conn.upgrade("/ws").status == 101
+    client_port = conn.local_port
+    whole = wsproto.encode_frame(wsproto.OP_BINARY, bytes(range(64)), mask=True)
+    half = whole[:len(whole) - 32]
+    conn.send(half)
+    time.sleep(0.3)  # relayed before the reset
+    reset_at = time.monotonic()
+    conn.abort()
+    wait_for(lambda: "eof_at" in backend.notes, 12, "the backend connection to end")
+    assert backend.notes["eof_at"] is not None, "the backend connection outlived the client"
+    elapsed = backend.notes["eof_at"] - reset_at
+    assert elapsed < 2.0, f"the backend heard of the reset {elapsed:.2f}s later (close is 5s)"
+    assert len(backend.notes["received"]) == len(half), "nothing may follow the half frame"
+    record = gate.wait_access(lambda r: str(r["client"]).endswith(f":{client_port}"))[0]
+    assert (record["reason"], record["close_code"], record["close_by"]) == \
+        ("client reset", 1006, "client"), record
+
+
 def test_sessions_are_independent(gate, connect):
     a, b = connect(gate.port), connect(gate.port)
     assert a.upgrade("/a").status == 101 and b.upgrade("/b").status == 101

@@ -6,6 +6,7 @@ Every run is short (about a second) and bounded by a timeout."""
 import asyncio
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -38,13 +39,15 @@ def wsload_bin():
 class Serve(harness._Process):
     """`wsload serve` on an ephemeral loopback port."""
 
-    def __init__(self, binary: Path, workdir: Path):
-        super().__init__("wsload-serve", workdir)
+    def __init__(self, binary: Path, workdir: Path, name: Optional[str] = None):
+        super().__init__(f"wsload-serve{'-' + name if name else ''}", workdir)
         self.binary = binary
+        self.name = name
         self.port = 0
 
     def start(self) -> "Serve":
-        self._spawn([str(self.binary), "serve", "--listen", f"{LOOPBACK}:0"])
+        self._spawn([str(self.binary), "serve", "--listen", f"{LOOPBACK}:0"] +
+                    (["--name", self.name] if self.name else []))
         m = self.wait_line(r"^listening 127\.0\.0\.1:(\d+)$", stream="stdout")
         self.port = int(m.group(1))
         return self
@@ -214,6 +217,59 @@ def test_churn_through_wsgate(wsload_bin, gate):
     result = result_of(lines)
     assert result["sessions"] > 0 and result["errors"] == 0, result
     assert result["p50_us"] <= result["p99_us"], result
+
+
+def test_soak_injects_resets_and_stalls_and_reports_each_failure(wsload_bin, start_wsgate,
+                                                                 tmp_path):
+    """`wsload soak` (tests/soak/soak.py's client): resets mid-frame and stalled readers on
+    command, one event line each with the session's backend (from `serve --name` through
+    wsgate's 101), a failure line per session a killed backend ended, then reconnects."""
+    backend = Serve(wsload_bin, tmp_path, name="s1").start()
+    gate = start_wsgate(gateway_config([route("ws", path_prefix="/")],
+                                       {"ws": pool(("s1", backend.address))}))
+    out_path, err_path = tmp_path / "soak.stdout", tmp_path / "soak.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([str(wsload_bin), "soak", "--url",
+                                 f"ws://{LOOPBACK}:{gate.port}/soak", "--connections", "20",
+                                 "--rate", "200", "--size", "64", "--stall-size", "65536",
+                                 "--stall-burst", "16", "--reconnect-delay", "0.2"],
+                                stdin=subprocess.PIPE, stdout=out, stderr=err)
+
+    def events(name):
+        return [json.loads(l) for l in out_path.read_text().splitlines()
+                if l.endswith("}") and json.loads(l).get("event") == name]
+
+    def command(text):
+        proc.stdin.write(text.encode() + b"\n")
+        proc.stdin.flush()
+
+    try:
+        wait_for(lambda: events("start"), timeout=10, what="the start line")
+        command("reset 2")
+        command("stall 2 0.5")
+        wait_for(lambda: len(events("stall_done")) == 2, timeout=10, what="two stalls done")
+        resets = events("reset")
+        assert len(resets) == 2 and all(e["backend"] == "s1" and e["port"] > 0 for e in resets)
+        assert not events("fail"), events("fail")
+        # wsgate saw half a frame, then the RST.
+        gate.wait_access(lambda r: r.get("reason") == "client reset", count=2)
+        backend.stop(signal.SIGKILL)
+        ended = wait_for(lambda: len(opened := [e for e in events("fail") if e["opened"]]) >= 18
+                         and opened, timeout=10, what="the sessions on the killed backend to end")
+        assert all(e["backend"] == "s1" for e in ended), ended
+        command("stop")
+        proc.stdin.close()
+        assert proc.wait(timeout=15) == 0, err_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        backend.stop()
+    result = result_of([json.loads(l) for l in out_path.read_text().splitlines()
+                        if l.endswith("}")])
+    assert (result["resets"], result["stalls"], result["stalls_done"],
+            result["stall_echoes"]) == (2, 2, 2, 32), result
+    assert result["messages"] > 0 and result["reopened"] >= 2, result
 
 
 # --- failures are reported ----------------------------------------------------------------------
