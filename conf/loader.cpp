@@ -688,6 +688,13 @@ private:
   void readLog(const Entry& e);
   void readListener(const Entry& e);
   void readListenerTls(const Entry& e, ListenerConfig& listener);
+  // proxy_protocol, and proxy_protocol_from (the trusted peers); `mark`: of the key.
+  void readProxyProtocol(const Entry& e, ListenerConfig& listener, std::optional<YAML::Mark>& mark);
+  void readTrusted(const Entry& e, ListenerConfig& listener, std::optional<YAML::Mark>& mark);
+  // proxy_protocol and proxy_protocol_from go together (marks: of their keys, if present).
+  void checkProxyProtocol(const ListenerConfig& listener,
+                          const std::optional<YAML::Mark>& proxyMark,
+                          const std::optional<YAML::Mark>& fromMark);
   void readCertificate(const Entry& e, ListenerTls& tls);
   void readRoute(const Entry& e);
   void readMatch(const Entry& e, RouteMatch& match);
@@ -919,6 +926,7 @@ void Loader::readListener(const Entry& e) {
   std::optional<HostPort> listen;
   YAML::Mark nameMark;
   YAML::Mark listenMark;
+  std::optional<YAML::Mark> proxyMark, fromMark;  // of the proxy_protocol keys
   const bool isMap = walkMap(
       e, "listener",
       {
@@ -936,16 +944,11 @@ void Loader::readListener(const Entry& e) {
            },
            true},
           {"tls", [&](const Entry& v) { readListenerTls(v, listener); }},
-          {"proxy_protocol",
-           [&](const Entry& v) {
-             // false asks for exactly what this version does, so it is accepted.
-             if (boolean(v) == true) {
-               error(v.key.Mark(),
-                     "'proxy_protocol: true' is not supported yet by this version of wsgate");
-             }
-           }},
+          {"proxy_protocol", [&](const Entry& v) { readProxyProtocol(v, listener, proxyMark); }},
+          {"proxy_protocol_from", [&](const Entry& v) { readTrusted(v, listener, fromMark); }},
       });
   if (!isMap) return;
+  checkProxyProtocol(listener, proxyMark, fromMark);
   if (name) {
     auto first = std::find_if(listenerNames_.begin(), listenerNames_.end(),
                               [&](const auto& n) { return n.first == *name; });
@@ -972,6 +975,43 @@ void Loader::readListener(const Entry& e) {
   listener.name = std::move(*name);
   listener.listen = std::move(*listen);
   config_.listeners.push_back(std::move(listener));
+}
+
+void Loader::readProxyProtocol(const Entry& e, ListenerConfig& listener,
+                               std::optional<YAML::Mark>& mark) {
+  assign(listener.proxyProtocol, boolean(e));
+  mark = e.key.Mark();
+}
+
+void Loader::readTrusted(const Entry& e, ListenerConfig& listener,
+                         std::optional<YAML::Mark>& mark) {
+  mark = e.key.Mark();
+  forEachItem(e, "address block", [&](const Entry& item) {
+    auto s = text(item);
+    if (!s) return;
+    std::string why;
+    if (auto block = parseCidr(*s, why)) {
+      listener.proxyProtocolFrom.push_back(*block);
+    } else {
+      error(where(item), quote(*s) + " " + why + ": expected an address or ADDRESS/BITS");
+    }
+  });
+}
+
+void Loader::checkProxyProtocol(const ListenerConfig& listener,
+                                const std::optional<YAML::Mark>& proxyMark,
+                                const std::optional<YAML::Mark>& fromMark) {
+  // Trusting every peer would let any client claim any address: the list is required, and
+  // a list that would go unused is refused, as a cookie's max_age without insert is.
+  if (listener.proxyProtocol && !fromMark) {
+    error(*proxyMark,
+          "'proxy_protocol: true' needs 'proxy_protocol_from', the addresses of the balancers "
+          "trusted to send the header");
+  } else if (listener.proxyProtocol && listener.proxyProtocolFrom.empty()) {
+    error(*fromMark, "'proxy_protocol_from' is empty: list the balancers' addresses");
+  } else if (!listener.proxyProtocol && fromMark) {
+    error(*fromMark, "'proxy_protocol_from' is unused without 'proxy_protocol: true'");
+  }
 }
 
 void Loader::readListenerTls(const Entry& e, ListenerConfig& listener) {
@@ -1285,6 +1325,7 @@ void Loader::readPool(const Entry& e) {
           {"slow_start",
            [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
           {"tls", [&](const Entry& v) { readBackendTls(v, pool); }},
+          {"proxy_protocol", [&](const Entry& v) { assign(pool.proxyProtocol, boolean(v)); }},
       });
   // Hash picks by the sticky key, so it needs one that every request carries. A sticky block
   // with errors of its own is reported already; adding this would be noise.

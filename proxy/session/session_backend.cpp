@@ -117,6 +117,8 @@ void Session::connectBackend() {
   setNoDelay(fd);
   openConn(kBackend, fd);
   conn_[kBackend].connecting = true;
+  // Ahead of everything, the ClientHello included: the backend reads it in the clear.
+  if (entry.config->proxyProtocol) queueBackendProxyHeader();
   if (entry.tls) {
     // Every WebSocket opens a new backend connection: resume the worker's last session
     // with this backend instead of a full handshake each time.
