@@ -688,13 +688,18 @@ private:
   void readLog(const Entry& e);
   void readListener(const Entry& e);
   void readListenerTls(const Entry& e, ListenerConfig& listener);
-  // proxy_protocol, and proxy_protocol_from (the trusted peers); `mark`: of the key.
-  void readProxyProtocol(const Entry& e, ListenerConfig& listener, std::optional<YAML::Mark>& mark);
-  void readTrusted(const Entry& e, ListenerConfig& listener, std::optional<YAML::Mark>& mark);
-  // proxy_protocol and proxy_protocol_from go together (marks: of their keys, if present).
-  void checkProxyProtocol(const ListenerConfig& listener,
-                          const std::optional<YAML::Mark>& proxyMark,
-                          const std::optional<YAML::Mark>& fromMark);
+  // Where a key was read, and whether its value had errors of its own (the checks that pair
+  // it with another key then stay quiet: one message per mistake).
+  struct KeyRead {
+    std::optional<YAML::Mark> at;
+    bool broken = false;
+  };
+  // proxy_protocol, and proxy_protocol_from (the peers trusted to send the header).
+  void readProxyProtocol(const Entry& e, ListenerConfig& listener, KeyRead& key);
+  void readTrusted(const Entry& e, ListenerConfig& listener, KeyRead& key);
+  // proxy_protocol: true and proxy_protocol_from go together.
+  void checkProxyProtocol(const ListenerConfig& listener, const KeyRead& proxy,
+                          const KeyRead& from);
   void readCertificate(const Entry& e, ListenerTls& tls);
   void readRoute(const Entry& e);
   void readMatch(const Entry& e, RouteMatch& match);
@@ -926,7 +931,7 @@ void Loader::readListener(const Entry& e) {
   std::optional<HostPort> listen;
   YAML::Mark nameMark;
   YAML::Mark listenMark;
-  std::optional<YAML::Mark> proxyMark, fromMark;  // of the proxy_protocol keys
+  KeyRead proxyKey, fromKey;
   const bool isMap = walkMap(
       e, "listener",
       {
@@ -944,11 +949,11 @@ void Loader::readListener(const Entry& e) {
            },
            true},
           {"tls", [&](const Entry& v) { readListenerTls(v, listener); }},
-          {"proxy_protocol", [&](const Entry& v) { readProxyProtocol(v, listener, proxyMark); }},
-          {"proxy_protocol_from", [&](const Entry& v) { readTrusted(v, listener, fromMark); }},
+          {"proxy_protocol", [&](const Entry& v) { readProxyProtocol(v, listener, proxyKey); }},
+          {"proxy_protocol_from", [&](const Entry& v) { readTrusted(v, listener, fromKey); }},
       });
   if (!isMap) return;
-  checkProxyProtocol(listener, proxyMark, fromMark);
+  checkProxyProtocol(listener, proxyKey, fromKey);
   if (name) {
     auto first = std::find_if(listenerNames_.begin(), listenerNames_.end(),
                               [&](const auto& n) { return n.first == *name; });
@@ -977,15 +982,14 @@ void Loader::readListener(const Entry& e) {
   config_.listeners.push_back(std::move(listener));
 }
 
-void Loader::readProxyProtocol(const Entry& e, ListenerConfig& listener,
-                               std::optional<YAML::Mark>& mark) {
-  assign(listener.proxyProtocol, boolean(e));
-  mark = e.key.Mark();
+void Loader::readProxyProtocol(const Entry& e, ListenerConfig& listener, KeyRead& key) {
+  const auto on = boolean(e);
+  assign(listener.proxyProtocol, on);
+  key = {e.key.Mark(), !on.has_value()};
 }
 
-void Loader::readTrusted(const Entry& e, ListenerConfig& listener,
-                         std::optional<YAML::Mark>& mark) {
-  mark = e.key.Mark();
+void Loader::readTrusted(const Entry& e, ListenerConfig& listener, KeyRead& key) {
+  const std::size_t errorsBefore = errors_.size();
   forEachItem(e, "address block", [&](const Entry& item) {
     auto s = text(item);
     if (!s) return;
@@ -996,21 +1000,22 @@ void Loader::readTrusted(const Entry& e, ListenerConfig& listener,
       error(where(item), quote(*s) + " " + why + ": expected an address or ADDRESS/BITS");
     }
   });
+  key = {e.key.Mark(), errors_.size() != errorsBefore};
 }
 
-void Loader::checkProxyProtocol(const ListenerConfig& listener,
-                                const std::optional<YAML::Mark>& proxyMark,
-                                const std::optional<YAML::Mark>& fromMark) {
+void Loader::checkProxyProtocol(const ListenerConfig& listener, const KeyRead& proxy,
+                                const KeyRead& from) {
+  if (proxy.broken || from.broken) return;
   // Trusting every peer would let any client claim any address: the list is required, and
   // a list that would go unused is refused, as a cookie's max_age without insert is.
-  if (listener.proxyProtocol && !fromMark) {
-    error(*proxyMark,
+  if (listener.proxyProtocol && !from.at) {
+    error(*proxy.at,
           "'proxy_protocol: true' needs 'proxy_protocol_from', the addresses of the balancers "
           "trusted to send the header");
   } else if (listener.proxyProtocol && listener.proxyProtocolFrom.empty()) {
-    error(*fromMark, "'proxy_protocol_from' is empty: list the balancers' addresses");
-  } else if (!listener.proxyProtocol && fromMark) {
-    error(*fromMark, "'proxy_protocol_from' is unused without 'proxy_protocol: true'");
+    error(*from.at, "'proxy_protocol_from' is empty: list the balancers' addresses");
+  } else if (!listener.proxyProtocol && from.at) {
+    error(*from.at, "'proxy_protocol_from' is unused without 'proxy_protocol: true'");
   }
 }
 

@@ -68,7 +68,7 @@ public:
   // EPROTO) when it does not decrypt.
   bool startTlsAfterReading(tls::SslPtr ssl, const Scratch& s);
   // Queues bytes for the socket ahead of whatever TLS makes of the output (a PROXY header
-  // before the ClientHello), before any byte went out.
+  // before the ClientHello): after startTls, before any byte went out.
   void queueRaw(const Scratch& s, std::string_view bytes);
   bool isTls() const { return tls_ != nullptr; }
   const tls::Stream* tls() const;

@@ -117,14 +117,14 @@ void Session::connectBackend() {
   setNoDelay(fd);
   openConn(kBackend, fd);
   conn_[kBackend].connecting = true;
-  // Ahead of everything, the ClientHello included: the backend reads it in the clear.
-  if (entry.config->proxyProtocol) queueBackendProxyHeader();
   if (entry.tls) {
     // Every WebSocket opens a new backend connection: resume the worker's last session
     // with this backend instead of a full handshake each time.
     conn_[kBackend].startTls(
         entry.tls->newSsl(backend->spec().host, worker_.backendTlsSession(backend.get())));
   }
+  // Ahead of everything, the ClientHello included: the backend reads it in the clear.
+  if (entry.config->proxyProtocol) queueBackendProxyHeader();
   // The request head goes out as soon as the socket takes it (on loopback, often at once):
   // no round trip through the loop to learn that the connect went through.
   evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());

@@ -35,13 +35,15 @@ REFUSAL_LINE = "before its PROXY header was accepted"
 # --- headers, as a balancer writes them ------------------------------------------------------
 
 
-def v1(src, dst="192.0.2.1", sport=40000, dport=443):
+def v1(src, dst=None, sport=40000, dport=443):
     proto = "TCP6" if ":" in src else "TCP4"
+    dst = dst or ("2001:db8::1" if ":" in src else "192.0.2.1")
     return f"PROXY {proto} {src} {dst} {sport} {dport}\r\n".encode()
 
 
-def v2(src, dst="192.0.2.1", sport=40000, dport=443, tlvs=b""):
+def v2(src, dst=None, sport=40000, dport=443, tlvs=b""):
     six = ":" in src
+    dst = dst or ("2001:db8::1" if six else "192.0.2.1")
     family = socket.AF_INET6 if six else socket.AF_INET
     body = (socket.inet_pton(family, src) + socket.inet_pton(family, dst) +
             struct.pack("!HH", sport, dport) + tlvs)
@@ -162,7 +164,7 @@ def test_carried_address_reaches_the_backend_and_the_access_log(
     gate = start_gate(start_wsgate, {"app": pool(echo_backend())})
     conn = client(gate.port)
     # Header and request in one write: the request behind the header must not be lost.
-    conn.send(make(ip, dst="::1" if ":" in ip else "192.0.2.1", sport=50123) +
+    conn.send(make(ip, sport=50123) +
               harness.build_request("GET", "/whoami"))
     response = conn.read_response()
     assert response.status == 200, response.body
@@ -333,7 +335,7 @@ def test_header_comes_before_the_tls_handshake(start_wsgate, echo_backend, pki):
                 conn.tls.do_handshake()
             except ssl.SSLWantReadError:
                 pass
-            conn.sock.sendall(v2(ip, dst="::1" if ":" in ip else "192.0.2.1") +
+            conn.sock.sendall(v2(ip) +
                               conn._outgoing.read())
             conn.handshake()
             response = conn.request("GET", "/whoami")
@@ -462,9 +464,8 @@ def test_reload_turns_proxy_protocol_on_for_new_connections(start_wsgate, echo_b
     gate = start_wsgate(cfg)
     before = client(gate.port)
     assert forwarded_for(before.request("GET", "/one")) == [TRUSTED]
+    # The same name and address: the listener (and its socket) is kept.
     cfg["listeners"] = [pp_listener()]
-    # The port stays the same: the listener is kept (its key is its address).
-    cfg["listeners"][0]["listen"] = f"{LOOPBACK}:{gate.port}"
     gate.config_path.write_text(harness.to_yaml(cfg))
     gate.proc.send_signal(signal.SIGHUP)
     gate.wait_line(r"reload ok generation=2 listeners kept=1 opened=0 closed=0")

@@ -107,8 +107,12 @@ TEST(ProxyProtocol, ParsesEveryAcceptedForm) {
       EXPECT_EQ(r.consumed, c.header.size());
       EXPECT_EQ(r.version, c.version);
       EXPECT_EQ(r.local, c.local);
-      if (c.source) EXPECT_EQ(r.source, *c.source);
-      if (c.destination) EXPECT_EQ(r.destination, *c.destination);
+      if (c.source) {
+        EXPECT_EQ(r.source, *c.source);
+      }
+      if (c.destination) {
+        EXPECT_EQ(r.destination, *c.destination);
+      }
     }
   }
 }
