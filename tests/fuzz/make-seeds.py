@@ -334,6 +334,10 @@ def proxy_protocol():
     w('v2-at-cap', v2(0x21, 0x11, inet + b'\x04' + struct.pack('!H', 4065) + b'z' * 4065))
     w('v2-over-cap', sig + b'\x21\x11' + struct.pack('!H', 4081))
     w('v2-cut-signature', sig[:7])
+    # A NUL inside an address (the model once read it as the end of the address) and a
+    # family byte the spec does not name (0x30: UNIX without a transport).
+    w('v1-nul-in-address', b'PROXY TCP6 2001:db8::1 ::f\x001 0 65535\r\n')
+    w('v2-unix-no-transport', v2(0x21, 0x30, b'/' * 216))
 
 
 if __name__ == '__main__':

@@ -98,7 +98,8 @@ private:
   }
 
   static bool ipv6(std::string_view s, PpAddress& a) {
-    if (s.size() >= INET6_ADDRSTRLEN) return false;
+    // inet_pton reads up to a NUL: one inside the token would hide what follows it.
+    if (s.size() >= INET6_ADDRSTRLEN || s.find('\0') != std::string_view::npos) return false;
     const std::string z(s);  // NUL-terminated
     a.v6 = true;
     return inet_pton(AF_INET6, z.c_str(), a.ip.data()) == 1;
