@@ -159,10 +159,10 @@ struct PoolConfig {
   uint32_t retries = 2;
   std::optional<StickyConfig> sticky;
   std::optional<HealthConfig> health;  // nullopt: passive ejection only
+  bool proxyProtocol = false;          // a PROXY v2 header first on every backend connection
   Duration slowStart{0};               // a backend back up ramps its share over this; 0 = off
   std::optional<BackendTls> tls;       // nullopt: plain TCP to the backends
   Mark mark;                           // of the pool's name
-  bool proxyProtocol = false;          // a PROXY v2 header first on every backend connection
 };
 
 struct Timeouts {

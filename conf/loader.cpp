@@ -1327,10 +1327,10 @@ void Loader::readPool(const Entry& e) {
              readSticky(v, pool);
            }},
           {"health", [&](const Entry& v) { readHealth(v, pool); }},
+          {"proxy_protocol", [&](const Entry& v) { assign(pool.proxyProtocol, boolean(v)); }},
           {"slow_start",
            [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
           {"tls", [&](const Entry& v) { readBackendTls(v, pool); }},
-          {"proxy_protocol", [&](const Entry& v) { assign(pool.proxyProtocol, boolean(v)); }},
       });
   // Hash picks by the sticky key, so it needs one that every request carries. A sticky block
   // with errors of its own is reported already; adding this would be noise.
