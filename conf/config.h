@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "conf/cidr.h"
+
 namespace wsgate::conf {
 
 using Duration = std::chrono::milliseconds;
@@ -77,6 +79,10 @@ struct ListenerConfig {
   HostPort listen;
   std::optional<ListenerTls> tls;  // nullopt: plain TCP
   Mark mark;                       // of the listen value
+  // A PROXY v1/v2 header comes first on every connection (before TLS), from one of the
+  // `proxyProtocolFrom` peers (never empty with proxyProtocol); others are closed unread.
+  bool proxyProtocol = false;
+  std::vector<Cidr> proxyProtocolFrom;
 };
 
 struct HeaderMatch {
@@ -154,6 +160,7 @@ struct PoolConfig {
   uint32_t retries = 2;
   std::optional<StickyConfig> sticky;
   std::optional<HealthConfig> health;  // nullopt: passive ejection only
+  bool proxyProtocol = false;          // a PROXY v2 header first on every backend connection
   Duration slowStart{0};               // a backend back up ramps its share over this; 0 = off
   std::optional<BackendTls> tls;       // nullopt: plain TCP to the backends
   // Local IP addresses backend connections are bound to, in turn (IP literals, no port):

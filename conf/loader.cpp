@@ -688,6 +688,18 @@ private:
   void readLog(const Entry& e);
   void readListener(const Entry& e);
   void readListenerTls(const Entry& e, ListenerConfig& listener);
+  // Where a key was read, and whether its value had errors of its own (the checks that pair
+  // it with another key then stay quiet: one message per mistake).
+  struct KeyRead {
+    std::optional<YAML::Mark> at;
+    bool broken = false;
+  };
+  // proxy_protocol, and proxy_protocol_from (the peers trusted to send the header).
+  void readProxyProtocol(const Entry& e, ListenerConfig& listener, KeyRead& key);
+  void readTrusted(const Entry& e, ListenerConfig& listener, KeyRead& key);
+  // proxy_protocol: true and proxy_protocol_from go together.
+  void checkProxyProtocol(const ListenerConfig& listener, const KeyRead& proxy,
+                          const KeyRead& from);
   void readCertificate(const Entry& e, ListenerTls& tls);
   void readRoute(const Entry& e);
   void readMatch(const Entry& e, RouteMatch& match);
@@ -920,6 +932,7 @@ void Loader::readListener(const Entry& e) {
   std::optional<HostPort> listen;
   YAML::Mark nameMark;
   YAML::Mark listenMark;
+  KeyRead proxyKey, fromKey;
   const bool isMap = walkMap(
       e, "listener",
       {
@@ -937,16 +950,11 @@ void Loader::readListener(const Entry& e) {
            },
            true},
           {"tls", [&](const Entry& v) { readListenerTls(v, listener); }},
-          {"proxy_protocol",
-           [&](const Entry& v) {
-             // false asks for exactly what this version does, so it is accepted.
-             if (boolean(v) == true) {
-               error(v.key.Mark(),
-                     "'proxy_protocol: true' is not supported yet by this version of wsgate");
-             }
-           }},
+          {"proxy_protocol", [&](const Entry& v) { readProxyProtocol(v, listener, proxyKey); }},
+          {"proxy_protocol_from", [&](const Entry& v) { readTrusted(v, listener, fromKey); }},
       });
   if (!isMap) return;
+  checkProxyProtocol(listener, proxyKey, fromKey);
   if (name) {
     auto first = std::find_if(listenerNames_.begin(), listenerNames_.end(),
                               [&](const auto& n) { return n.first == *name; });
@@ -973,6 +981,43 @@ void Loader::readListener(const Entry& e) {
   listener.name = std::move(*name);
   listener.listen = std::move(*listen);
   config_.listeners.push_back(std::move(listener));
+}
+
+void Loader::readProxyProtocol(const Entry& e, ListenerConfig& listener, KeyRead& key) {
+  const auto on = boolean(e);
+  assign(listener.proxyProtocol, on);
+  key = {e.key.Mark(), !on.has_value()};
+}
+
+void Loader::readTrusted(const Entry& e, ListenerConfig& listener, KeyRead& key) {
+  const std::size_t errorsBefore = errors_.size();
+  forEachItem(e, "address block", [&](const Entry& item) {
+    auto s = text(item);
+    if (!s) return;
+    std::string why;
+    if (auto block = parseCidr(*s, why)) {
+      listener.proxyProtocolFrom.push_back(*block);
+    } else {
+      error(where(item), quote(*s) + " " + why + ": expected an address or ADDRESS/BITS");
+    }
+  });
+  key = {e.key.Mark(), errors_.size() != errorsBefore};
+}
+
+void Loader::checkProxyProtocol(const ListenerConfig& listener, const KeyRead& proxy,
+                                const KeyRead& from) {
+  if (proxy.broken || from.broken) return;
+  // Trusting every peer would let any client claim any address: the list is required, and
+  // a list that would go unused is refused, as a cookie's max_age without insert is.
+  if (listener.proxyProtocol && !from.at) {
+    error(*proxy.at,
+          "'proxy_protocol: true' needs 'proxy_protocol_from', the addresses of the balancers "
+          "trusted to send the header");
+  } else if (listener.proxyProtocol && listener.proxyProtocolFrom.empty()) {
+    error(*from.at, "'proxy_protocol_from' is empty: list the balancers' addresses");
+  } else if (!listener.proxyProtocol && from.at) {
+    error(*from.at, "'proxy_protocol_from' is unused without 'proxy_protocol: true'");
+  }
 }
 
 void Loader::readListenerTls(const Entry& e, ListenerConfig& listener) {
@@ -1283,6 +1328,7 @@ void Loader::readPool(const Entry& e) {
              readSticky(v, pool);
            }},
           {"health", [&](const Entry& v) { readHealth(v, pool); }},
+          {"proxy_protocol", [&](const Entry& v) { assign(pool.proxyProtocol, boolean(v)); }},
           {"slow_start",
            [&](const Entry& v) { assign(pool.slowStart, duration(v, 0ms, kMaxSlowStart)); }},
           {"tls", [&](const Entry& v) { readBackendTls(v, pool); }},

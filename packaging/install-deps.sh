@@ -24,11 +24,14 @@ PACKAGES=(
   # promtool only (tests/integration/test_monitoring.py checks packaging/prometheus and
   # packaging/grafana with it); the server it comes with is stopped below.
   prometheus
+  # an L4 balancer nobody here wrote, sending PROXY v1 and v2 in front of wsgate
+  # (tests/integration/test_proxy_protocol.py starts its own; the service is stopped below)
+  haproxy
 )
 
 # `make bench` compares wsgate with HAProxy and nginx from Debian (install-deps.sh --bench).
 if [[ "${1:-}" == "--bench" ]]; then
-  PACKAGES+=(haproxy nginx)
+  PACKAGES+=(nginx)  # haproxy is in the main list
 fi
 # --build: only what building the binary and its .deb takes (the Dockerfile's build stage).
 if [[ "${1:-}" == "--build" ]]; then
@@ -75,4 +78,17 @@ if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     $SUDO systemctl disable prometheus.service >/dev/null 2>&1 || true
   fi
   $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+fi
+# Debian's haproxy starts its service too (on /etc/haproxy/haproxy.cfg); the tests run
+# their own haproxy processes on ports they choose: stop and disable it, the same way.
+if [[ " ${missing[*]} " == *" haproxy "* ]]; then
+  if [[ -d /run/systemd/system ]]; then
+    $SUDO systemctl stop haproxy.service >/dev/null 2>&1 || true
+  else
+    $SUDO service haproxy stop >/dev/null 2>&1 || true
+  fi
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable haproxy.service >/dev/null 2>&1 || true
+  fi
+  $SUDO update-rc.d haproxy disable >/dev/null 2>&1 || true
 fi

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "proxy/log_throttle.h"
+
 namespace wsgate::proxy {
 
 class Counter {
@@ -64,6 +66,15 @@ inline constexpr std::string_view kTlsFailureNames[kTlsFailures] = {
 // timeout ended it.
 TlsFailure tlsFailureOf(std::string_view error, bool timedOut) noexcept;
 
+// Why a connection on a proxy_protocol listener was closed before its PROXY header was
+// taken, as /metrics names it (bounded). Untrusted: from outside proxy_protocol_from;
+// missing: the first bytes are not a PROXY header; truncated: the connection ended or
+// timeouts.handshake ran out mid-header; timeout: nothing came in timeouts.handshake.
+enum class ProxyReject : uint8_t { Untrusted, Missing, Malformed, Truncated, Oversized, Timeout };
+inline constexpr std::size_t kProxyRejects = 6;
+inline constexpr std::string_view kProxyRejectNames[kProxyRejects] = {
+    "untrusted", "missing", "malformed", "truncated", "oversized", "timeout"};
+
 // Per listener: carried across reloads with the listener (by its key), so a reload does not
 // reset them. Workers add with relaxed fetch_add, once per connection event.
 struct ListenerCounters {
@@ -71,6 +82,9 @@ struct ListenerCounters {
   std::atomic<uint64_t> closed{0};  // active = accepted - closed
   std::atomic<uint64_t> tlsHandshakes{0};
   std::atomic<uint64_t> tlsFailures[kTlsFailures]{};
+  std::atomic<uint64_t> proxyHeaders[2]{};  // PROXY headers taken: [0] v1, [1] v2
+  std::atomic<uint64_t> proxyRejects[kProxyRejects]{};
+  LogThrottle proxyRejectLog;  // the refusals' log line: one per 10 s per listener
   static void add(std::atomic<uint64_t>& c) noexcept { c.fetch_add(1, std::memory_order_relaxed); }
 };
 

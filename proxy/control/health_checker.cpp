@@ -13,6 +13,7 @@
 #include "proxy/http/response_parser.h"
 #include "proxy/log.h"
 #include "proxy/net/errors.h"
+#include "proxy/net/proxy_protocol.h"
 #include "proxy/ws/handshake.h"
 
 namespace wsgate::proxy {
@@ -141,14 +142,30 @@ void HealthChecker::start(Probe& p) {
   const conf::HealthConfig& hc = *p.pool->config->health;
   const auto& backend = *p.pool->pool->backends()[p.index];
   const net::SocketAddress& addr = p.pool->addresses[p.index];
+  // The socket's own bufferevent; with TLS over PROXY, the filter's underlying one.
+  bufferevent* socket = nullptr;
+  if (p.pool->config->proxyProtocol) {
+    // A v2 LOCAL header first (the backend uses the connection's own addresses), in the
+    // clear ahead of the ClientHello: TLS then runs as a filter over the socket's buffers.
+    socket = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    const net::EncodedProxyHeader local = net::encodeProxyV2Local();
+    bufferevent_write(socket, local.bytes.data(), local.size);
+  }
   if (p.pool->tls) {
     // Probes speak TLS as the sessions do: the same CA, name and client certificate. With
     // BEV_OPT_CLOSE_ON_FREE libevent frees the SSL with the bufferevent.
     tls::SslPtr ssl = p.pool->tls->newSsl(backend.spec().host, nullptr);
-    p.conn.reset(bufferevent_openssl_socket_new(base_, -1, ssl.release(),
-                                                BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE));
+    if (socket != nullptr) {
+      p.conn.reset(bufferevent_openssl_filter_new(
+          base_, socket, ssl.release(), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE));
+    } else {
+      p.conn.reset(bufferevent_openssl_socket_new(
+          base_, -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE));
+      socket = p.conn.get();
+    }
   } else {
-    p.conn.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+    if (socket == nullptr) socket = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    p.conn.reset(socket);
   }
   bufferevent_setcb(p.conn.get(), &HealthChecker::onReadCb, nullptr, &HealthChecker::onEventCb, &p);
   const timeval timeout = net::toTimeval(hc.timeout);
@@ -166,7 +183,7 @@ void HealthChecker::start(Probe& p) {
   }
   bufferevent_write(p.conn.get(), request.data(), request.size());
   bufferevent_enable(p.conn.get(), EV_READ);
-  if (bufferevent_socket_connect(p.conn.get(), addr.get(), addr.length) != 0) {
+  if (bufferevent_socket_connect(socket, addr.get(), addr.length) != 0) {
     const int error = EVUTIL_SOCKET_ERROR();
     if (net::isLocalShortage(error)) {
       // wsgate is out of descriptors (or memory, or local ports): says nothing about the

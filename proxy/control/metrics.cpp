@@ -192,6 +192,36 @@ void appendWorkerCounters(const Server& server, Writer& out) {
   out.sample("wsgate_lua_limit_hits_total", "limit=\"memory\"", sum(&WorkerStats::luaMemoryLimit));
 }
 
+// The listeners with proxy_protocol: headers taken by version, connections refused by why.
+void appendProxyProtocol(const Runtime& runtime, Writer& out) {
+  auto load = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  out.family("wsgate_proxy_protocol_headers_total", "counter",
+             "PROXY protocol headers accepted on proxy_protocol listeners, by version.");
+  for (const ListenerEntry& l : runtime.listeners) {
+    if (!l.config->proxyProtocol) continue;
+    for (int v = 0; v < 2; ++v) {
+      out.sample("wsgate_proxy_protocol_headers_total",
+                 "listener=\"" + escapeLabel(l.config->name) + "\",version=\"" +
+                     std::to_string(v + 1) + '"',
+                 load(l.counters->proxyHeaders[v]));
+    }
+  }
+  out.family("wsgate_proxy_protocol_rejected_total", "counter",
+             "Connections to proxy_protocol listeners closed before a PROXY header was accepted, "
+             "by reason (untrusted: peer outside proxy_protocol_from; missing: the first bytes "
+             "are not a PROXY header; malformed; truncated: closed or timed out mid-header; "
+             "oversized; timeout: nothing within timeouts.handshake).");
+  for (const ListenerEntry& l : runtime.listeners) {
+    if (!l.config->proxyProtocol) continue;
+    for (std::size_t r = 0; r < kProxyRejects; ++r) {
+      out.sample("wsgate_proxy_protocol_rejected_total",
+                 "listener=\"" + escapeLabel(l.config->name) + "\",reason=\"" +
+                     std::string(kProxyRejectNames[r]) + '"',
+                 load(l.counters->proxyRejects[r]));
+    }
+  }
+}
+
 void appendListeners(const Runtime& runtime, Writer& out) {
   auto each = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     out.family(name, type, help);
@@ -227,6 +257,7 @@ void appendListeners(const Runtime& runtime, Writer& out) {
                  load(l.counters->tlsFailures[r]));
     }
   }
+  appendProxyProtocol(runtime, out);
 }
 
 void appendBackends(const Runtime& runtime, Writer& out) {

@@ -9,6 +9,7 @@
 
 #include "proxy/log.h"
 #include "proxy/session/session.h"
+#include "proxy/session/session_proxy.h"
 
 namespace wsgate::proxy {
 namespace {
@@ -217,6 +218,15 @@ void Worker::onAccept(const ListenerEntry* listener, int fd, const sockaddr* pee
   if (acceptShortage_) {
     acceptShortage_ = false;
     log().info("worker {} accepting again", index_);
+  }
+  if (listener->config->proxyProtocol && !trustedProxyPeer(*listener->config, peer)) {
+    // Closed before a byte is read: nothing an untrusted peer sends is ever parsed.
+    net::SocketAddress from;
+    std::memcpy(&from.storage, peer, std::min<std::size_t>(len, sizeof from.storage));
+    from.length = len;
+    noteProxyRefused(*listener, ProxyReject::Untrusted, from.str(), "not in proxy_protocol_from");
+    ::close(fd);
+    return;
   }
   stats_.accepted.add();
   ListenerCounters::add(listener->counters->accepted);

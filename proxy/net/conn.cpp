@@ -94,6 +94,18 @@ Conn::~Conn() { close(); }
 
 void Conn::startTls(tls::SslPtr ssl) { tls_ = std::make_unique<Tls>(std::move(ssl)); }
 
+bool Conn::startTlsAfterReading(tls::SslPtr ssl, const Scratch& s) {
+  tls_ = std::make_unique<Tls>(std::move(ssl));
+  evbuffer_add_buffer(rawInput(s), input(s));
+  if (afterRead(s)) return true;
+  readable = false;
+  return false;
+}
+
+void Conn::queueRaw(const Scratch& s, std::string_view bytes) {
+  evbuffer_add(socketOutput(s), bytes.data(), bytes.size());
+}
+
 const tls::Stream* Conn::tls() const { return tls_ ? &tls_->stream : nullptr; }
 
 const std::string& Conn::tlsError() const { return tls_ ? tls_->stream.error() : kNoError; }

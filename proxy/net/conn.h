@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "proxy/net/errors.h"
 #include "proxy/net/io_batch.h"
@@ -62,6 +63,13 @@ public:
 
   // Puts TLS between the socket and the buffers (before any byte went through).
   void startTls(tls::SslPtr ssl);
+  // TLS from here on, after bytes were read in the clear (a PROXY header ahead of the
+  // ClientHello): what input(s) still holds is ciphertext, decrypted now. False (errno
+  // EPROTO) when it does not decrypt.
+  bool startTlsAfterReading(tls::SslPtr ssl, const Scratch& s);
+  // Queues bytes for the socket ahead of whatever TLS makes of the output (a PROXY header
+  // before the ClientHello): after startTls, before any byte went out.
+  void queueRaw(const Scratch& s, std::string_view bytes);
   bool isTls() const { return tls_ != nullptr; }
   const tls::Stream* tls() const;
   // Why the TLS layer failed (a read or write returned -1 with errno EPROTO).

@@ -81,8 +81,12 @@ Session::Session(Worker& worker, RuntimePtr runtime, const ListenerEntry& listen
   evtimer_assign(&timer_, worker_.base(), &Session::onTimerCb, this);
   openConn(kClient, fd);  // its first event runs in a later loop turn, after start()
   // The TLS handshake runs through the same reads as the request head, and counts against
-  // timeouts.handshake with it.
-  if (listener_->tls) conn_[kClient].startTls(listener_->tls->newSsl());
+  // timeouts.handshake with it. A PROXY header comes before both (session_proxy.cpp).
+  if (listener_->config->proxyProtocol) {
+    state_ = State::ReadingProxyHeader;
+  } else if (listener_->tls) {
+    conn_[kClient].startTls(listener_->tls->newSsl());
+  }
   ex_.started = Clock::now();
 }
 
@@ -108,6 +112,10 @@ void Session::onTimerCb(evutil_socket_t, short, void* self) noexcept {
 // ---- client side ---------------------------------------------------------------------
 
 void Session::onClientEof(bool reset) {
+  if (state_ == State::ReadingProxyHeader && len(input(kClient)) > 0) {
+    refuseProxyHeader(ProxyReject::Truncated, reset ? "reset mid-header" : "closed mid-header");
+    return;
+  }
   if (reset) {
     close("client reset");
     return;
@@ -115,6 +123,9 @@ void Session::onClientEof(bool reset) {
   clientEof_ = true;
   const std::string_view why = len(input(kClient)) > 0 ? "client closed mid-head" : "client closed";
   switch (state_) {
+    case State::ReadingProxyHeader:  // nothing sent: a balancer's TCP check, say
+      close(why);
+      break;
     case State::ReadingHead:
       if (len(output(kClient)) > 0) {
         // An answer to its last request is still to go (a request and its FIN came
@@ -157,6 +168,9 @@ void Session::onInput(Side side) {
   }
   if (side == kClient) {
     switch (state_) {
+      case State::ReadingProxyHeader:
+        readProxyHeader();
+        break;
       case State::ReadingHead:
         readHead();
         break;
@@ -825,7 +839,12 @@ void Session::onTimeout() {
   timerKind_ = Timer::None;
   switch (kind) {
     case Timer::Handshake:
-      if (len(input(kClient)) > 0) {
+      if (state_ == State::ReadingProxyHeader) {
+        const bool partial = len(input(kClient)) > 0;
+        refuseProxyHeader(partial ? ProxyReject::Truncated : ProxyReject::Timeout,
+                          partial ? "timeouts.handshake ran out mid-header"
+                                  : "nothing came within timeouts.handshake");
+      } else if (len(input(kClient)) > 0) {
         answer(408, "request head not received in time", "handshake timeout", false);
       } else {
         close("handshake timeout, no request");

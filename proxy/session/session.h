@@ -3,8 +3,8 @@
 // machine. HTTP requests are proxied one exchange at a time (keep-alive, pipelining in
 // order); a validated WebSocket upgrade turns the session into a tunnel.
 //
-// Life: ReadingHead -> (route) -> Connecting -> AwaitingResponse -> RelayingResponse
-//       -> ReadingHead (keep-alive) | Tunnel (after a valid 101) | Closing.
+// Life: [ReadingProxyHeader ->] ReadingHead -> (route) -> Connecting -> AwaitingResponse
+//       -> RelayingResponse -> ReadingHead (keep-alive) | Tunnel (after a valid 101) | Closing.
 // Every path out goes through close() or finishAndLinger(); the worker frees the object
 // later (deferred delete), never inside one of its callbacks.
 //
@@ -44,6 +44,8 @@ struct BatchOwner;
 class Session {
 public:
   enum class State : uint8_t {
+    // a proxy_protocol listener: the PROXY header comes first (before TLS)
+    ReadingProxyHeader,
     ReadingHead,       // waiting for (the rest of) a request head
     Connecting,        // backend connect in progress
     AwaitingResponse,  // request forwarded, waiting for the response head
@@ -200,6 +202,13 @@ private:
   // True when the end of the turn sends `side` a FIN once its output is written.
   bool finFollows(Side side) const;
   void onTimeout();
+
+  // PROXY protocol (session_proxy.cpp): the listener's header read before anything else,
+  // and the one sent ahead of a backend connection's first bytes.
+  void readProxyHeader();
+  // Counts, logs (rate-limited) and closes, with no answer.
+  void refuseProxyHeader(ProxyReject why, std::string_view detail);
+  void queueBackendProxyHeader();
 
   // HTTP request side.
   void readHead();

@@ -148,6 +148,8 @@ void Session::connectBackend() {
     conn_[kBackend].startTls(
         entry.tls->newSsl(backend->spec().host, worker_.backendTlsSession(backend.get())));
   }
+  // Ahead of everything, the ClientHello included: the backend reads it in the clear.
+  if (entry.config->proxyProtocol) queueBackendProxyHeader();
   // The request head goes out as soon as the socket takes it (on loopback, often at once):
   // no round trip through the loop to learn that the connect went through.
   evbuffer_add(output(kBackend), ex_.forwardedHead.data(), ex_.forwardedHead.size());

@@ -11,6 +11,7 @@
 #include "proxy/control/worker.h"
 #include "proxy/log.h"
 #include "proxy/net/errors.h"
+#include "proxy/net/proxy_protocol.h"
 #include "proxy/session/session.h"
 #include "proxy/session/session_tunnel.h"
 
@@ -123,6 +124,9 @@ bool Session::mayRead(Side side) const {
       return false;
     case State::Lingering:
       return side == kClient && !clientEof_;  // read and drop until the client's FIN
+    case State::ReadingProxyHeader:
+      // Room for a whole v2 header, whatever the limits say; the parser needs no more.
+      return side == kClient && !clientEof_ && len(input(kClient)) < net::kProxyV2MaxBytes;
     default:
       break;
   }

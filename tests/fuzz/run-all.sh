@@ -12,7 +12,7 @@
 # tests/fuzz/<name>.dict, when present, is passed as the target's dictionary.
 #
 # Time: SECONDS per target when given; otherwise the targets share one budget, FUZZ_BUDGET
-# target-seconds (300 by default: with nine targets, 33 s each, two at a time, about 2.5
+# target-seconds (300 by default: with ten targets, 30 s each, two at a time, about 2.5
 # minutes), so a new target does not lengthen CI.
 #
 #   run-all.sh BUILD_DIR [SECONDS]

@@ -92,6 +92,8 @@ METRICS: Dict[str, Family] = {
     "wsgate_lua_errors_total": Family("counter", ("hook",)),
     "wsgate_lua_limit_hits_total": Family("counter", ("limit",)),
     "wsgate_access_log_dropped_total": Family("counter"),
+    "wsgate_proxy_protocol_headers_total": Family("counter", ("listener", "version")),
+    "wsgate_proxy_protocol_rejected_total": Family("counter", ("listener", "reason")),
 }
 
 # Labels whose values are a closed set, per family (None: every family with that label).
@@ -106,6 +108,9 @@ CLOSED_VALUES: Dict[Tuple[str, str], Set[str]] = {
     ("wsgate_lua_errors_total", "hook"): {"state", "on_request", "on_open", "on_message",
                                           "on_close"},
     ("wsgate_lua_limit_hits_total", "limit"): {"instructions", "memory"},
+    ("wsgate_proxy_protocol_headers_total", "version"): {"1", "2"},
+    ("wsgate_proxy_protocol_rejected_total", "reason"): {"untrusted", "missing", "malformed",
+                                                          "truncated", "oversized", "timeout"},
 }
 
 # Families the live scrape may hold with no sample yet: their label values come from events
@@ -554,10 +559,13 @@ def pki(tmp_path_factory):
 def scrape_after_traffic(start_wsgate, echo_backend, connect, pki) -> str:
     """wsgate with a plain and a TLS listener, pool app, admin on; an HTTP request, a local
     403, a WebSocket session with one message each way closed by the client, an HTTPS request
-    and a failed TLS handshake (plain HTTP on the TLS port); then GET /metrics."""
+    and a failed TLS handshake (plain HTTP on the TLS port), a request behind a PROXY header
+    on a proxy_protocol listener; then GET /metrics."""
     listeners = [{"name": "public", "listen": f"{harness.LOOPBACK}:0"},
                  {"name": "secure", "listen": f"{harness.LOOPBACK}:0",
-                  "tls": {"certificates": [pki.localhost.listener_entry()]}}]
+                  "tls": {"certificates": [pki.localhost.listener_entry()]}},
+                 {"name": "balanced", "listen": f"{harness.LOOPBACK}:0", "proxy_protocol": True,
+                  "proxy_protocol_from": [f"{harness.LOOPBACK}/32"]}]
     cfg = gateway_config([route(respond=(403, "no\n"), path_prefix="/deny"),
                           route("app", path_prefix="/")],
                          {"app": harness.pool(echo_backend("echo1"))}, listeners=listeners)
@@ -582,6 +590,9 @@ def scrape_after_traffic(start_wsgate, echo_backend, connect, pki) -> str:
     plain_on_tls = connect(gate.ports["secure"])
     plain_on_tls.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     plain_on_tls.read_until_eof()
+    balanced = connect(gate.ports["balanced"])
+    balanced.send(b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 80\r\n")
+    assert balanced.request("GET", "/balanced").status == 200
     gate.wait_access(lambda r: r.get("close_code") == 1000)
     gate.wait_access(lambda r: r.get("path") == "/tls")
 

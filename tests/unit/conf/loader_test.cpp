@@ -563,9 +563,6 @@ const BadCase kBadCases[] = {
      "1:44: 'memory_limit' must be between 1MiB and 1GiB, got '1000'"},
     {"ScriptingUnknownKey", "scripting: {file: /dev/null, instructions: 5}",
      "1:30: unknown key 'instructions' in scripting"},
-    {"ProxyProtocolTrueNotYet",
-     "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
-     "2:38: 'proxy_protocol: true' is not supported yet by this version of wsgate"},
     {"RouteLuaWithRespond",
      "scripting: {file: /dev/null}\nroutes:\n  - {respond: {}, lua: on_request}",
      "3:5: route has both 'respond' and 'lua': a Lua hook needs a route with 'pool' (it can "
@@ -1731,6 +1728,89 @@ TEST(LoadFile, ReportsADirectory) {
   const LoadResult r = loadFile(dir);
   EXPECT_EQ(errorStrings(r), std::vector<std::string>{dir + ": cannot read: it is a directory"});
 }
+
+// ---- PROXY protocol: listeners' proxy_protocol and proxy_protocol_from, pools' --------
+
+TEST(ProxyProtocolKeys, ReadsTheListenerAndPoolKeys) {
+  const LoadResult r = loadString(withDefaults(R"(listeners:
+  - name: lb
+    listen: 127.0.0.1:0
+    proxy_protocol: true
+    proxy_protocol_from: [10.0.0.0/8, 127.0.0.2, "2001:db8::/32", "::1"]
+  - name: plain
+    listen: 127.0.0.1:0
+    proxy_protocol: false
+pools:
+  p:
+    backends: [{name: a, address: 'h:1'}]
+    proxy_protocol: true
+  q:
+    backends: [{name: a, address: 'h:1'}]
+)"),
+                                  kFile);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const auto& lb = r.config->listeners[0];
+  EXPECT_TRUE(lb.proxyProtocol);
+  std::vector<std::string> blocks;
+  for (const Cidr& c : lb.proxyProtocolFrom) blocks.push_back(c.str());
+  EXPECT_EQ(blocks,
+            (std::vector<std::string>{"10.0.0.0/8", "127.0.0.2/32", "2001:db8::/32", "::1/128"}));
+  EXPECT_FALSE(r.config->listeners[1].proxyProtocol);
+  EXPECT_TRUE(r.config->listeners[1].proxyProtocolFrom.empty());
+  EXPECT_TRUE(r.config->findPool("p")->proxyProtocol);
+  EXPECT_FALSE(r.config->findPool("q")->proxyProtocol) << "off by default";
+}
+
+const BadCase kBadProxyProtocolCases[] = {
+    {"TrueWithoutFrom", "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true}",
+     "2:38: 'proxy_protocol: true' needs 'proxy_protocol_from', the addresses of the balancers "
+     "trusted to send the header"},
+    {"TrueWithEmptyFrom",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: true,\n"
+     "     proxy_protocol_from: []}",
+     "3:6: 'proxy_protocol_from' is empty: list the balancers' addresses"},
+    {"FromWithoutTrue",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol_from: [10.0.0.0/8]}",
+     "2:38: 'proxy_protocol_from' is unused without 'proxy_protocol: true'"},
+    {"FromWithFalse",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: false\n"
+     "    proxy_protocol_from: [10.0.0.0/8]",
+     "5:5: 'proxy_protocol_from' is unused without 'proxy_protocol: true'"},
+    {"NotABoolean",
+     "listeners:\n  - {name: a, listen: '127.0.0.1:0', proxy_protocol: yes,\n"
+     "     proxy_protocol_from: [10.0.0.0/8]}",
+     "2:54: 'proxy_protocol' must be true or false, got 'yes'"},
+    {"FromNotAList",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: true\n"
+     "    proxy_protocol_from: 10.0.0.0/8",
+     "5:26: 'proxy_protocol_from' must be a list, got '10.0.0.0/8'"},
+    {"FromHostName",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: true\n"
+     "    proxy_protocol_from: [10.0.0.0/8, lb.example.com]",
+     "5:39: 'lb.example.com' is not an IPv4 or IPv6 address: expected an address or "
+     "ADDRESS/BITS"},
+    {"FromPrefixTooLong",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: true\n"
+     "    proxy_protocol_from:\n      - 10.0.0.0/33",
+     "6:9: '10.0.0.0/33' has an invalid prefix length (0 to 32 for IPv4): expected an address "
+     "or ADDRESS/BITS"},
+    {"FromHostBitsSet",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: true\n"
+     "    proxy_protocol_from: ['2001:db8::1/32']",
+     "5:27: '2001:db8::1/32' has bits set past its prefix (the block is 2001:db8::/32): "
+     "expected an address or ADDRESS/BITS"},
+    {"FromItemNotAString",
+     "listeners:\n  - name: a\n    listen: '127.0.0.1:0'\n    proxy_protocol: true\n"
+     "    proxy_protocol_from: [{a: 1}]",
+     "5:27: each address block must be a string, got a map"},
+    {"PoolNotABoolean",
+     "pools:\n  p:\n    backends: [{name: a, address: 'h:1'}]\n    proxy_protocol: v2",
+     "4:21: 'proxy_protocol' must be true or false, got 'v2'"},
+};
+
+INSTANTIATE_TEST_SUITE_P(ProxyProtocol, RejectsInvalidConfig,
+                         ::testing::ValuesIn(kBadProxyProtocolCases),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace wsgate::conf

@@ -263,5 +263,22 @@ TEST(SnapshotDiff, KeysAreTheConfiguredAddress) {
   EXPECT_EQ(backendIdentity(p, b), "chat/c1@10.0.0.1:9001");
 }
 
+TEST(SnapshotDiff, ProxyProtocolChangesKeepTheListenerAsTlsChangesDo) {
+  // The listener's sockets stay open (no connection refused during the reload); the new
+  // snapshot's settings apply to the connections accepted after it.
+  conf::Config before = config(kOne, kApp);
+  conf::Config after = config(kOne, kApp);
+  after.listeners[0].proxyProtocol = true;
+  std::string why;
+  after.listeners[0].proxyProtocolFrom.push_back(*conf::parseCidr("10.0.0.0/8", why));
+  for (const auto& [from, to] : {std::pair{&before, &after}, std::pair{&after, &before}}) {
+    const SnapshotDiff d = diff(*from, *to);
+    EXPECT_EQ(d.listenersKept, (std::vector<SnapshotDiff::KeptListener>{{0, 0}}));
+    EXPECT_TRUE(d.listenersOpened.empty());
+    EXPECT_TRUE(d.listenersClosed.empty());
+  }
+  EXPECT_EQ(listenerKey(before.listeners[0]), listenerKey(after.listeners[0]));
+}
+
 }  // namespace
 }  // namespace wsgate::proxy
