@@ -1690,7 +1690,8 @@ void Loader::readDiscover(const Entry& e, PoolConfig& pool) {
           {"max_connections",
            [&](const Entry& v) { assign(d.maxConnections, integer(v, 0u, kMaxConnections)); }},
       });
-  if (!isMap || d.dns.empty()) return;
+  // A port that was refused is reported already; judging the name without it would be noise.
+  if (!isMap || d.dns.empty() || (portMark && d.port == 0)) return;
   // SRV names start with two underscore labels (_service._proto, RFC 2782); A/AAAA names of
   // hosts never do. A mix-up would ask for records that do not exist, quietly.
   const bool srvName = d.dns.starts_with('_') && d.dns.find("._") != std::string::npos;

@@ -68,7 +68,7 @@ public:
   }
 
 private:
-  __res_state state_{};
+  struct __res_state state_ {};
   bool ok_ = false;
 };
 
@@ -95,29 +95,29 @@ struct Query {
   std::string detail;
 };
 
-// One question. libresolv returns -1 for every answer but NOERROR with records, and leaves
-// the response in `buffer` when one came: its header says which (the marker byte tells a
-// response from none at all).
+// One question. libresolv returns -1 for every answer but NOERROR with records, and says
+// which in h_errno: NXDOMAIN (HOST_NOT_FOUND) and no records (NO_DATA) are answers; the
+// rest (TRY_AGAIN, NO_RECOVERY) failures. An error answer stays in `buffer` (its QR bit,
+// cleared before the call, tells it from no answer at all), which names its rcode.
 Query ask(ResolverState& rs, const std::string& name, int type,
           std::vector<unsigned char>& buffer) {
   Query q;
-  constexpr unsigned char kNoResponse = 0xff;  // no real response has every flag bit set
-  buffer[3] = kNoResponse;
+  buffer[2] = 0;
   errno = 0;
   const int n = res_nquery(rs.get(), name.c_str(), ns_c_in, type, buffer.data(),
                            static_cast<int>(buffer.size()));
   const char* kind = type == ns_t_a ? "A" : type == ns_t_aaaa ? "AAAA" : "SRV";
   if (n < 0) {
-    if (buffer[3] != kNoResponse) {
-      const int rcode = buffer[3] & 0x0f;
-      if (rcode == ns_r_nxdomain || rcode == ns_r_noerror) {
-        q.status = Resolution::Status::Empty;
-        q.detail = rcode == ns_r_nxdomain ? "NXDOMAIN" : std::string("no ") + kind + " records";
-      } else {
-        q.detail = rcodeName(rcode) + " for " + kind + " " + name + " from " + rs.servers();
-      }
+    const int error = errno;
+    const int herr = rs.get()->res_h_errno;
+    const bool response = (buffer[2] & 0x80) != 0;
+    if (herr == HOST_NOT_FOUND || herr == NO_DATA) {
+      q.status = Resolution::Status::Empty;
+      q.detail = herr == HOST_NOT_FOUND ? "NXDOMAIN" : std::string("no ") + kind + " records";
+    } else if (response && (buffer[3] & 0x0f) != ns_r_noerror) {
+      q.detail =
+          rcodeName(buffer[3] & 0x0f) + " for " + kind + " " + name + " from " + rs.servers();
     } else {
-      const int error = errno;
       q.detail = std::string(error == ETIMEDOUT ? "no answer (timeout)"
                              : error != 0       ? std::strerror(error)
                                                 : "no answer") +

@@ -125,7 +125,7 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 
 scripting::Engine* Runtime::engine(int worker, std::string& error) const {
   if (!script || !engines_ || worker < 0 || worker >= kMaxScriptWorkers) return nullptr;
-  EngineSlot& slot = engines_[worker];
+  EngineSlot& slot = (*engines_)[worker];
   if (!slot.engine && slot.error.empty()) {
     slot.engine = scripting::Engine::create(script, &logFromLua, slot.error);
     if (slot.engine) {

@@ -53,7 +53,7 @@ struct Runtime {
   explicit Runtime(std::shared_ptr<const conf::Config> c)
       : config(std::move(c)), router(config->routes) {
     if (config->scripting) {
-      engines_ = std::make_shared<EngineSlot[]>(kMaxScriptWorkers);
+      engines_ = std::make_shared<std::vector<EngineSlot>>(kMaxScriptWorkers);
     }
   }
   const PoolEntry* findPool(const std::string& name) const;
@@ -74,7 +74,7 @@ private:
     std::string error;  // why it could not be made: said once, not retried per request
   };
   // kMaxScriptWorkers slots; shared with the snapshots a discovery change derives from it.
-  std::shared_ptr<EngineSlot[]> engines_;
+  std::shared_ptr<std::vector<EngineSlot>> engines_;
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;

@@ -194,7 +194,7 @@ const MalformedCase kMalformed[] = {
     {"Empty", {}, "malformed response (0 bytes)"},
     {"HeaderOnly", truncatedAfter(kTwoAddresses, 11), "malformed response (11 bytes)"},
     {"LastRecordCut", truncatedAfter(kTwoAddresses, kTwoAddresses.size() - 2),
-     "malformed response (48 bytes)"},
+     "malformed response (56 bytes)"},
     {"AQuery", asQuery(kTwoAddresses), "a query where a response was expected"},
     {"AOfFiveBytes", response("chat.svc", kA, {{"", kA, Bytes{10, 0, 0, 1, 9}}}),
      "an A record of 5 bytes"},
