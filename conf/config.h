@@ -125,8 +125,8 @@ struct BackendConfig {
 enum class DiscoverFamily { Any, Ipv4, Ipv6 };
 
 struct DiscoverConfig {
-  std::string dns;    // lower-cased, no trailing dot; _service._proto.NAME when port is 0
-  uint16_t port = 0;  // A/AAAA records on this port; 0: SRV records give target and port
+  std::string dns;             // lower-cased, no trailing dot; _service._proto.NAME when port is 0
+  uint16_t port = 0;           // A/AAAA records on this port; 0: SRV records give target and port
   Duration interval{5'000};    // from the end of one resolution to the start of the next
   Duration timeout{1'000};     // per query to one resolver (whole seconds: libresolv's unit)
   Duration holdEmpty{30'000};  // NXDOMAIN or no records: the last set stays this long

@@ -1685,8 +1685,7 @@ void Loader::readDiscover(const Entry& e, PoolConfig& pool) {
                                    std::to_string(kMaxResolvers) + " are asked (MAXNS)");
              }
            }},
-          {"weight",
-           [&](const Entry& v) { assign(d.weight, integer(v, /*min=*/1, kMaxWeight)); }},
+          {"weight", [&](const Entry& v) { assign(d.weight, integer(v, /*min=*/1, kMaxWeight)); }},
           {"max_connections",
            [&](const Entry& v) { assign(d.maxConnections, integer(v, 0u, kMaxConnections)); }},
       });
@@ -1701,8 +1700,8 @@ void Loader::readDiscover(const Entry& e, PoolConfig& pool) {
     return;
   }
   if (d.port != 0 && srvName) {
-    error(*portMark, quote(d.dns) +
-                         " is an SRV name: leave 'port' out, the SRV records give each port");
+    error(*portMark,
+          quote(d.dns) + " is an SRV name: leave 'port' out, the SRV records give each port");
     return;
   }
   // One entry per name and pool: metrics and logs name an entry by pool and name.

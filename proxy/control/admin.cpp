@@ -385,17 +385,18 @@ std::string AdminServer::status() const {
     }
     j["pools"][name] = {{"backends", backends}};
   }
-  j["discovery"] = nlohmann::json::array();
+  // Only with discover entries: without them /status reads as before discovery existed.
   for (const auto& d : server_.discovery().status()) {
-    nlohmann::json e = {{"pool", d.pool},
-                        {"dns", d.config.dns},
-                        {"port", d.config.port},
-                        {"records", d.config.port != 0 ? "A/AAAA" : "SRV"},
-                        {"backends", d.backends},
-                        {"failing", d.failing},
-                        {"last_error", d.lastError},
-                        {"resolutions",
-                         {{"ok", d.ok}, {"changed", d.changed}, {"held", d.held}, {"failed", d.failed}}}};
+    nlohmann::json e = {
+        {"pool", d.pool},
+        {"dns", d.config.dns},
+        {"port", d.config.port},
+        {"records", d.config.port != 0 ? "A/AAAA" : "SRV"},
+        {"backends", d.backends},
+        {"failing", d.failing},
+        {"last_error", d.lastError},
+        {"resolutions",
+         {{"ok", d.ok}, {"changed", d.changed}, {"held", d.held}, {"failed", d.failed}}}};
     // null: no answer yet.
     e["last_success_ago_seconds"] =
         d.sinceSuccess ? nlohmann::json(seconds(*d.sinceSuccess)) : nlohmann::json();

@@ -307,8 +307,7 @@ void appendDiscovery(const Server& server, Writer& out) {
     const std::pair<const char*, uint64_t> results[] = {
         {"ok", s.ok}, {"changed", s.changed}, {"held", s.held}, {"failed", s.failed}};
     for (const auto& [result, n] : results) {
-      out.sample("wsgate_discovery_resolutions_total",
-                 labels(s) + ",result=\"" + result + '"', n);
+      out.sample("wsgate_discovery_resolutions_total", labels(s) + ",result=\"" + result + '"', n);
     }
   }
   out.family("wsgate_discovery_backends", "gauge", "Backends the discover entry gives now.");

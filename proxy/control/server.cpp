@@ -453,8 +453,8 @@ void Server::onDiscoveryChanged() {
 std::unique_ptr<Server::Prepared> Server::prepareRepublish(RuntimePtr previous) const {
   auto p = std::make_unique<Prepared>();
   p->republish = true;
-  auto config = std::make_shared<const conf::Config>(
-      withDiscovered(*previous->source, discovery_->sets()));
+  auto config =
+      std::make_shared<const conf::Config>(withDiscovered(*previous->source, discovery_->sets()));
   p->diff = diff(*previous->config, *config);
   if (p->diff.backendsAdded.empty() && p->diff.backendsRemoved.empty() &&
       p->diff.backendsUpdated() == 0) {
