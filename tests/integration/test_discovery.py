@@ -221,6 +221,10 @@ def test_an_address_that_appears_becomes_a_backend_named_after_it_and_takes_sess
     # A snapshot of its own, not a reload.
     assert status(admin)["config"]["reloads_succeeded"] == 0
     assert status(admin)["config"]["generation"] == 2
+    # The admin API names a discovered backend as /status does.
+    code, body = admin_request(admin, "POST", f"/pools/chat/backends/127.0.0.3:{port}/drain")
+    assert code == 200, body
+    assert {open_session(gate)[1] for _ in range(3)} == {"127.0.0.2"}
 
 
 def test_an_address_that_disappears_drains_its_sessions_with_1012_and_no_one_elses(
