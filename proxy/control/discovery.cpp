@@ -224,9 +224,10 @@ void Discovery::run() {
       wake_.wait(lock);
       continue;
     }
-    if (Clock::now() < next->due) {
-      // Woken early by an update or a stop: the loop looks again.
-      wake_.wait_until(lock, next->due);
+    if (const Clock::time_point due = next->due; Clock::now() < due) {
+      // A copy: wait_until reads its deadline again after waking, and an update meanwhile
+      // replaces the targets. Woken early (an update, a stop), the loop looks again.
+      wake_.wait_until(lock, due);
       continue;
     }
     const std::string key = next->key;
