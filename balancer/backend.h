@@ -158,8 +158,13 @@ public:
 
   // When the backend last came back into rotation (passive or active recovery, enable), or
   // nullopt if it has been in rotation since it was created: a backend present at startup,
-  // or added by a reload, gets its full weight at once.
+  // or added by a reload, gets its full weight at once (a discovered one that joins a
+  // running pool: joined()).
   std::optional<TimePoint> upSince() const noexcept;
+
+  // A backend added to a pool already in service (found by DNS discovery): its slow start
+  // counts from `now`, as for one back from an outage.
+  void joined(TimePoint now) noexcept { cameUp(now); }
 
   // ---- counters ---------------------------------------------------------------------
 

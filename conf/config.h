@@ -120,6 +120,27 @@ struct BackendConfig {
   uint32_t weight = 1;
   uint32_t maxConnections = 0;  // 0 = unlimited
   Mark mark;                    // of the address value, for errors found later (resolving)
+  // Index in PoolConfig::discover of the entry that found this backend in DNS; -1 for a
+  // backend written in the file. The loader only writes the latter (see proxy/control/
+  // discovered_backends.h for the config a snapshot is built from).
+  int discover = -1;
+};
+
+// `pools.NAME.backends[]: { discover: {...} }`: backends found in DNS and re-resolved every
+// `interval`, each address one backend named after it ("10.1.2.3:9001", "[fd00::1]:9001").
+enum class DiscoverFamily { Any, Ipv4, Ipv6 };
+
+struct DiscoverConfig {
+  std::string dns;             // lower-cased, no trailing dot; _service._proto.NAME when port is 0
+  uint16_t port = 0;           // A/AAAA records on this port; 0: SRV records give target and port
+  Duration interval{5'000};    // from the end of one resolution to the start of the next
+  Duration timeout{1'000};     // per query to one resolver (whole seconds: libresolv's unit)
+  Duration holdEmpty{30'000};  // NXDOMAIN or no records: the last set stays this long
+  DiscoverFamily family = DiscoverFamily::Any;
+  std::vector<HostPort> resolvers;  // IPv4 literals; empty: /etc/resolv.conf's nameservers
+  uint32_t weight = 0;              // every backend's; 0: 1, or the SRV record's weight
+  uint32_t maxConnections = 0;      // every backend's; 0 = unlimited
+  Mark mark;                        // of the `discover` key
 };
 
 // What keeps a client on the backend it got first. Exactly one source per pool.
@@ -156,6 +177,7 @@ struct PoolConfig {
   std::string name;
   Policy policy = Policy::RoundRobin;  // Hash implies sticky with source != Cookie
   std::vector<BackendConfig> backends;
+  std::vector<DiscoverConfig> discover;  // backends found in DNS, in file order
   Duration connectTimeout{2000};
   uint32_t retries = 2;
   std::optional<StickyConfig> sticky;

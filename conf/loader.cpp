@@ -52,6 +52,11 @@ constexpr std::size_t kMaxNameLength = 64;
 constexpr Duration kMaxSlowStart = 1h;          // a ramp longer than this is an outage of its own
 constexpr Duration kMinHealthInterval = 100ms;  // below this, probes are load, not checks
 constexpr uint64_t kMaxHealthCount = 100;       // rise/fall: past this a state never changes
+// DNS discovery: a name re-resolved more often than this is load on the resolver; one
+// re-resolved less often than this misses a day of changes.
+constexpr Duration kMinDiscoverInterval = 100ms;
+constexpr Duration kMaxDiscoverInterval = 1h;
+constexpr std::size_t kMaxResolvers = 3;  // libresolv asks at most MAXNS servers
 // An admin token shorter than this is guessable; one longer is not a token (the file is
 // probably the wrong one), and it must fit in a request header.
 constexpr std::size_t kMinTokenLength = 16;
@@ -91,6 +96,20 @@ bool isPoolKey(std::string_view key) {
       "backends", "policy", "sticky",         "health",     "connect_timeout",
       "retries",  "tls",    "proxy_protocol", "slow_start", "source_addresses"};
   return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+}
+
+// Whether map `node` has the scalar key `key` (false for anything but a map).
+bool hasKey(const YAML::Node& node, std::string_view key) {
+  if (!node.IsMap()) return false;
+  for (const auto& kv : node) {
+    if (kv.first.IsScalar() && kv.first.Scalar() == key) return true;
+  }
+  return false;
+}
+
+bool isIpv4Literal(const std::string& host) {
+  in_addr v4{};
+  return ::inet_pton(AF_INET, host.c_str(), &v4) == 1;
 }
 
 // The first line (0-based) whose indentation holds a tab, if any.
@@ -714,6 +733,7 @@ private:
   void readSourceAddresses(const Entry& e, PoolConfig& pool);
   void readBackend(const Entry& e, PoolConfig& pool,
                    std::vector<std::pair<std::string, int>>& names);
+  void readDiscover(const Entry& e, PoolConfig& pool);
   void readTimeouts(const Entry& e);
   void readLimits(const Entry& e);
   void readAdmin(const Entry& e);
@@ -1626,6 +1646,12 @@ void Loader::readBackendTls(const Entry& e, PoolConfig& pool) {
 
 void Loader::readBackend(const Entry& e, PoolConfig& pool,
                          std::vector<std::pair<std::string, int>>& names) {
+  if (hasKey(e.value, "discover")) {
+    // `{ discover: {...} }` stands for the backends DNS names: nothing may sit beside it.
+    walkMap(e, "backend with 'discover'",
+            {{"discover", [&](const Entry& v) { readDiscover(v, pool); }, true}});
+    return;
+  }
   BackendConfig backend;
   std::optional<std::string> name;
   YAML::Mark nameMark;
@@ -1661,6 +1687,113 @@ void Loader::readBackend(const Entry& e, PoolConfig& pool,
     backend.name = std::move(*name);
   }
   pool.backends.push_back(std::move(backend));
+}
+
+// A DNS name to find backends by (docs/configuration.md, Backends from DNS): A/AAAA records
+// on `port`, or SRV records (target and port from each) when `port` is left out.
+void Loader::readDiscover(const Entry& e, PoolConfig& pool) {
+  DiscoverConfig d;
+  d.mark = toMark(e.key.Mark());
+  std::optional<YAML::Mark> dnsMark, portMark;
+  const bool isMap = walkMap(
+      e, "discover",
+      {
+          {"dns",
+           [&](const Entry& v) {
+             auto s = text(v);
+             if (!s) return;
+             dnsMark = where(v);
+             std::string name = toLower(*s);
+             if (name.size() > 1 && name.ends_with('.')) name.pop_back();  // absolute anyway
+             if (name.find(':') != std::string::npos || isIpv4Literal(name)) {
+               error(where(v), "'dns' is an IP address (" + quote(*s) +
+                                   "): write a backend with 'name' and 'address' instead");
+             } else if (!isValidHost(name)) {
+               error(where(v), "invalid 'dns' " + quote(*s) +
+                                   ": expected a DNS name such as chat.default.svc.cluster.local");
+             } else {
+               d.dns = std::move(name);
+             }
+           },
+           true},
+          {"port",
+           [&](const Entry& v) {
+             portMark = where(v);
+             assign(d.port, integer(v, 1, 65535));
+           }},
+          {"interval",
+           [&](const Entry& v) {
+             assign(d.interval, duration(v, kMinDiscoverInterval, kMaxDiscoverInterval));
+           }},
+          {"timeout", [&](const Entry& v) { assign(d.timeout, duration(v, 1s, 30s)); }},
+          {"hold_empty", [&](const Entry& v) { assign(d.holdEmpty, duration(v, 0ms, 24h)); }},
+          {"family",
+           [&](const Entry& v) {
+             static constexpr std::array<std::string_view, 3> kNames{"any", "ipv4", "ipv6"};
+             static constexpr std::array<DiscoverFamily, 3> kFamilies{
+                 DiscoverFamily::Any, DiscoverFamily::Ipv4, DiscoverFamily::Ipv6};
+             auto s = text(v);
+             if (!s) return;
+             for (std::size_t i = 0; i < kNames.size(); ++i) {
+               if (kNames[i] == *s) {
+                 d.family = kFamilies[i];
+                 return;
+               }
+             }
+             error(where(v),
+                   "unknown family " + quote(*s) + suggestion(*s, kNames) + " (any, ipv4 or ipv6)");
+           }},
+          {"resolvers",
+           [&](const Entry& v) {
+             auto n = forEachItem(v, "resolver", [&](const Entry& r) {
+               auto hp = address(r, /*allowZeroPort=*/false);
+               if (!hp) return;
+               if (!isIpv4Literal(hp->host)) {
+                 // libresolv's server list holds IPv4 addresses; an IPv6 nameserver still
+                 // works from /etc/resolv.conf (resolvers left out).
+                 error(where(r), "resolver " + quote(hp->host) +
+                                     " must be an IPv4 address (host names would need a "
+                                     "resolver themselves; for IPv6 leave 'resolvers' out "
+                                     "and list it in /etc/resolv.conf)");
+                 return;
+               }
+               d.resolvers.push_back(*hp);
+             });
+             if (n == 0u) {
+               error(where(v), "'resolvers' is empty: leave it out to use /etc/resolv.conf");
+             } else if (n && *n > kMaxResolvers) {
+               error(where(v), "'resolvers' lists " + std::to_string(*n) + ", at most " +
+                                   std::to_string(kMaxResolvers) + " are asked (MAXNS)");
+             }
+           }},
+          {"weight", [&](const Entry& v) { assign(d.weight, integer(v, /*min=*/1, kMaxWeight)); }},
+          {"max_connections",
+           [&](const Entry& v) { assign(d.maxConnections, integer(v, 0u, kMaxConnections)); }},
+      });
+  // A port that was refused is reported already; judging the name without it would be noise.
+  if (!isMap || d.dns.empty() || (portMark && d.port == 0)) return;
+  // SRV names start with two underscore labels (_service._proto, RFC 2782); A/AAAA names of
+  // hosts never do. A mix-up would ask for records that do not exist, quietly.
+  const bool srvName = d.dns.starts_with('_') && d.dns.find("._") != std::string::npos;
+  if (d.port == 0 && !srvName) {
+    error(*dnsMark, "discover needs 'port' for the A/AAAA records of " + quote(d.dns) +
+                        ", or an SRV name such as _http._tcp." + d.dns + " without 'port'");
+    return;
+  }
+  if (d.port != 0 && srvName) {
+    error(*portMark,
+          quote(d.dns) + " is an SRV name: leave 'port' out, the SRV records give each port");
+    return;
+  }
+  // One entry per name and pool: metrics and logs name an entry by pool and name.
+  for (const auto& other : pool.discover) {
+    if (other.dns == d.dns) {
+      error(*dnsMark, "pool " + quote(pool.name) + " discovers " + quote(d.dns) +
+                          " twice (first at line " + std::to_string(other.mark.line) + ")");
+      return;
+    }
+  }
+  pool.discover.push_back(std::move(d));
 }
 
 void Loader::readTimeouts(const Entry& e) {

@@ -18,6 +18,8 @@ PACKAGES=(
   systemd dpkg-dev shellcheck man-db
   # python3-yaml: tests/integration/test_deploy.py reads packaging/kubernetes
   python3-yaml
+  # python3-dnslib: the DNS server tests/integration/test_discovery.py steers
+  python3-dnslib
   # a real browser through wsgate (tests/integration/test_browser.py), and a third client
   # library nobody here wrote, Autobahn|Python (tests/integration/test_autobahn.py)
   chromium python3-autobahn

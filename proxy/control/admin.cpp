@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "proxy/control/discovery.h"
 #include "proxy/control/metrics.h"
 #include "proxy/control/server.h"
 #include "proxy/control/worker.h"
@@ -383,6 +384,23 @@ std::string AdminServer::status() const {
           ejectedUntil ? nlohmann::json(seconds(*ejectedUntil - now)) : nlohmann::json();
     }
     j["pools"][name] = {{"backends", backends}};
+  }
+  // Only with discover entries: without them /status reads as before discovery existed.
+  for (const auto& d : server_.discovery().status()) {
+    nlohmann::json e = {
+        {"pool", d.pool},
+        {"dns", d.config.dns},
+        {"port", d.config.port},
+        {"records", d.config.port != 0 ? "A/AAAA" : "SRV"},
+        {"backends", d.backends},
+        {"failing", d.failing},
+        {"last_error", d.lastError},
+        {"resolutions",
+         {{"ok", d.ok}, {"changed", d.changed}, {"held", d.held}, {"failed", d.failed}}}};
+    // null: no answer yet.
+    e["last_success_ago_seconds"] =
+        d.sinceSuccess ? nlohmann::json(seconds(*d.sinceSuccess)) : nlohmann::json();
+    j["discovery"].push_back(std::move(e));
   }
   return j.dump(2) + "\n";
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <sstream>
 
+#include "proxy/control/discovery.h"
 #include "proxy/control/server.h"
 #include "proxy/control/worker.h"
 #include "proxy/log.h"
@@ -322,6 +323,41 @@ void appendBackends(const Runtime& runtime, Writer& out) {
        [&](const balancer::Backend& b, bool) { return load(b.counters().droppedSessions); });
 }
 
+// The discover entries' resolutions (proxy/control/discovery.h), one series per entry.
+void appendDiscovery(const Server& server, Writer& out) {
+  const auto entries = server.discovery().status();
+  if (entries.empty()) return;  // no discover entry: no families (nothing to label them by)
+  auto labels = [](const Discovery::Status& s) {
+    return "pool=\"" + escapeLabel(s.pool) + "\",dns=\"" + escapeLabel(s.config.dns) + '"';
+  };
+  out.family("wsgate_discovery_resolutions_total", "counter",
+             "Resolutions of a discover entry by result: ok (same set), changed (a new set was "
+             "published), held (an empty answer kept the last set within hold_empty), failed "
+             "(no usable answer: the last set stays).");
+  for (const auto& s : entries) {
+    const std::pair<const char*, uint64_t> results[] = {
+        {"ok", s.ok}, {"changed", s.changed}, {"held", s.held}, {"failed", s.failed}};
+    for (const auto& [result, n] : results) {
+      out.sample("wsgate_discovery_resolutions_total", labels(s) + ",result=\"" + result + '"', n);
+    }
+  }
+  out.family("wsgate_discovery_backends", "gauge", "Backends the discover entry gives now.");
+  for (const auto& s : entries) out.sample("wsgate_discovery_backends", labels(s), s.backends);
+  out.family("wsgate_discovery_failing", "gauge",
+             "1 while the discover entry's last resolution failed (its last set stays).");
+  for (const auto& s : entries) {
+    out.sample("wsgate_discovery_failing", labels(s), s.failing ? 1 : 0);
+  }
+  out.family("wsgate_discovery_last_success_age_seconds", "gauge",
+             "Seconds since the discover entry's last answer (records or an empty one); "
+             "absent until the first.");
+  for (const auto& s : entries) {
+    if (!s.sinceSuccess) continue;
+    out.sample("wsgate_discovery_last_success_age_seconds", labels(s),
+               std::chrono::duration<double>(*s.sinceSuccess).count());
+  }
+}
+
 // process_* as the Prometheus client libraries name them, from /proc/self.
 void appendProcess(Writer& out) {
   const long ticks = sysconf(_SC_CLK_TCK);
@@ -393,6 +429,7 @@ std::string renderMetrics(const Runtime& runtime, const Server& server) {
   appendListeners(runtime, out);
   appendWorkerCounters(server, out);
   appendBackends(runtime, out);
+  appendDiscovery(server, out);
   out.family("wsgate_access_log_dropped_total", "counter",
              "Access log lines dropped because the log's writer fell behind (a full pipe or "
              "disk): the event loops never wait for the log.");

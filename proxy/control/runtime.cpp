@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "proxy/control/snapshot_diff.h"
 #include "proxy/log.h"
@@ -28,16 +30,87 @@ balancer::PolicyKind toKind(conf::Policy p) {
   return balancer::PolicyKind::RoundRobin;
 }
 
-balancer::BackendPtr reuseOrCreate(const Runtime* previous, balancer::BackendSpec spec) {
-  if (previous != nullptr) {
-    if (const PoolEntry* old = previous->findPool(spec.pool)) {
-      const std::string id = spec.identity();
-      for (const auto& b : old->pool->backends()) {
-        if (b->spec().identity() == id) return b;
-      }
-    }
+// `previous`'s backend of the same identity and its index there, if any.
+std::optional<std::size_t> findKept(const PoolEntry* old, const balancer::BackendSpec& spec) {
+  if (old == nullptr) return std::nullopt;
+  const std::string id = spec.identity();
+  const auto& backends = old->pool->backends();
+  for (std::size_t i = 0; i < backends.size(); ++i) {
+    if (backends[i]->spec().identity() == id) return i;
   }
-  return std::make_shared<balancer::Backend>(std::move(spec));
+  return std::nullopt;
+}
+
+// pools.NAME.source_addresses, resolved (port 0) and checked to be this host's.
+bool resolveSources(const conf::PoolConfig& pc, PoolEntry& entry, std::string& error) {
+  for (std::size_t i = 0; i < pc.sourceAddresses.size(); ++i) {
+    const std::string& source = pc.sourceAddresses[i];
+    const std::string where = pc.sourceAddressMarks[i].str() + ": pool " + pc.name + ": ";
+    auto addr = net::resolve(conf::HostPort{source, 0}, error);
+    if (!addr) {
+      error = where + "source address " + source + ": " + error;
+      return false;
+    }
+    // A source this host does not have would fail every connection: say so now.
+    const int fd = socket(addr->storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool bound = fd >= 0 && bind(fd, addr->get(), addr->length) == 0;
+    const int bindError = errno;
+    if (fd >= 0) close(fd);
+    if (!bound) {
+      error = where + "source address " + source + " cannot be used: " +
+              std::strerror(bindError) +
+              (bindError == EADDRNOTAVAIL ? " (not an address of this host)" : "");
+      return false;
+    }
+    entry.sources.push_back(*addr);
+  }
+  return true;
+}
+
+// The pool `pc` over `previous`'s backends where their identity is unchanged, new ones
+// otherwise. `keepAddresses`: a kept backend keeps its resolved address (a change of
+// discovered backends resolves no name); else every address is resolved again (a reload).
+// A discovered backend that joins a running pool (previous set) starts its slow start.
+bool buildPool(const conf::PoolConfig& pc, const Runtime* previous, bool keepAddresses,
+               PoolEntry& entry, std::string& error) {
+  const PoolEntry* old = previous != nullptr ? previous->findPool(pc.name) : nullptr;
+  entry.config = &pc;
+  std::vector<balancer::BackendPtr> backends;
+  std::vector<uint32_t> weights;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& bc : pc.backends) {
+    balancer::BackendSpec spec{pc.name,         bc.name,   bc.address.host,
+                               bc.address.port, bc.weight, bc.maxConnections};
+    const auto kept = findKept(old, spec);
+    if (kept && keepAddresses) {
+      entry.addresses.push_back(old->addresses[*kept]);
+    } else {
+      auto addr = net::resolve(bc.address, error);
+      if (!addr) {
+        error = bc.mark.str() + ": pool " + pc.name + " backend " + bc.name + ": " + error;
+        return false;
+      }
+      entry.addresses.push_back(*addr);
+    }
+    if (kept) {
+      backends.push_back(old->pool->backends()[*kept]);
+    } else {
+      backends.push_back(std::make_shared<balancer::Backend>(std::move(spec)));
+      if (bc.discover >= 0 && previous != nullptr) backends.back()->joined(now);
+    }
+    weights.push_back(bc.weight);
+  }
+  auto policy = balancer::makePolicy(toKind(pc.policy), weights);
+  if (!policy) {
+    error = "pool " + pc.name + ": policy not supported by this build";
+    return false;
+  }
+  if (!resolveSources(pc, entry, error)) return false;
+  balancer::PoolOptions options;
+  options.slowStart = pc.slowStart;
+  entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy),
+                                                options, weights);
+  return true;
 }
 
 void logFromLua(scripting::LogLevel level, std::string_view text) {
@@ -83,7 +156,7 @@ const PoolEntry* Runtime::findPool(const std::string& name) const {
 
 scripting::Engine* Runtime::engine(int worker, std::string& error) const {
   if (!script || !engines_ || worker < 0 || worker >= kMaxScriptWorkers) return nullptr;
-  EngineSlot& slot = engines_[worker];
+  EngineSlot& slot = (*engines_)[worker];
   if (!slot.engine && slot.error.empty()) {
     slot.engine = scripting::Engine::create(script, &logFromLua, slot.error);
     if (slot.engine) {
@@ -134,8 +207,10 @@ std::size_t applyTunables(const Runtime& runtime) {
 }
 
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
-                        std::string& error, std::vector<std::string>& warnings) {
+                        std::string& error, std::vector<std::string>& warnings,
+                        std::shared_ptr<const conf::Config> source) {
   auto rt = std::make_shared<Runtime>(config);
+  rt->source = source != nullptr ? std::move(source) : config;
   std::vector<tls::Problem> tlsErrors, tlsWarnings;
   std::vector<std::string> routeHosts;
   for (const auto& r : config->routes) {
@@ -156,52 +231,8 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
   }
   for (const auto& pc : config->pools) {
     PoolEntry entry;
-    entry.config = &pc;
-    std::vector<balancer::BackendPtr> backends;
-    std::vector<uint32_t> weights;
-    for (const auto& bc : pc.backends) {
-      auto addr = net::resolve(bc.address, error);
-      if (!addr) {
-        error = bc.mark.str() + ": pool " + pc.name + " backend " + bc.name + ": " + error;
-        return nullptr;
-      }
-      entry.addresses.push_back(*addr);
-      balancer::BackendSpec spec{pc.name,         bc.name,   bc.address.host,
-                                 bc.address.port, bc.weight, bc.maxConnections};
-      backends.push_back(reuseOrCreate(previous, std::move(spec)));
-      weights.push_back(bc.weight);
-    }
-    auto policy = balancer::makePolicy(toKind(pc.policy), weights);
-    if (!policy) {
-      error = "pool " + pc.name + ": policy not supported by this build";
-      return nullptr;
-    }
-    for (std::size_t i = 0; i < pc.sourceAddresses.size(); ++i) {
-      const std::string& source = pc.sourceAddresses[i];
-      const std::string where = pc.sourceAddressMarks[i].str() + ": pool " + pc.name + ": ";
-      auto addr = net::resolve(conf::HostPort{source, 0}, error);
-      if (!addr) {
-        error = where + "source address " + source + ": " + error;
-        return nullptr;
-      }
-      // A source this host does not have would fail every connection: say so now.
-      const int fd = socket(addr->storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      const bool bound = fd >= 0 && bind(fd, addr->get(), addr->length) == 0;
-      const int bindError = errno;
-      if (fd >= 0) close(fd);
-      if (!bound) {
-        error = where + "source address " + source + " cannot be used: " +
-                std::strerror(bindError) +
-                (bindError == EADDRNOTAVAIL ? " (not an address of this host)" : "");
-        return nullptr;
-      }
-      entry.sources.push_back(*addr);
-    }
+    if (!buildPool(pc, previous, /*keepAddresses=*/false, entry, error)) return nullptr;
     if (pc.tls) entry.tls = tls::ClientContext::build(*pc.tls, tlsErrors, tlsWarnings);
-    balancer::PoolOptions options;
-    options.slowStart = pc.slowStart;
-    entry.pool = std::make_shared<balancer::Pool>(pc.name, std::move(backends), std::move(policy),
-                                                  options, weights);
     rt->pools.emplace(pc.name, std::move(entry));
   }
   if (!loadScript(*rt, error)) return nullptr;
@@ -214,6 +245,28 @@ RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtim
       error += (error.empty() ? "" : "\n") + e.mark.str() + ": " + e.message;
     }
     return nullptr;
+  }
+  return rt;
+}
+
+RuntimePtr withNewBackends(const Runtime& previous, std::shared_ptr<const conf::Config> config,
+                           std::string& error) {
+  auto rt = std::make_shared<Runtime>(config);
+  rt->source = previous.source;
+  rt->script = previous.script;
+  rt->shareScriptStates(previous);
+  rt->maxConnections = previous.maxConnections;
+  // The same file, so the same listeners in the same order: their entries point into the
+  // new config object.
+  rt->listeners = previous.listeners;
+  for (std::size_t i = 0; i < rt->listeners.size() && i < config->listeners.size(); ++i) {
+    rt->listeners[i].config = &config->listeners[i];
+  }
+  for (const auto& pc : config->pools) {
+    PoolEntry entry;
+    if (!buildPool(pc, &previous, /*keepAddresses=*/true, entry, error)) return nullptr;
+    if (const PoolEntry* old = previous.findPool(pc.name)) entry.tls = old->tls;
+    rt->pools.emplace(pc.name, std::move(entry));
   }
   return rt;
 }

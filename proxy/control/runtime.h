@@ -39,6 +39,10 @@ struct Runtime {
   static constexpr int kMaxScriptWorkers = 256;
 
   std::shared_ptr<const conf::Config> config;
+  // The config as the file says it, before discovered backends were added (config is this
+  // plus them, discovered_backends.h): what a change of a DNS answer builds the next
+  // snapshot from without reading the file. The same object as `config` without discovery.
+  std::shared_ptr<const conf::Config> source;
   std::unordered_map<std::string, PoolEntry> pools;
   std::vector<ListenerEntry> listeners;  // parallel to config->listeners
   Router router;
@@ -50,7 +54,7 @@ struct Runtime {
   explicit Runtime(std::shared_ptr<const conf::Config> c)
       : config(std::move(c)), router(config->routes) {
     if (config->scripting) {
-      engines_ = std::make_unique<EngineSlot[]>(kMaxScriptWorkers);
+      engines_ = std::make_shared<std::vector<EngineSlot>>(kMaxScriptWorkers);
     }
   }
   const PoolEntry* findPool(const std::string& name) const;
@@ -61,13 +65,17 @@ struct Runtime {
   // so a state lives as long as a session started under it. nullptr without a script, or
   // when the state cannot be made (`error` then says why).
   scripting::Engine* engine(int worker, std::string& error) const;
+  // Takes over `previous`'s Lua states: a snapshot that changes only discovered backends
+  // runs the same script, so its states (and their wsgate.shared) carry on.
+  void shareScriptStates(const Runtime& previous) { engines_ = previous.engines_; }
 
 private:
   struct EngineSlot {
     scripting::EnginePtr engine;
     std::string error;  // why it could not be made: said once, not retried per request
   };
-  mutable std::unique_ptr<EngineSlot[]> engines_;  // kMaxScriptWorkers slots
+  // kMaxScriptWorkers slots; shared with the snapshots a discovery change derives from it.
+  std::shared_ptr<std::vector<EngineSlot>> engines_;
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;
@@ -85,8 +93,19 @@ uint64_t openFilesCapacity(uint64_t openFiles);
 // reload that fails leaves the running one untouched. nullptr with `error` set (one "FILE:LINE:COL:
 // message" per line) when an address cannot be resolved or a certificate or key cannot be used;
 // `warnings` get the same form (an expired certificate, one without a route's host name).
+// `source`: the file's config that `config` was derived from by adding discovered backends
+// (null: `config` itself).
 RuntimePtr buildRuntime(std::shared_ptr<const conf::Config> config, const Runtime* previous,
-                        std::string& error, std::vector<std::string>& warnings);
+                        std::string& error, std::vector<std::string>& warnings,
+                        std::shared_ptr<const conf::Config> source = nullptr);
+
+// The snapshot after a change of discovered backends only: `config` is `previous->source`
+// with the new sets (withDiscovered). Listeners, TLS contexts, the script and its Lua states
+// are `previous`'s, nothing is read from disk and no name is resolved; pools are rebuilt,
+// with kept backends (and their addresses) carried over. A backend that joins starts its
+// slow start. nullptr with `error` set when an address does not parse.
+RuntimePtr withNewBackends(const Runtime& previous, std::shared_ptr<const conf::Config> config,
+                           std::string& error);
 
 // Gives every backend of `runtime` its configured weight and max_connections (kept Backend
 // objects carry the values of the snapshot they came from). Returns how many changed.

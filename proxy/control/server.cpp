@@ -23,6 +23,7 @@
 #include "conf/loader.h"
 #include "proxy/control/admin.h"
 #include "proxy/control/config_watch.h"
+#include "proxy/control/discovery.h"
 #include "proxy/control/health_checker.h"
 #include "proxy/control/listen_fds.h"
 #include "proxy/control/snapshot_diff.h"
@@ -132,6 +133,12 @@ struct Server::Prepared {
   std::vector<std::string> errors, warnings;
   RuntimePtr runtime;
   SnapshotDiff diff;
+  // A change of discovered backends rather than a reload of the file; `unchanged`: the sets
+  // give the backends the running snapshot has (nothing to publish).
+  bool republish = false;
+  bool unchanged = false;
+  // First resolutions of the discover entries the file added (the rest keep their sets).
+  std::map<std::string, Resolution> fresh;
   // Sockets of the listeners the reload opens: one per worker, by key.
   std::map<std::string, std::vector<int>> opened;
 
@@ -140,10 +147,13 @@ struct Server::Prepared {
   }
 };
 
+// The sets a config's discover entries get: empty for --check (it validates only).
+using DiscoveredFor = std::function<DiscoveredSets(const conf::Config& source)>;
+
 // Loads, validates and resolves `path`: what --check and every reload run. nullptr with
 // `errors` ("FILE:LINE:COL: message") set on any problem.
 static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
-                              std::vector<std::string>& errors,
+                              const DiscoveredFor& discovered, std::vector<std::string>& errors,
                               std::vector<std::string>& warnings) {
   conf::LoadResult r = conf::loadFile(path);
   for (const auto& w : r.warnings) warnings.push_back(w.mark.str() + ": warning: " + w.message);
@@ -151,9 +161,11 @@ static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
     for (const auto& e : r.errors) errors.push_back(e.str());
     return nullptr;
   }
-  auto config = std::make_shared<const conf::Config>(std::move(*r.config));
+  auto source = std::make_shared<const conf::Config>(std::move(*r.config));
+  auto config = std::make_shared<const conf::Config>(
+      withDiscovered(*source, discovered ? discovered(*source) : DiscoveredSets{}));
   std::string error;
-  RuntimePtr rt = buildRuntime(config, previous, error, warnings);
+  RuntimePtr rt = buildRuntime(config, previous, error, warnings, source);
   if (!rt) {
     std::size_t start = 0;
     while (start <= error.size()) {
@@ -168,7 +180,7 @@ static RuntimePtr loadRuntime(const std::string& path, const Runtime* previous,
 
 int checkConfig(const std::string& configPath) {
   std::vector<std::string> errors, warnings;
-  RuntimePtr rt = loadRuntime(configPath, nullptr, errors, warnings);
+  RuntimePtr rt = loadRuntime(configPath, nullptr, {}, errors, warnings);
   for (const auto& w : warnings) std::cerr << w << "\n";
   for (const auto& e : errors) std::cerr << e << "\n";
   if (!rt) return 1;
@@ -222,7 +234,23 @@ bool Server::openSockets(const conf::ListenerConfig& l, const net::SocketAddress
 bool Server::start() {
   raiseOpenFilesLimit();
   std::vector<std::string> errors, warnings;
-  current_ = loadRuntime(configPath_, nullptr, errors, warnings);
+  // Discovered backends are resolved before the listeners open (bounded by each entry's
+  // timeout): a pool starts with the backends DNS has, or, when its resolver fails, none
+  // from that entry until the discovery thread gets an answer.
+  discovery_ = std::make_unique<Discovery>([this] {
+    // The discovery thread's only way into the main loop (evthread_use_pthreads).
+    event_active(discoveryChanged_.get(), EV_TIMEOUT, 0);
+  });
+  std::map<std::string, Resolution> fresh;
+  current_ = loadRuntime(
+      configPath_, nullptr,
+      [&](const conf::Config& source) {
+        fresh = discovery_->resolveNew(source);
+        DiscoveredSets sets;
+        for (const auto& [key, r] : fresh) sets[key] = r.endpoints;
+        return sets;
+      },
+      errors, warnings);
   for (const auto& w : warnings) std::cerr << w << "\n";
   for (const auto& e : errors) std::cerr << e << "\n";
   if (!current_) return false;
@@ -245,6 +273,9 @@ bool Server::start() {
   for (auto& w : workers_) threads_.emplace_back([&w] { w->run(); });
   installSignals();
   reloadPrepared_.reset(event_new(base_.get(), -1, 0, &Server::onReloadPreparedCb, this));
+  discoveryChanged_.reset(event_new(base_.get(), -1, 0, &Server::onDiscoveryChangedCb, this));
+  discovery_->update(*current_->source, fresh);
+  discovery_->start();
   drainTick_.reset(evtimer_new(base_.get(), &Server::onDrainTickCb, this));
 
   // Active health checks and the admin endpoint run on this (the main) thread's loop,
@@ -357,6 +388,7 @@ int Server::run() {
 }
 
 void Server::stopAll() {
+  discovery_.reset();  // before the loop its thread posts to
   admin_.reset();
   health_.reset();
   watch_.reset();
@@ -387,9 +419,13 @@ void Server::requestReload(std::string_view origin, ReloadDone done) {
   if (done) waiting_.push_back(std::move(done));
   reloading_ = true;
   notifier_.reloading(fmt::format("reloading ({})", origin));
+  startPreparing(/*republish=*/false);
+}
+
+void Server::startPreparing(bool republish) {
   if (reloadThread_.joinable()) reloadThread_.join();
-  reloadThread_ = std::thread([this, previous = current_] {
-    std::unique_ptr<Prepared> p = prepare(previous);
+  reloadThread_ = std::thread([this, republish, previous = current_] {
+    std::unique_ptr<Prepared> p = republish ? prepareRepublish(previous) : prepare(previous);
     {
       std::lock_guard<std::mutex> lock(preparedLock_);
       prepared_ = std::move(p);
@@ -398,9 +434,52 @@ void Server::requestReload(std::string_view origin, ReloadDone done) {
   });
 }
 
+void Server::onDiscoveryChangedCb(evutil_socket_t, short, void* self) noexcept {
+  static_cast<Server*>(self)->onDiscoveryChanged();
+}
+
+void Server::onDiscoveryChanged() {
+  if (shuttingDown_) return;
+  if (reloading_) {
+    // The reload being prepared may have read the sets before this change: once it is
+    // published, the sets are applied again (nothing is published if they were current).
+    republishAgain_ = true;
+    return;
+  }
+  reloading_ = true;
+  startPreparing(/*republish=*/true);
+}
+
+std::unique_ptr<Server::Prepared> Server::prepareRepublish(RuntimePtr previous) const {
+  auto p = std::make_unique<Prepared>();
+  p->republish = true;
+  auto config =
+      std::make_shared<const conf::Config>(withDiscovered(*previous->source, discovery_->sets()));
+  p->diff = diff(*previous->config, *config);
+  if (p->diff.backendsAdded.empty() && p->diff.backendsRemoved.empty() &&
+      p->diff.backendsUpdated() == 0) {
+    p->unchanged = true;
+    return p;
+  }
+  std::string error;
+  p->runtime = withNewBackends(*previous, config, error);
+  if (!p->runtime) p->errors.push_back(error);
+  return p;
+}
+
 std::unique_ptr<Server::Prepared> Server::prepare(RuntimePtr previous) const {
   auto p = std::make_unique<Prepared>();
-  p->runtime = loadRuntime(configPath_, previous.get(), p->errors, p->warnings);
+  // Discover entries the running config has keep their sets (a reload drains no discovered
+  // backend); new ones are resolved here, on the reload thread.
+  p->runtime = loadRuntime(
+      configPath_, previous.get(),
+      [&](const conf::Config& source) {
+        p->fresh = discovery_->resolveNew(source);
+        DiscoveredSets sets = discovery_->sets();
+        for (const auto& [key, r] : p->fresh) sets[key] = r.endpoints;
+        return sets;
+      },
+      p->errors, p->warnings);
   if (!p->runtime) return p;
   p->diff = diff(*previous->config, *p->runtime->config);
   for (std::size_t i : p->diff.listenersOpened) {
@@ -430,6 +509,7 @@ void Server::onReloadPrepared() {
   if (!p) return;
   reloadThread_.join();
   ReloadOutcome outcome;
+  const bool republish = p->republish;
   if (shuttingDown_) {
     outcome.generation = stats_.generation;
     outcome.errors.push_back("wsgate is shutting down");
@@ -439,9 +519,11 @@ void Server::onReloadPrepared() {
   std::vector<ReloadDone> answered;
   answered.swap(waiting_);
   reloading_ = false;
-  notifier_.ready(outcome.ok ? fmt::format("serving, config generation {}", stats_.generation)
-                             : fmt::format("reload failed, still serving config generation {}",
-                                           stats_.generation));
+  if (!republish) {
+    notifier_.ready(outcome.ok ? fmt::format("serving, config generation {}", stats_.generation)
+                               : fmt::format("reload failed, still serving config generation {}",
+                                             stats_.generation));
+  }
   for (auto& done : answered) done(outcome);
   if (reloadAgain_ && !shuttingDown_) {
     reloadAgain_ = false;
@@ -449,6 +531,9 @@ void Server::onReloadPrepared() {
     next.swap(queued_);
     requestReload("a request made during the last reload");
     for (auto& done : next) waiting_.push_back(std::move(done));
+  } else if (republishAgain_ && !shuttingDown_) {
+    republishAgain_ = false;
+    onDiscoveryChanged();
   }
 }
 
@@ -467,6 +552,13 @@ static std::string scriptChange(const Runtime& was, const Runtime& now) {
 
 ReloadOutcome Server::publish(Prepared& p) {
   ReloadOutcome outcome;
+  if (p.republish && (p.unchanged || !p.runtime)) {
+    // A set changed and changed back, or a reload already published it: nothing to do.
+    for (const auto& e : p.errors) log().error("discovery: the new backends stay out: {}", e);
+    outcome.ok = p.unchanged;
+    outcome.generation = stats_.generation;
+    return outcome;
+  }
   outcome.warnings = p.warnings;
   for (const auto& w : p.warnings) log().warn("reload: {}", w);
   if (!p.runtime) {
@@ -519,16 +611,25 @@ ReloadOutcome Server::publish(Prepared& p) {
     listeners_.erase(it);
   }
   std::string error;
-  if (!initLogging(now.log, error)) log().error("reload: {}; the access log is unchanged", error);
+  if (!p.republish && !initLogging(now.log, error)) {
+    log().error("reload: {}; the access log is unchanged", error);
+  }
   const RuntimePtr previous = current_;
   current_ = next;
   health_->update(current_);
   if (admin_) admin_->setRuntime(current_);
   updateWatch();
   ++stats_.generation;
-  ++stats_.succeeded;
   outcome.ok = true;
   outcome.generation = stats_.generation;
+  if (p.republish) {
+    // A new snapshot, not a reload: the reload counters and systemd are not told.
+    outcome.summary = d.summary();
+    log().info("discovery: published generation={} {}", stats_.generation, outcome.summary);
+    return outcome;
+  }
+  discovery_->update(*current_->source, p.fresh);
+  ++stats_.succeeded;
   outcome.summary = d.summary() + scriptChange(*previous, *current_);
   log().info("reload ok generation={} {}", stats_.generation, outcome.summary);
   return outcome;

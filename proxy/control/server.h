@@ -28,6 +28,7 @@ namespace wsgate::proxy {
 
 class AdminServer;
 class ConfigWatch;
+class Discovery;
 class HealthChecker;
 
 // What a reload did, for the log, the admin reply and the counters.
@@ -71,6 +72,8 @@ public:
     const auto it = listeners_.find(key);
     return it == listeners_.end() ? nullptr : &it->second.address;
   }
+  // The DNS discovery of the pools' `discover` entries (status and counters).
+  const Discovery& discovery() const { return *discovery_; }
 
 private:
   struct Prepared;
@@ -89,6 +92,13 @@ private:
   void keepListener(const ListenerEntry& entry, const std::vector<int>& fds, bool inherited);
   // The work of the reload thread: everything that may block or fail, no shared state.
   std::unique_ptr<Prepared> prepare(RuntimePtr previous) const;
+  // The same for a change of discovered backends: `previous`'s file config with the new sets.
+  std::unique_ptr<Prepared> prepareRepublish(RuntimePtr previous) const;
+  // Starts preparing on the reload thread (reloading_ set by the caller).
+  void startPreparing(bool republish);
+  // A discover entry's set changed (main thread): publishes it as soon as no reload is
+  // being prepared.
+  void onDiscoveryChanged();
   void onReloadPrepared();
   ReloadOutcome publish(Prepared& p);
   // Opens `count` sockets (SO_REUSEPORT) for a listener, after checking no other process
@@ -108,6 +118,7 @@ private:
 
   static void onSignalCb(evutil_socket_t sig, short, void* self) noexcept;
   static void onReloadPreparedCb(evutil_socket_t, short, void* self) noexcept;
+  static void onDiscoveryChangedCb(evutil_socket_t, short, void* self) noexcept;
   static void onDrainTickCb(evutil_socket_t, short, void* self) noexcept;
   static void onSuccessorCb(evutil_socket_t, short, void* self) noexcept;
 
@@ -122,6 +133,9 @@ private:
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<ConfigWatch> watch_;
+  std::unique_ptr<Discovery> discovery_;
+  net::EventPtr discoveryChanged_;  // made active by the discovery thread
+  bool republishAgain_ = false;     // a set changed while a reload was being prepared
   std::vector<net::EventPtr> signals_;
 
   // Reloads: one prepared at a time, on reloadThread_; requests that come meanwhile wait

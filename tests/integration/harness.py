@@ -357,23 +357,25 @@ class Wsgate(_Process):
 
 
 class EchoBackend(_Process):
-    """tests/backends/echo_backend.py on an ephemeral loopback port."""
+    """tests/backends/echo_backend.py on an ephemeral loopback port, or on `host` and `port`
+    (any of 127.0.0.0/8: backends that share a port, told apart by address)."""
 
-    def __init__(self, name: str, workdir: Path):
+    def __init__(self, name: str, workdir: Path, host: str = LOOPBACK, port: int = 0):
         super().__init__(f"backend-{name}", workdir)
         self.name = name
-        self.port = 0
+        self.host = host
+        self.port = port
 
     def start(self, timeout: float = 10.0) -> "EchoBackend":
         self._spawn([PYTHON, str(BACKENDS_DIR / "echo_backend.py"),
-                     "--listen", f"{LOOPBACK}:0", "--name", self.name])
+                     "--listen", f"{self.host}:{self.port}", "--name", self.name])
         m = self.wait_line(r"^listening \S+:(\d+)$", stream="stdout", timeout=timeout)
         self.port = int(m.group(1))
         return self
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def requests_logged(self) -> int:
         """Requests and WebSocket sessions the backend has finished (its stderr lines)."""
