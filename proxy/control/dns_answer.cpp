@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "conf/units.h"
+
 namespace wsgate::proxy {
 namespace {
 
@@ -91,9 +93,16 @@ std::optional<DnsAnswer> parseDnsAnswer(std::span<const unsigned char> message,
           error = "a malformed SRV record";
           return std::nullopt;
         }
+        // "." (no service here) reads as ""; anything else must be a host name: dn_expand
+        // writes other bytes as \DDD escapes, which no lookup of the target could use.
+        std::string name = normalName(target);
+        if (!name.empty() && !conf::isValidHost(name)) {
+          error = "a SRV record whose target is not a host name";
+          return std::nullopt;
+        }
         answer.srv.push_back({static_cast<uint16_t>(ns_get16(rdata)),
                               static_cast<uint16_t>(ns_get16(rdata + 2)),
-                              static_cast<uint16_t>(ns_get16(rdata + 4)), normalName(target)});
+                              static_cast<uint16_t>(ns_get16(rdata + 4)), std::move(name)});
       }
     }
   }

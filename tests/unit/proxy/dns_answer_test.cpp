@@ -213,6 +213,13 @@ const MalformedCase kMalformed[] = {
                   return b;
                 }()}}),
      "a malformed SRV record"},
+    // dn_expand writes such bytes as \DDD escapes (found by the dns_answer fuzz target: a
+    // target of escapes longer than any host name).
+    {"SrvTargetWithANonPrintableByte",
+     response("chat.svc", kSrv, {{"", kSrv, srv(0, 0, 9001, "pod\xff.svc")}}),
+     "a SRV record whose target is not a host name"},
+    {"SrvTargetWithASpace", response("chat.svc", kSrv, {{"", kSrv, srv(0, 0, 9001, "a b.svc")}}),
+     "a SRV record whose target is not a host name"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Table, RefusesMalformedAnswers, ::testing::ValuesIn(kMalformed),
