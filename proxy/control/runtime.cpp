@@ -57,8 +57,7 @@ bool resolveSources(const conf::PoolConfig& pc, PoolEntry& entry, std::string& e
     const int bindError = errno;
     if (fd >= 0) close(fd);
     if (!bound) {
-      error = where + "source address " + source + " cannot be used: " +
-              std::strerror(bindError) +
+      error = where + "source address " + source + " cannot be used: " + std::strerror(bindError) +
               (bindError == EADDRNOTAVAIL ? " (not an address of this host)" : "");
       return false;
     }

@@ -23,7 +23,7 @@ struct PoolEntry {
   std::shared_ptr<balancer::Pool> pool;           // pick() mutates only atomics
   std::vector<net::SocketAddress> addresses;      // parallel to pool->backends()
   std::shared_ptr<const tls::ClientContext> tls;  // null: plain TCP to the backends
-  std::vector<net::SocketAddress> sources;  // source_addresses, port 0; empty: not bound
+  std::vector<net::SocketAddress> sources;        // source_addresses, port 0; empty: not bound
 };
 
 struct ListenerEntry {

@@ -327,12 +327,12 @@ TEST(Loader, AppliesPoolAndBackendDefaults) {
 }
 
 TEST(Loader, ReadsSourceAddressesInOrder) {
-  const LoadResult r = loadString(
-      withDefaults("pools:\n"
-                   "  app:\n"
-                   "    backends: [{name: a, address: 'h:1'}]\n"
-                   "    source_addresses: [10.0.0.2, 10.0.0.1, 'fd00::7']\n"),
-      kFile);
+  const LoadResult r =
+      loadString(withDefaults("pools:\n"
+                              "  app:\n"
+                              "    backends: [{name: a, address: 'h:1'}]\n"
+                              "    source_addresses: [10.0.0.2, 10.0.0.1, 'fd00::7']\n"),
+                 kFile);
   ASSERT_TRUE(r.ok()) << joined(r);
   EXPECT_EQ(r.config->pools.at(0).sourceAddresses,
             (std::vector<std::string>{"10.0.0.2", "10.0.0.1", "fd00::7"}));
