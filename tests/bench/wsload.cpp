@@ -231,6 +231,16 @@ private:
   std::string text_;
 };
 
+// The count of what a run completed (`countKey`), its rate per second (`rateKey`) and the
+// median and p99 latency: the figures every client command reports.
+void addThroughput(JsonLine& line, std::string_view countKey, std::string_view rateKey,
+                   const Report& report, double seconds) {
+  line.add(countKey, report.completed)
+      .add(rateKey, seconds > 0 ? static_cast<double>(report.completed) / seconds : 0.0, 1)
+      .add("p50_us", report.latency.percentile(0.50))
+      .add("p99_us", report.latency.percentile(0.99));
+}
+
 void addError(JsonLine& line, const std::string& error) {
   if (!error.empty()) line.add("error", error);
 }
@@ -319,13 +329,9 @@ int runEcho(const Options& o, Plan plan) {
       .add("size", static_cast<uint64_t>(plan.size))
       .add("pipeline", static_cast<uint64_t>(plan.pipeline))
       .add("rate", rate)
-      .add("seconds", seconds, 3)
-      .add("messages", result.completed)
-      .add("msgs_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
-      .add("p50_us", result.latency.percentile(0.50))
-      .add("p99_us", result.latency.percentile(0.99))
-      .add("p999_us", result.latency.percentile(0.999))
-      .add("errors", result.errors);
+      .add("seconds", seconds, 3);
+  addThroughput(line, "messages", "msgs_per_s", result, seconds);
+  line.add("p999_us", result.latency.percentile(0.999)).add("errors", result.errors);
   addError(line, result.firstError);
   Report summary = result;
   if (summary.tls.protocol.empty()) summary.tls = setup.tls;  // echo handshakes in setup
@@ -445,12 +451,9 @@ int runSoak(const Options& o, Plan plan) {
       .add("connections", connections)
       .add("size", static_cast<uint64_t>(plan.size))
       .add("rate", rate)
-      .add("seconds", seconds, 3)
-      .add("messages", result.completed)
-      .add("msgs_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
-      .add("p50_us", result.latency.percentile(0.50))
-      .add("p99_us", result.latency.percentile(0.99))
-      .add("p999_us", result.latency.percentile(0.999))
+      .add("seconds", seconds, 3);
+  addThroughput(line, "messages", "msgs_per_s", result, seconds);
+  line.add("p999_us", result.latency.percentile(0.999))
       .add("failures", result.errors)
       .add("reopened", result.reopened)
       .add("resets", result.resets)
@@ -486,14 +489,9 @@ int runChurn(const Options& o, Plan plan) {
   const Report result = runSessions(plan, 1, concurrency, duration, /*printStart=*/false);
   const double seconds = static_cast<double>(result.elapsedNs) / 1e9;
   JsonLine line;
-  line.add("mode", "churn")
-      .add("concurrency", concurrency)
-      .add("seconds", seconds, 3)
-      .add("sessions", result.completed)
-      .add("sessions_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0, 1)
-      .add("p50_us", result.latency.percentile(0.50))
-      .add("p99_us", result.latency.percentile(0.99))
-      .add("errors", result.errors);
+  line.add("mode", "churn").add("concurrency", concurrency).add("seconds", seconds, 3);
+  addThroughput(line, "sessions", "sessions_per_s", result, seconds);
+  line.add("errors", result.errors);
   addError(line, result.firstError);
   addTls(line, plan, result);
   line.print();
@@ -533,14 +531,10 @@ int runHandshakes(const Options& o, Plan plan) {
       .add("concurrency", concurrency)
       .add("resume", resume ? "yes" : "no")
       .add("seconds", seconds, 3)
-      .add("handshakes", result.completed)
       .add("resumed", result.resumed)
-      .add("tickets", result.tickets)
-      .add("handshakes_per_s", seconds > 0 ? static_cast<double>(result.completed) / seconds : 0.0,
-           1)
-      .add("p50_us", result.latency.percentile(0.50))
-      .add("p99_us", result.latency.percentile(0.99))
-      .add("errors", result.errors);
+      .add("tickets", result.tickets);
+  addThroughput(line, "handshakes", "handshakes_per_s", result, seconds);
+  line.add("errors", result.errors);
   addError(line, result.firstError);
   addTls(line, plan, result);
   line.print();
